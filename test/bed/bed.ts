@@ -1,0 +1,555 @@
+/**
+ * The test bed: real kube-apiserver + etcd, MinIO (S3) and fake-gcs-server on
+ * 127.0.0.1, with their own CA, free ports and a temporary directory.
+ *
+ * The API server runs hardened (no anonymous access, RBAC, client-certificate
+ * admin) and its service-account issuer is the public URL of a bucket, the way
+ * users deploy oidc-publisher.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { request } from './http.ts';
+import { type Ca, type CertFiles, createCa, createSigningKey, issueCert, type SigningKey } from './pki.ts';
+import { ManagedProcess, type ProcessSpec } from './process.ts';
+import { ensureTools, type ToolPaths } from './tools.ts';
+
+const execFileAsync = promisify(execFile);
+
+export interface BedOptions {
+  /** Directory for the bed's files; a new temporary one by default. */
+  dir?: string;
+  /** Start fake-gcs-server too (default true). */
+  gcs?: boolean;
+  /** Which bucket's public URL is the API server's issuer (default 's3'). */
+  issuer?: 's3' | 'gcs';
+  /** Leave the servers running after this process exits (`testbed up`). */
+  persistent?: boolean;
+  /**
+   * A CA directory shared by several beds (created on first use), so one
+   * NODE_EXTRA_CA_CERTS trusts them all. Default: OIDC_BED_CA_DIR, else the bed's own.
+   */
+  caDir?: string;
+}
+
+/** The bed CA in `dir`, created if it does not exist yet. */
+export function bedCa(dir: string): Ca {
+  mkdirSync(dir, { recursive: true });
+  if (existsSync(join(dir, 'ca.crt')) && existsSync(join(dir, 'ca.key'))) {
+    return { dir, cert: join(dir, 'ca.crt'), key: join(dir, 'ca.key') };
+  }
+  return createCa(dir, 'oidc-publisher test bed CA');
+}
+
+export interface S3Info {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Keys under this prefix are anonymously readable through the bucket policy. */
+  publicPrefix: string;
+}
+
+export interface GcsInfo {
+  endpoint: string;
+  bucket: string;
+  publicPrefix: string;
+}
+
+interface ProcState {
+  spec: ProcessSpec;
+  pid: number;
+}
+
+/** Everything another process needs to use a running bed; saved as bed.json. */
+export interface BedState {
+  dir: string;
+  caFile: string;
+  kubectl: string;
+  admin: CertFiles & { kubeconfig: string };
+  apiserver: {
+    binary: string;
+    url: string;
+    port: number;
+    issuer: string;
+    /** Keys whose public halves the API server trusts; the last one signs. */
+    keys: SigningKey[];
+    proc: ProcState;
+  };
+  etcd: { url: string; proc: ProcState };
+  s3: S3Info & { proc: ProcState };
+  gcs?: GcsInfo & { proc: ProcState };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+function kubeconfigYaml(
+  server: string,
+  caFile: string,
+  user: { cert?: string; key?: string; token?: string },
+): string {
+  const auth = user.token
+    ? `    token: ${user.token}\n`
+    : `    client-certificate: ${user.cert}\n    client-key: ${user.key}\n`;
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: bed
+  cluster:
+    server: ${server}
+    certificate-authority: ${caFile}
+users:
+- name: bed-user
+  user:
+${auth}contexts:
+- name: bed
+  context:
+    cluster: bed
+    user: bed-user
+current-context: bed
+`;
+}
+
+export class Bed {
+  readonly state: BedState;
+  readonly #persistent: boolean;
+  readonly #owned: boolean;
+  #procs: Map<string, ManagedProcess>;
+
+  private constructor(
+    state: BedState,
+    procs: Map<string, ManagedProcess>,
+    persistent: boolean,
+    owned: boolean,
+  ) {
+    this.state = state;
+    this.#procs = procs;
+    this.#persistent = persistent;
+    this.#owned = owned;
+  }
+
+  /** Uses a bed that another process started (`testbed up`, or the test runner's shared bed). */
+  static attach(stateFile: string): Bed {
+    const state = JSON.parse(readFileSync(stateFile, 'utf8')) as BedState;
+    const procs = new Map<string, ManagedProcess>();
+    const add = (name: string, p: ProcState | undefined) => {
+      if (p) procs.set(name, ManagedProcess.attach(p.spec, p.pid));
+    };
+    add('etcd', state.etcd.proc);
+    add('kube-apiserver', state.apiserver.proc);
+    add('minio', state.s3.proc);
+    add('fake-gcs-server', state.gcs?.proc);
+    return new Bed(state, procs, true, false);
+  }
+
+  static async start(opts: BedOptions = {}): Promise<Bed> {
+    const tools = ensureTools([
+      'kube',
+      'etcd',
+      'minio',
+      ...(opts.gcs === false ? [] : (['fake-gcs-server'] as const)),
+    ]);
+    const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), 'oidc-bed-'));
+    mkdirSync(dir, { recursive: true });
+    const pkiDir = join(dir, 'pki');
+    mkdirSync(pkiDir, { recursive: true });
+    const sharedCa = bedCa(opts.caDir ?? process.env.OIDC_BED_CA_DIR ?? pkiDir);
+    const ca: Ca = { ...sharedCa, dir: pkiDir };
+    const serving = issueCert(ca, 'serving', {
+      commonName: '127.0.0.1',
+      serverNames: ['127.0.0.1', 'localhost'],
+    });
+    const admin = issueCert(ca, 'admin', { commonName: 'bed-admin', organizations: ['system:masters'] });
+    const [etcdPort, etcdPeerPort, apiPort, s3Port, gcsPort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
+    const s3: S3Info = {
+      endpoint: `https://127.0.0.1:${s3Port}`,
+      region: 'us-east-1',
+      bucket: 'oidc-bed',
+      accessKeyId: 'bedadmin',
+      secretAccessKey: `bed-${Math.random().toString(36).slice(2)}-secret`,
+      publicPrefix: 'public/',
+    };
+    const gcs: GcsInfo | undefined =
+      opts.gcs === false
+        ? undefined
+        : { endpoint: `https://127.0.0.1:${gcsPort}`, bucket: 'oidc-bed', publicPrefix: '' };
+    const issuerBase =
+      opts.issuer === 'gcs' && gcs ? `${gcs.endpoint}/${gcs.bucket}` : `${s3.endpoint}/${s3.bucket}`;
+    const issuer = `${issuerBase}/${opts.issuer === 'gcs' ? '' : s3.publicPrefix}cluster-a`;
+    const adminKubeconfig = join(dir, 'admin.kubeconfig');
+    const state: BedState = {
+      dir,
+      caFile: ca.cert,
+      kubectl: tools.kubectl,
+      admin: { ...admin, kubeconfig: adminKubeconfig },
+      apiserver: {
+        binary: tools.kubeApiserver,
+        url: `https://127.0.0.1:${apiPort}`,
+        port: apiPort,
+        issuer,
+        keys: [createSigningKey(pkiDir, 'sa-1')],
+        proc: { spec: { name: 'kube-apiserver', command: '', args: [], logFile: '' }, pid: 0 },
+      },
+      etcd: {
+        url: `http://127.0.0.1:${etcdPort}`,
+        proc: { spec: { name: 'etcd', command: '', args: [], logFile: '' }, pid: 0 },
+      },
+      s3: { ...s3, proc: { spec: { name: 'minio', command: '', args: [], logFile: '' }, pid: 0 } },
+      gcs: gcs && {
+        ...gcs,
+        proc: { spec: { name: 'fake-gcs-server', command: '', args: [], logFile: '' }, pid: 0 },
+      },
+    };
+    writeFileSync(adminKubeconfig, kubeconfigYaml(state.apiserver.url, ca.cert, admin), { mode: 0o600 });
+    const bed = new Bed(state, new Map(), opts.persistent ?? false, true);
+    try {
+      await Promise.all([
+        bed.#startEtcd(tools, etcdPeerPort).then(() => bed.startApiserver()),
+        bed.#startMinio(tools, ca, serving),
+        gcs ? bed.#startGcs(tools, serving) : Promise.resolve(),
+      ]);
+      bed.#save();
+    } catch (err) {
+      await bed.stop({ keepDir: true });
+      throw err;
+    }
+    return bed;
+  }
+
+  get dir(): string {
+    return this.state.dir;
+  }
+  get ca(): Buffer {
+    return readFileSync(this.state.caFile);
+  }
+  get issuer(): string {
+    return this.state.apiserver.issuer;
+  }
+  get apiserverURL(): string {
+    return this.state.apiserver.url;
+  }
+  get adminKubeconfig(): string {
+    return this.state.admin.kubeconfig;
+  }
+  get signingKey(): SigningKey {
+    const key = this.state.apiserver.keys.at(-1);
+    if (!key) throw new Error('bed has no signing key');
+    return key;
+  }
+
+  #launch(name: string, spec: Omit<ProcessSpec, 'name' | 'logFile'>): ManagedProcess {
+    const full: ProcessSpec = { ...spec, name, logFile: join(this.dir, `${name}.log`) };
+    const proc = ManagedProcess.start(full, this.#persistent);
+    this.#procs.set(name, proc);
+    const ps = { spec: full, pid: proc.pid };
+    if (name === 'etcd') this.state.etcd.proc = ps;
+    else if (name === 'kube-apiserver') this.state.apiserver.proc = ps;
+    else if (name === 'minio') this.state.s3.proc = ps;
+    else if (name === 'fake-gcs-server' && this.state.gcs) this.state.gcs.proc = ps;
+    return proc;
+  }
+
+  async #startEtcd(tools: ToolPaths, peerPort: number): Promise<void> {
+    const url = this.state.etcd.url;
+    const proc = this.#launch('etcd', {
+      command: tools.etcd,
+      args: [
+        '--name=bed',
+        `--data-dir=${join(this.dir, 'etcd')}`,
+        `--listen-client-urls=${url}`,
+        `--advertise-client-urls=${url}`,
+        `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+        `--initial-cluster=bed=http://127.0.0.1:${peerPort}`,
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ],
+    });
+    await proc.waitUntil('healthy', async () => {
+      const res = await fetch(`${url}/health`);
+      return res.ok;
+    });
+  }
+
+  /** Starts (or starts again) kube-apiserver with the bed's current keys and issuer. */
+  async startApiserver(): Promise<void> {
+    this.#assertOwned();
+    const s = this.state;
+    const pki = join(this.dir, 'pki');
+    const proc = this.#launch('kube-apiserver', {
+      command: s.apiserver.binary,
+      args: [
+        `--etcd-servers=${s.etcd.url}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${s.apiserver.port}`,
+        `--cert-dir=${join(this.dir, 'apiserver-certs')}`,
+        `--tls-cert-file=${join(pki, 'serving.crt')}`,
+        `--tls-private-key-file=${join(pki, 'serving.key')}`,
+        `--client-ca-file=${s.caFile}`,
+        '--anonymous-auth=false',
+        '--authorization-mode=RBAC',
+        `--service-account-issuer=${s.apiserver.issuer}`,
+        ...s.apiserver.keys.map((k) => `--service-account-key-file=${k.publicKeyFile}`),
+        `--service-account-signing-key-file=${this.signingKey.privateKeyFile}`,
+        '--service-cluster-ip-range=10.96.0.0/24',
+        '--allow-privileged=false',
+        '--profiling=false',
+        '--enable-priority-and-fairness=false',
+        '--endpoint-reconciler-type=none',
+        '--v=0',
+      ],
+    });
+    const ca = this.ca;
+    const cert = readFileSync(s.admin.cert);
+    const key = readFileSync(s.admin.key);
+    await proc.waitUntil(
+      'ready',
+      async () =>
+        (await request(`${s.apiserver.url}/readyz`, { ca, cert, key, timeoutMs: 2000 })).status === 200,
+      120_000,
+    );
+    this.#save();
+  }
+
+  async stopApiserver(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    this.#assertOwned();
+    await this.#procs.get('kube-apiserver')?.stop(signal);
+  }
+
+  /**
+   * Restarts the API server, as an operator rotating its service-account key
+   * would: with `rotate`, a new key signs; the old public keys stay trusted
+   * unless `dropOldKeys`. etcd and its state are kept.
+   */
+  async restartApiserver(opts: { rotate?: boolean; dropOldKeys?: boolean } = {}): Promise<void> {
+    await this.stopApiserver();
+    if (opts.rotate) {
+      const next = createSigningKey(join(this.dir, 'pki'), `sa-${this.state.apiserver.keys.length + 1}`);
+      this.state.apiserver.keys = opts.dropOldKeys ? [next] : [...this.state.apiserver.keys, next];
+    } else if (opts.dropOldKeys) {
+      this.state.apiserver.keys = [this.signingKey];
+    }
+    await this.startApiserver();
+  }
+
+  async #startMinio(tools: ToolPaths, ca: Ca, serving: CertFiles): Promise<void> {
+    const certs = join(this.dir, 'minio-certs');
+    mkdirSync(join(certs, 'CAs'), { recursive: true });
+    writeFileSync(join(certs, 'public.crt'), readFileSync(serving.cert));
+    writeFileSync(join(certs, 'private.key'), readFileSync(serving.key), { mode: 0o600 });
+    writeFileSync(join(certs, 'CAs', 'ca.crt'), readFileSync(ca.cert));
+    const s3 = this.state.s3;
+    const port = new URL(s3.endpoint).port;
+    const proc = this.#launch('minio', {
+      command: tools.minio,
+      args: [
+        'server',
+        '--quiet',
+        '--address',
+        `127.0.0.1:${port}`,
+        '--certs-dir',
+        certs,
+        join(this.dir, 'minio-data'),
+      ],
+      env: {
+        MINIO_ROOT_USER: s3.accessKeyId,
+        MINIO_ROOT_PASSWORD: s3.secretAccessKey,
+        MINIO_BROWSER: 'off',
+        MINIO_UPDATE: 'off',
+        MINIO_REGION: s3.region,
+      },
+    });
+    const caPem = readFileSync(ca.cert);
+    await proc.waitUntil(
+      'serving',
+      async () =>
+        (await request(`${s3.endpoint}/minio/health/live`, { ca: caPem, timeoutMs: 2000 })).status === 200,
+    );
+    await this.#prepareS3Bucket();
+  }
+
+  async #prepareS3Bucket(): Promise<void> {
+    const { createS3Client } = await import('./s3.ts');
+    const { CreateBucketCommand, PutBucketPolicyCommand } = await import('@aws-sdk/client-s3');
+    const s3 = this.state.s3;
+    const client = createS3Client(s3, this.ca);
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: s3.bucket }));
+      const policy = {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'PublicIssuerRead',
+            Effect: 'Allow',
+            Principal: { AWS: ['*'] },
+            Action: ['s3:GetObject'],
+            Resource: [`arn:aws:s3:::${s3.bucket}/${s3.publicPrefix}*`],
+          },
+        ],
+      };
+      await client.send(new PutBucketPolicyCommand({ Bucket: s3.bucket, Policy: JSON.stringify(policy) }));
+    } finally {
+      client.destroy();
+    }
+  }
+
+  async #startGcs(tools: ToolPaths, serving: CertFiles): Promise<void> {
+    const gcs = this.state.gcs;
+    if (!gcs) return;
+    const data = join(this.dir, 'gcs-data');
+    mkdirSync(join(data, gcs.bucket), { recursive: true });
+    const url = new URL(gcs.endpoint);
+    const proc = this.#launch('fake-gcs-server', {
+      command: tools.fakeGcsServer,
+      args: [
+        '-scheme',
+        'https',
+        '-host',
+        '127.0.0.1',
+        '-port',
+        url.port,
+        '-cert-location',
+        serving.cert,
+        '-private-key-location',
+        serving.key,
+        '-backend',
+        'memory',
+        '-data',
+        data,
+        '-public-host',
+        url.host,
+        '-external-url',
+        gcs.endpoint,
+        '-log-level',
+        'warn',
+      ],
+    });
+    const ca = this.ca;
+    await proc.waitUntil(
+      'serving',
+      async () =>
+        (await request(`${gcs.endpoint}/storage/v1/b/${gcs.bucket}`, { ca, timeoutMs: 2000 })).status === 200,
+    );
+  }
+
+  /** Runs the bed's pinned kubectl as the bed admin (or with another kubeconfig). */
+  async kubectl(
+    args: readonly string[],
+    opts: { input?: string; kubeconfig?: string } = {},
+  ): Promise<string> {
+    const child = execFileAsync(this.state.kubectl, [...args], {
+      env: { ...process.env, KUBECONFIG: opts.kubeconfig ?? this.adminKubeconfig },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (opts.input !== undefined) {
+      child.child.stdin?.end(opts.input);
+    }
+    const { stdout } = await child;
+    return stdout;
+  }
+
+  /** Mints a service-account token with the TokenRequest API. */
+  async mintToken(o: {
+    namespace: string;
+    serviceAccount: string;
+    audience?: string;
+    durationSeconds?: number;
+  }): Promise<string> {
+    const args = ['create', 'token', o.serviceAccount, '-n', o.namespace];
+    if (o.audience) args.push('--audience', o.audience);
+    args.push('--duration', `${o.durationSeconds ?? 3600}s`);
+    return (await this.kubectl(args)).trim();
+  }
+
+  /** Creates the ServiceAccount if needed and writes a kubeconfig that uses a fresh token of it. */
+  async serviceAccountKubeconfig(
+    namespace: string,
+    serviceAccount: string,
+    durationSeconds = 3600,
+  ): Promise<string> {
+    await this.kubectl(['create', 'namespace', namespace, '--dry-run=client', '-o', 'yaml']).then((y) =>
+      this.kubectl(['apply', '-f', '-'], { input: y }),
+    );
+    await this.kubectl([
+      'create',
+      'serviceaccount',
+      serviceAccount,
+      '-n',
+      namespace,
+      '--dry-run=client',
+      '-o',
+      'yaml',
+    ]).then((y) => this.kubectl(['apply', '-f', '-'], { input: y }));
+    const token = await this.mintToken({ namespace, serviceAccount, durationSeconds });
+    const file = join(this.dir, `sa-${namespace}-${serviceAccount}.kubeconfig`);
+    writeFileSync(file, kubeconfigYaml(this.apiserverURL, this.state.caFile, { token }), { mode: 0o600 });
+    return file;
+  }
+
+  /** Environment variables describing this bed, for other tools and processes. */
+  env(): Record<string, string> {
+    const s = this.state;
+    const env: Record<string, string> = {
+      OIDC_BED_DIR: s.dir,
+      OIDC_BED_STATE: join(s.dir, 'bed.json'),
+      KUBECONFIG: s.admin.kubeconfig,
+      OIDC_BED_KUBECTL: s.kubectl,
+      OIDC_BED_CA_FILE: s.caFile,
+      NODE_EXTRA_CA_CERTS: s.caFile,
+      AWS_CA_BUNDLE: s.caFile,
+      OIDC_BED_APISERVER: s.apiserver.url,
+      OIDC_BED_ISSUER: s.apiserver.issuer,
+      OIDC_BED_S3_ENDPOINT: s.s3.endpoint,
+      OIDC_BED_S3_REGION: s.s3.region,
+      OIDC_BED_S3_BUCKET: s.s3.bucket,
+      OIDC_BED_S3_PUBLIC_PREFIX: s.s3.publicPrefix,
+      AWS_ACCESS_KEY_ID: s.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s.s3.secretAccessKey,
+    };
+    if (s.gcs) {
+      env.OIDC_BED_GCS_ENDPOINT = s.gcs.endpoint;
+      env.OIDC_BED_GCS_BUCKET = s.gcs.bucket;
+    }
+    return env;
+  }
+
+  #save(): void {
+    writeFileSync(join(this.dir, 'bed.json'), `${JSON.stringify(this.state, null, 2)}\n`, { mode: 0o600 });
+    const lines = Object.entries(this.env()).map(([k, v]) => `${k}=${v}`);
+    writeFileSync(join(this.dir, 'bed.env'), `${lines.join('\n')}\n`, { mode: 0o600 });
+  }
+
+  #assertOwned(): void {
+    if (!this.#owned) throw new Error('this bed is shared: start a bed of your own to restart its servers');
+  }
+
+  /** Stops every server (reverse start order) and removes the bed's directory. */
+  async stop(opts: { keepDir?: boolean } = {}): Promise<void> {
+    for (const name of ['fake-gcs-server', 'minio', 'kube-apiserver', 'etcd']) {
+      await this.#procs.get(name)?.stop();
+    }
+    if (!opts.keepDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the real servers the test bed runs, from source through the Go module
+# proxy, into a cache outside the repository:
+#   ${OIDC_PUBLISHER_CACHE:-$HOME/.cache/oidc-publisher}/bin/<tool>-<version>
+# A tool already in the cache is not built again.
+#
+#   build-tools.sh [tool ...]     tools: kube (kube-apiserver + kubectl), etcd, minio, fake-gcs-server, helm
+set -euo pipefail
+
+: "${KUBE_VERSION:?set by test/bed/tools.ts}"
+: "${ETCD_VERSION:?set by test/bed/tools.ts}"
+: "${MINIO_VERSION:?set by test/bed/tools.ts}"
+: "${FAKE_GCS_VERSION:?set by test/bed/tools.ts}"
+: "${HELM_VERSION:?set by test/bed/tools.ts}"
+
+cache="${OIDC_PUBLISHER_CACHE:-$HOME/.cache/oidc-publisher}"
+bin="$cache/bin"
+mkdir -p "$bin"
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "build-tools: Go is not installed. The test bed builds kube-apiserver, etcd, MinIO and" >&2
+  echo "fake-gcs-server from source and needs Go >= 1.25 on PATH (https://go.dev/doc/install;" >&2
+  echo "on Debian: apt-get install golang-go, or unpack the official tarball into /usr/local/go)." >&2
+  exit 3
+fi
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
+
+log() { printf 'build-tools: %s\n' "$*" >&2; }
+
+have() { [ -x "$bin/$1" ]; }
+
+# install_into DIR NAME: moves a freshly built binary into the cache atomically.
+publish() {
+  local built="$1" name="$2"
+  chmod 0755 "$built"
+  mv -f "$built" "$bin/$name.tmp.$$"
+  mv -f "$bin/$name.tmp.$$" "$bin/$name"
+}
+
+build_kube() {
+  local apiserver="kube-apiserver-$KUBE_VERSION" kubectl="kubectl-$KUBE_VERSION"
+  if have "$apiserver" && have "$kubectl"; then return; fi
+  log "building kube-apiserver and kubectl $KUBE_VERSION (cold build takes several minutes)"
+  local work; work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  (
+    cd "$work"
+    go mod init oidc-publisher.local/kubetools >/dev/null 2>&1
+    local gomod
+    gomod="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+    [ -f "$gomod" ] || { log "could not download k8s.io/kubernetes@$KUBE_VERSION"; exit 1; }
+    local staging="v0.${KUBE_VERSION#v1.}"
+    # The kubernetes module replaces its staging modules with local paths; point
+    # each at its published tag instead.
+    local goline
+    goline="$(grep -E '^go [0-9.]+$' "$gomod" | head -n1)"
+    go mod edit -go="${goline#go }"
+    grep -E '^godebug ' "$gomod" >> go.mod || true
+    awk '/^godebug \(/{f=1} f{print} f&&/^\)/{f=0}' "$gomod" >> go.mod
+    local mods
+    mods="$(grep -oE 'k8s\.io/[a-z0-9._-]+ => \./staging/src/k8s\.io/[a-z0-9._-]+' "$gomod" | awk '{print $1}' | sort -u)"
+    [ -n "$mods" ] || { log "no staging replacements found in $gomod"; exit 1; }
+    for m in $mods; do go mod edit -replace="$m=$m@$staging"; done
+    go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION"
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" >&2
+    local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+    local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+    ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    go build -trimpath -ldflags "$ldflags" -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    go build -trimpath -ldflags "$ldflags" -o "$work/kubectl" k8s.io/kubernetes/cmd/kubectl
+  )
+  publish "$work/kube-apiserver" "$apiserver"
+  publish "$work/kubectl" "$kubectl"
+  log "built $apiserver and $kubectl"
+}
+
+build_etcd() {
+  local name="etcd-$ETCD_VERSION"
+  have "$name" && return
+  log "building etcd $ETCD_VERSION"
+  local work; work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  (
+    cd "$work"
+    go mod init oidc-publisher.local/etcdtool >/dev/null 2>&1
+    go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+    go build -trimpath -ldflags "-s -w" -o "$work/etcd" go.etcd.io/etcd/server/v3
+  )
+  publish "$work/etcd" "$name"
+  log "built $name"
+}
+
+# go_install_tool NAME MODULE@VERSION BINARY
+go_install_tool() {
+  local name="$1" pkg="$2" binary="$3"
+  have "$name" && return
+  log "building $pkg"
+  local work; work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  GOBIN="$work" GOFLAGS= go install -trimpath -ldflags "-s -w" "$pkg" >&2
+  publish "$work/$binary" "$name"
+  log "built $name"
+}
+
+tools=("$@")
+[ ${#tools[@]} -gt 0 ] || tools=(kube etcd minio fake-gcs-server)
+for t in "${tools[@]}"; do
+  case "$t" in
+    kube) build_kube ;;
+    etcd) build_etcd ;;
+    minio) go_install_tool "minio-$MINIO_VERSION" "github.com/minio/minio@$MINIO_VERSION" minio ;;
+    fake-gcs-server) go_install_tool "fake-gcs-server-$FAKE_GCS_VERSION" "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" fake-gcs-server ;;
+    helm) go_install_tool "helm-$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm ;;
+    *) log "unknown tool: $t"; exit 2 ;;
+  esac
+done

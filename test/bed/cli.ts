@@ -1,0 +1,62 @@
+/**
+ * npm run testbed -- up [--dir DIR] [--issuer s3|gcs]   start a bed that outlives this command
+ * npm run testbed -- down [--dir DIR]                   stop it and remove its files
+ * npm run testbed -- build                              build the pinned servers into the cache
+ *
+ * `up` writes DIR/bed.env (KUBECONFIG, endpoints, credentials) and DIR/bed.json.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Bed } from './bed.ts';
+import { ensureTools } from './tools.ts';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    dir: { type: 'string', default: join(import.meta.dirname, '..', '..', '.bed', 'default') },
+    issuer: { type: 'string', default: 's3' },
+  },
+});
+const dir = resolve(values.dir);
+const command = positionals[0];
+
+async function main(): Promise<number> {
+  switch (command) {
+    case 'build':
+      ensureTools(['kube', 'etcd', 'minio', 'fake-gcs-server', 'helm']);
+      return 0;
+    case 'up': {
+      if (existsSync(join(dir, 'bed.json'))) {
+        console.error(`a bed already runs in ${dir}; run 'npm run testbed -- down' first`);
+        return 1;
+      }
+      if (values.issuer !== 's3' && values.issuer !== 'gcs') {
+        console.error('--issuer must be s3 or gcs');
+        return 2;
+      }
+      const started = Date.now();
+      const bed = await Bed.start({ dir, persistent: true, issuer: values.issuer });
+      console.log(`bed up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+      console.log(`  env file:   ${join(dir, 'bed.env')}   (set -a; . ${join(dir, 'bed.env')}; set +a)`);
+      console.log(`  apiserver:  ${bed.apiserverURL}`);
+      console.log(`  issuer:     ${bed.issuer}`);
+      console.log(`  kubectl:    KUBECONFIG=${bed.adminKubeconfig} ${bed.state.kubectl}`);
+      return 0;
+    }
+    case 'down': {
+      if (!existsSync(join(dir, 'bed.json'))) {
+        console.error(`no bed in ${dir}`);
+        return 1;
+      }
+      await Bed.attach(join(dir, 'bed.json')).stop();
+      console.log(`bed in ${dir} stopped and removed`);
+      return 0;
+    }
+    default:
+      console.error('usage: npm run testbed -- up|down|build [--dir DIR] [--issuer s3|gcs]');
+      return 2;
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,98 @@
+/**
+ * The real servers the test bed runs, pinned by version and built from source
+ * through the Go module proxy into a cache outside the repository.
+ */
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export const VERSIONS = {
+  kube: 'v1.35.4',
+  etcd: 'v3.6.16',
+  // MinIO's repository publishes no semver tags; this pseudo-version is its newest source.
+  minio: 'v0.0.0-20260212201848-7aac2a2c5b7c',
+  fakeGcs: 'v1.55.1',
+  helm: 'v3.21.4',
+} as const;
+
+export type ToolGroup = 'kube' | 'etcd' | 'minio' | 'fake-gcs-server' | 'helm';
+
+export interface ToolPaths {
+  kubeApiserver: string;
+  kubectl: string;
+  etcd: string;
+  minio: string;
+  fakeGcsServer: string;
+  helm: string;
+}
+
+export function cacheDir(): string {
+  return process.env.OIDC_PUBLISHER_CACHE ?? join(homedir(), '.cache', 'oidc-publisher');
+}
+
+export function toolPaths(): ToolPaths {
+  const bin = join(cacheDir(), 'bin');
+  return {
+    kubeApiserver: join(bin, `kube-apiserver-${VERSIONS.kube}`),
+    kubectl: join(bin, `kubectl-${VERSIONS.kube}`),
+    etcd: join(bin, `etcd-${VERSIONS.etcd}`),
+    minio: join(bin, `minio-${VERSIONS.minio}`),
+    fakeGcsServer: join(bin, `fake-gcs-server-${VERSIONS.fakeGcs}`),
+    helm: join(bin, `helm-${VERSIONS.helm}`),
+  };
+}
+
+const GROUP_FILES: Record<ToolGroup, (keyof ToolPaths)[]> = {
+  kube: ['kubeApiserver', 'kubectl'],
+  etcd: ['etcd'],
+  minio: ['minio'],
+  'fake-gcs-server': ['fakeGcsServer'],
+  helm: ['helm'],
+};
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class ToolBuildError extends Error {
+  override name = 'ToolBuildError';
+}
+
+/** Builds every missing tool of the given groups; returns the paths of all tools. */
+export function ensureTools(
+  groups: readonly ToolGroup[] = ['kube', 'etcd', 'minio', 'fake-gcs-server'],
+): ToolPaths {
+  const paths = toolPaths();
+  const missing = groups.filter((g) => GROUP_FILES[g].some((k) => !executable(paths[k])));
+  if (missing.length === 0) return paths;
+  const script = join(import.meta.dirname, 'build-tools.sh');
+  const result = spawnSync('bash', [script, ...missing], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: {
+      ...process.env,
+      KUBE_VERSION: VERSIONS.kube,
+      ETCD_VERSION: VERSIONS.etcd,
+      MINIO_VERSION: VERSIONS.minio,
+      FAKE_GCS_VERSION: VERSIONS.fakeGcs,
+      HELM_VERSION: VERSIONS.helm,
+    },
+  });
+  if (result.status === 3) {
+    throw new ToolBuildError(
+      'Go is not installed: the test bed builds kube-apiserver, etcd, MinIO and fake-gcs-server from source. ' +
+        'Install Go >= 1.25 (https://go.dev/doc/install) and run the command again.',
+    );
+  }
+  if (result.status !== 0) {
+    throw new ToolBuildError(
+      `building ${missing.join(', ')} failed (bash ${script} ${missing.join(' ')} exited ${result.status ?? result.signal}); see the output above`,
+    );
+  }
+  return paths;
+}
