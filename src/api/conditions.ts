@@ -1,0 +1,69 @@
+/**
+ * Condition types and reasons of OidcPublisher status. Reasons are stable API:
+ * alerts and runbooks match on them.
+ */
+
+export const ConditionType = {
+  /** The source API server's documents were read and are valid. */
+  SourceAvailable: 'SourceAvailable',
+  /** The issuer in the source's discovery document equals spec.issuerURL. */
+  IssuerMatched: 'IssuerMatched',
+  /** The bucket holds the current documents. */
+  Published: 'Published',
+  /** Summary: True when the documents are published and current; otherwise the reason of the first failing step. */
+  Ready: 'Ready',
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+export const Reason = {
+  // SourceAvailable
+  /** True: both documents were read and validated. */
+  DocumentsFetched: 'DocumentsFetched',
+  /** False: the kubeconfig Secret or its key does not exist in the operator's namespace. */
+  KubeconfigSecretNotFound: 'KubeconfigSecretNotFound',
+  /** False: the kubeconfig could not be parsed, or names no usable cluster and user. */
+  KubeconfigInvalid: 'KubeconfigInvalid',
+  /** False: the kubeconfig would run a command (exec, auth-provider) or read local files, or disables TLS verification. */
+  KubeconfigRefused: 'KubeconfigRefused',
+  /** False: the API server could not be reached (connection refused, DNS, TLS, timeout). */
+  SourceUnreachable: 'SourceUnreachable',
+  /** False: the API server answered 401 or 403 to the credentials used. */
+  SourceUnauthorized: 'SourceUnauthorized',
+  /** False: the API server answered with another error status. */
+  SourceError: 'SourceError',
+  /** False: a document is not valid JSON, not a valid discovery document or JWKS, or carries private key material. */
+  InvalidDocuments: 'InvalidDocuments',
+
+  // IssuerMatched
+  /** True: the source's issuer equals spec.issuerURL. */
+  IssuerMatches: 'IssuerMatches',
+  /** False: the source's issuer differs from spec.issuerURL. */
+  IssuerMismatch: 'IssuerMismatch',
+  /** Unknown: the source could not be read, so the issuer was not compared. */
+  SourceNotRead: 'SourceNotRead',
+
+  // Published
+  /** True: objects were written in this sync. */
+  DocumentsPublished: 'DocumentsPublished',
+  /** True: the bucket already held the current documents; nothing was written. */
+  UpToDate: 'UpToDate',
+  /** Unknown: nothing was published because an earlier step failed; the bucket keeps the last good documents. */
+  NotAttempted: 'NotAttempted',
+  /** False: the storage credentials Secret is missing or malformed. */
+  StorageCredentialsInvalid: 'StorageCredentialsInvalid',
+  /** False: the storage service refused access (403, AccessDenied). */
+  StorageAccessDenied: 'StorageAccessDenied',
+  /** False: the bucket does not exist. */
+  BucketNotFound: 'BucketNotFound',
+  /** False: the storage service could not be reached. */
+  StorageUnreachable: 'StorageUnreachable',
+  /** False: the storage service answered with another error. */
+  StorageError: 'StorageError',
+
+  // Ready
+  /** True: the documents are published and current. */
+  Ready: 'Ready',
+  /** False: the spec cannot be used (the schema could not refuse it); fix the spec. */
+  InvalidSpec: 'InvalidSpec',
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];

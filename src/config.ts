@@ -1,0 +1,176 @@
+/**
+ * The operator's configuration: flags, then OIDC_PUBLISHER_* environment
+ * variables, then defaults. Parsed once, every problem reported at once, frozen.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseDuration } from './core/duration.ts';
+import { OidcPublisherError } from './errors.ts';
+
+export interface Config {
+  /** Kubeconfig of the cluster the operator runs against; default in-cluster or KUBECONFIG. */
+  kubeconfig?: string;
+  /** The operator's namespace: where referenced Secrets live. */
+  namespace: string;
+  /** Reconcile only this OidcPublisher. */
+  watchName?: string;
+  concurrency: number;
+  sourceTimeoutMs: number;
+  storageTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  shutdownGraceMs: number;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  /** host:port of the health endpoints; empty to disable. */
+  healthAddr: string;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+const IN_CLUSTER_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export const FLAGS = {
+  kubeconfig: {
+    type: 'string',
+    env: 'KUBECONFIG',
+    help: 'kubeconfig of the cluster to run against (default: in-cluster, or $KUBECONFIG)',
+  },
+  namespace: {
+    type: 'string',
+    env: 'POD_NAMESPACE',
+    help: "the operator's namespace, where referenced Secrets live (default: the in-cluster namespace)",
+  },
+  oidcpublisher: {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_WATCH_NAME',
+    help: 'reconcile only the OidcPublisher of this name (default: all)',
+  },
+  concurrency: {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_CONCURRENCY',
+    help: 'OidcPublishers reconciled at once (default 4)',
+  },
+  'source-timeout': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_SOURCE_TIMEOUT',
+    help: 'timeout of a read from an API server (default 10s)',
+  },
+  'storage-timeout': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_STORAGE_TIMEOUT',
+    help: 'timeout of a storage request (default 15s)',
+  },
+  'backoff-base': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_BACKOFF_BASE',
+    help: 'first retry delay after a transient failure (default 1s)',
+  },
+  'backoff-max': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_BACKOFF_MAX',
+    help: 'longest retry delay (default 1m)',
+  },
+  'shutdown-grace': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_SHUTDOWN_GRACE',
+    help: 'how long reconciles in flight may finish on SIGTERM (default 20s)',
+  },
+  'log-level': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_LOG_LEVEL',
+    help: `one of ${LOG_LEVELS.join(', ')} (default info)`,
+  },
+  'health-addr': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_HEALTH_ADDR',
+    help: 'host:port for /healthz and /readyz, empty to disable (default :8081)',
+  },
+} as const;
+
+type FlagName = keyof typeof FLAGS;
+
+export function parseConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  readFile = readFileSync,
+): Readonly<Config> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' }])) as Record<
+      FlagName,
+      { type: 'string' }
+    >,
+    strict: true,
+    allowPositionals: false,
+  });
+  const raw = (name: FlagName): string | undefined => {
+    const v = (values as Record<string, string | undefined>)[name] ?? env[FLAGS[name].env];
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const problems: string[] = [];
+  const duration = (name: FlagName, fallback: string, min = 1): number => {
+    const text = raw(name) ?? fallback;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms < min) {
+      problems.push(`--${name}: ${JSON.stringify(text)} is not a duration like 10s or 1m`);
+      return 0;
+    }
+    return ms;
+  };
+  const concurrencyText = raw('concurrency') ?? '4';
+  const concurrency = Number(concurrencyText);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {
+    problems.push(`--concurrency: ${JSON.stringify(concurrencyText)} is not a whole number from 1 to 256`);
+  }
+  const logLevel = raw('log-level') ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  let namespace = raw('namespace');
+  if (!namespace) {
+    try {
+      namespace = readFile(IN_CLUSTER_NAMESPACE, 'utf8').trim();
+    } catch {
+      problems.push('--namespace: not set, and not running in a cluster (set --namespace or POD_NAMESPACE)');
+    }
+  }
+  const healthAddr =
+    (values as Record<string, string | undefined>)['health-addr'] ?? env[FLAGS['health-addr'].env] ?? ':8081';
+  if (healthAddr !== '' && !/^[^:]*:\d{1,5}$/.test(healthAddr)) {
+    problems.push(`--health-addr: ${JSON.stringify(healthAddr)} is not host:port`);
+  }
+  const config: Config = {
+    namespace: namespace ?? '',
+    concurrency,
+    sourceTimeoutMs: duration('source-timeout', '10s'),
+    storageTimeoutMs: duration('storage-timeout', '15s'),
+    backoffBaseMs: duration('backoff-base', '1s'),
+    backoffMaxMs: duration('backoff-max', '1m'),
+    shutdownGraceMs: duration('shutdown-grace', '20s'),
+    logLevel: logLevel as Config['logLevel'],
+    healthAddr,
+  };
+  const kubeconfig = raw('kubeconfig');
+  if (kubeconfig) config.kubeconfig = kubeconfig;
+  const watchName = raw('oidcpublisher');
+  if (watchName) config.watchName = watchName;
+  if (problems.length > 0) {
+    throw new OidcPublisherError('CONFIG_INVALID', `invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  return Object.freeze(config);
+}
+
+export function usage(): string {
+  const lines = Object.entries(FLAGS).map(
+    ([name, f]) => `  --${name.padEnd(16)} ${f.help}\n  ${''.padEnd(18)} env ${f.env}`,
+  );
+  return `oidc-publisher: publishes a cluster's service-account issuer to object storage.
+
+Usage:
+  oidc-publisher [run] [flags]     run the operator
+  oidc-publisher --help            show this help
+  oidc-publisher --version         print the version
+
+Flags (each may also be set by the environment variable shown):
+${lines.join('\n')}
+`;
+}

@@ -1,0 +1,99 @@
+/**
+ * The controller: an informer over OidcPublishers feeding a work queue of
+ * names, drained by the reconciler. Watch events only enqueue names; changes
+ * to status alone (our own writes) do not.
+ */
+import { type KubeConfig, type KubernetesObject, makeInformer } from '@kubernetes/client-node';
+import { API_GROUP, API_PLURAL, API_VERSION, type OidcPublisher } from '../api/types.ts';
+import { type Logger, serializeError } from '../log.ts';
+import { ResilientInformer } from './informer.ts';
+import type { ClusterClient } from './kube.ts';
+import { WorkQueue } from './queue.ts';
+import type { Reconciler } from './reconciler.ts';
+
+export interface ControllerOptions {
+  concurrency: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Only this OidcPublisher, when set. */
+  watchName?: string;
+}
+
+/** The informer holds the API server's JSON as it came; the CRD schema vouches for its shape. */
+function asPublisher(o: KubernetesObject): OidcPublisher {
+  return o as unknown as OidcPublisher;
+}
+
+/** What about an object makes it worth a reconcile; status is left out. */
+function fingerprint(o: OidcPublisher): string {
+  return JSON.stringify([
+    o.metadata.generation,
+    o.metadata.deletionTimestamp ?? null,
+    o.metadata.finalizers ?? [],
+  ]);
+}
+
+export class Controller {
+  readonly queue: WorkQueue;
+  readonly informer: ResilientInformer<KubernetesObject>;
+  readonly #seen = new Map<string, string>();
+  readonly #log: Logger;
+  readonly #watchName: string | undefined;
+
+  constructor(
+    kc: KubeConfig,
+    cluster: ClusterClient,
+    reconcilerFor: (getObject: (name: string) => OidcPublisher | undefined) => Reconciler,
+    log: Logger,
+    opts: ControllerOptions,
+  ) {
+    this.#log = log;
+    this.#watchName = opts.watchName;
+    this.queue = new WorkQueue({
+      concurrency: opts.concurrency,
+      baseDelayMs: opts.backoffBaseMs,
+      maxDelayMs: opts.backoffMaxMs,
+      onHandlerError: (key, err) => log.error({ err, oidcpublisher: key }, 'reconcile threw'),
+    });
+    const path = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
+    const raw = makeInformer<KubernetesObject>(kc, path, () => cluster.listPublishers() as never);
+    this.informer = new ResilientInformer(raw, {
+      onAdd: (o) => this.#changed(asPublisher(o)),
+      onUpdate: (o) => this.#changed(asPublisher(o)),
+      onDelete: (o) => {
+        const name = asPublisher(o).metadata.name;
+        this.#seen.delete(name);
+        this.queue.remove(name);
+      },
+      onError: (err, restartInMs) =>
+        log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
+      onSynced: () => log.info({ count: this.informer.list().length }, 'watching OidcPublishers'),
+    });
+    const reconciler = reconcilerFor((name) => {
+      const o = this.informer.get(name);
+      return o ? asPublisher(o) : undefined;
+    });
+    this.queue.start((name) => reconciler.reconcile(name));
+  }
+
+  #changed(o: OidcPublisher): void {
+    const name = o.metadata.name;
+    if (this.#watchName && name !== this.#watchName) return;
+    const fp = fingerprint(o);
+    if (this.#seen.get(name) === fp) return;
+    this.#seen.set(name, fp);
+    this.queue.add(name);
+  }
+
+  async start(): Promise<void> {
+    await this.informer.start();
+  }
+
+  /** Stops watching, lets reconciles in flight finish (at most graceMs). */
+  async stop(graceMs: number): Promise<boolean> {
+    await this.informer.stop();
+    const finished = await this.queue.shutdown(graceMs);
+    this.#log.info({ finished }, 'controller stopped');
+    return finished;
+  }
+}

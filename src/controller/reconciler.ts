@@ -1,0 +1,182 @@
+/**
+ * One sync of one OidcPublisher: gather (object, source documents, bucket
+ * metadata), decide (the pure core), act (writes, status). Level-based: it
+ * reads the current object and the world every time, whatever woke it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { OidcPublisher } from '../api/types.ts';
+import { FINALIZER } from '../api/types.ts';
+import { type PlannedWrite, planWrites, prepare, type RawDocuments } from '../core/plan.ts';
+import { DISCOVERY_PATH, JWKS_PATH, objectKey, type ResolvedSpec, resolveSpec } from '../core/spec.ts';
+import { type FailedStep, invalidSpecStatus, nextStatus, type SyncOutcome } from '../core/status.ts';
+import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { StoreFactory } from '../stores/factory.ts';
+import type { ObjectStore } from '../stores/store.ts';
+import type { ClusterClient } from './kube.ts';
+import type { ReconcileResult } from './queue.ts';
+import type { SourceCache } from './sources.ts';
+
+export interface ReconcilerDeps {
+  cluster: Pick<ClusterClient, 'patchStatus' | 'setFinalizers'>;
+  /** The current object, from the informer's cache. */
+  getObject(name: string): OidcPublisher | undefined;
+  sources: Pick<SourceCache, 'get'>;
+  stores: Pick<StoreFactory, 'get'>;
+  log: Logger;
+  now?: () => Date;
+  hooks?: ReconcileHooks;
+}
+
+/** Observers of what a sync did (metrics, events); optional. */
+export interface ReconcileHooks {
+  synced?(name: string, outcome: SyncOutcome, durationMs: number): void;
+  written?(name: string, write: PlannedWrite): void;
+  skipped?(name: string, key: string): void;
+}
+
+function failed(err: unknown): FailedStep {
+  if (isOidcPublisherError(err)) return { code: err.code, message: err.message };
+  return { code: 'STORAGE_ERROR', message: err instanceof Error ? err.message : String(err) };
+}
+
+export class Reconciler {
+  readonly #d: ReconcilerDeps;
+  readonly #now: () => Date;
+
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  async reconcile(name: string): Promise<ReconcileResult> {
+    const obj = this.#d.getObject(name);
+    if (!obj) return { done: true };
+    const log = this.#d.log.child({ oidcpublisher: name, reconcileID: randomUUID().slice(0, 8) });
+    try {
+      if (obj.metadata.deletionTimestamp) return await this.#finalize(obj, log);
+      return await this.#sync(obj, log);
+    } catch (err) {
+      const retry = retryClassOf(err);
+      log.error({ err, retry }, 'reconcile failed');
+      return retry === 'terminal' ? { done: true } : { backoff: true };
+    }
+  }
+
+  async #ensureFinalizer(obj: OidcPublisher): Promise<void> {
+    const finalizers = obj.metadata.finalizers ?? [];
+    if (finalizers.includes(FINALIZER)) return;
+    await this.#d.cluster.setFinalizers(
+      obj.metadata.name,
+      [...finalizers, FINALIZER],
+      obj.metadata.resourceVersion,
+    );
+  }
+
+  async #finalize(obj: OidcPublisher, log: Logger): Promise<ReconcileResult> {
+    const finalizers = obj.metadata.finalizers ?? [];
+    if (!finalizers.includes(FINALIZER)) return { done: true };
+    let spec: ResolvedSpec | undefined;
+    try {
+      spec = resolveSpec(obj.spec);
+    } catch {
+      spec = undefined;
+    }
+    if (spec?.deletionPolicy === 'Delete') {
+      const store = await this.#d.stores.get(spec.storage);
+      // Discovery document first, so no reader sees one whose JWKS is gone.
+      for (const path of [DISCOVERY_PATH, JWKS_PATH]) {
+        const key = objectKey(spec.storage.prefix, path);
+        await store.delete(key);
+        log.info({ key, store: store.describe }, 'deleted published object (deletionPolicy: Delete)');
+      }
+    } else {
+      log.info('leaving published objects in place (deletionPolicy: Retain)');
+    }
+    await this.#d.cluster.setFinalizers(
+      obj.metadata.name,
+      finalizers.filter((f) => f !== FINALIZER),
+      obj.metadata.resourceVersion,
+    );
+    return { done: true };
+  }
+
+  async #sync(obj: OidcPublisher, log: Logger): Promise<ReconcileResult> {
+    const started = performance.now();
+    const name = obj.metadata.name;
+    const generation = obj.metadata.generation ?? 0;
+    let spec: ResolvedSpec;
+    try {
+      spec = resolveSpec(obj.spec);
+    } catch (err) {
+      if (!(err instanceof OidcPublisherError)) throw err;
+      log.warn({ err }, 'spec is invalid; waiting for it to change');
+      await this.#writeStatus(obj, invalidSpecStatus(obj.status, generation, err.message, this.#now()));
+      return { done: true };
+    }
+    await this.#ensureFinalizer(obj);
+
+    const outcome: SyncOutcome = {};
+    let raw: RawDocuments | undefined;
+    try {
+      const source = await this.#d.sources.get(spec);
+      raw = await source.fetchDocuments();
+    } catch (err) {
+      outcome.sourceError = failed(err);
+    }
+    if (raw) {
+      outcome.preparation = prepare(spec, raw);
+      if (outcome.preparation.kind === 'ready') {
+        try {
+          outcome.written = await this.#publish(name, spec, outcome.preparation.objects, log);
+        } catch (err) {
+          outcome.publishError = failed(err);
+        }
+      }
+    }
+    const status = nextStatus(obj.status, generation, spec, outcome, this.#now());
+    await this.#writeStatus(obj, status);
+    this.#d.hooks?.synced?.(name, outcome, performance.now() - started);
+
+    const problem = outcome.sourceError ?? outcome.publishError;
+    if (problem) {
+      log.warn({ code: problem.code, message: problem.message }, 'sync failed');
+    } else if (outcome.preparation?.kind === 'ready') {
+      if (outcome.written?.length)
+        log.info({ writes: outcome.written.map((w) => `${w.object.key}: ${w.why}`) }, 'published');
+      else log.debug('up to date');
+    } else if (outcome.preparation) {
+      log.warn({ reason: outcome.preparation.kind }, 'documents not published');
+    }
+    const transient = problem !== undefined && ErrorCodes[problem.code].retry === 'transient';
+    return transient ? { backoff: true } : { requeueAfterMs: spec.syncIntervalMs };
+  }
+
+  /** Writes what differs from the bucket: the JWKS before the discovery document. */
+  async #publish(
+    name: string,
+    spec: ResolvedSpec,
+    objects: Parameters<typeof planWrites>[0],
+    log: Logger,
+  ): Promise<PlannedWrite[]> {
+    const store: ObjectStore = await this.#d.stores.get(spec.storage);
+    const stored = await Promise.all(objects.map((o) => store.head(o.key)));
+    const writes = planWrites(objects, stored);
+    for (const o of objects) if (!writes.some((w) => w.object === o)) this.#d.hooks?.skipped?.(name, o.key);
+    for (const w of writes) {
+      await store.put(w.object.key, w.object.body, {
+        contentType: w.object.contentType,
+        cacheControl: w.object.cacheControl,
+        sha256: w.object.sha256,
+      });
+      this.#d.hooks?.written?.(name, w);
+      log.debug({ key: w.object.key, why: w.why, sha256: w.object.sha256 }, 'wrote object');
+    }
+    return writes;
+  }
+
+  async #writeStatus(obj: OidcPublisher, status: NonNullable<OidcPublisher['status']>): Promise<void> {
+    if (JSON.stringify(status) === JSON.stringify(obj.status)) return;
+    await this.#d.cluster.patchStatus(obj.metadata.name, status);
+  }
+}

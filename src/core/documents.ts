@@ -1,0 +1,231 @@
+/**
+ * The two issuer documents: validation of what the source served, and the
+ * deterministic bytes that are published. Pure: no I/O, no clock.
+ */
+import { createHash } from 'node:crypto';
+import { OidcPublisherError } from '../errors.ts';
+
+/** A public signature key as published: only public parameters, in a fixed order. */
+export interface PublicJwk {
+  kty: 'RSA' | 'EC' | 'OKP';
+  kid: string;
+  alg: string;
+  use?: 'sig';
+  n?: string;
+  e?: string;
+  crv?: string;
+  x?: string;
+  y?: string;
+}
+
+export interface ValidatedDiscovery {
+  issuer: string;
+  jwksURI: string;
+  /** The source document, parsed. */
+  document: Record<string, unknown>;
+}
+
+export const MAX_DOCUMENT_BYTES = 1024 * 1024;
+
+/** Parameters that only private or symmetric keys carry. */
+const PRIVATE_PARAMETERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+
+const ALGORITHMS: Record<PublicJwk['kty'], readonly string[]> = {
+  RSA: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'],
+  EC: ['ES256', 'ES384', 'ES512'],
+  OKP: ['EdDSA', 'Ed25519'],
+};
+
+const CURVES: Record<string, { kty: 'EC' | 'OKP'; bytes: number }> = {
+  'P-256': { kty: 'EC', bytes: 32 },
+  'P-384': { kty: 'EC', bytes: 48 },
+  'P-521': { kty: 'EC', bytes: 66 },
+  Ed25519: { kty: 'OKP', bytes: 32 },
+};
+
+const MIN_RSA_MODULUS_BYTES = 256;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+function invalid(what: string, problems: string[]): OidcPublisherError {
+  const shown = problems.slice(0, 5).join('; ');
+  const more = problems.length > 5 ? `; and ${problems.length - 5} more` : '';
+  return new OidcPublisherError('DOCUMENT_INVALID', `${what}: ${shown}${more}`);
+}
+
+function parseObject(what: string, raw: Uint8Array | string): Record<string, unknown> {
+  const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
+  if (size > MAX_DOCUMENT_BYTES) throw invalid(what, [`larger than ${MAX_DOCUMENT_BYTES} bytes`]);
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8'));
+  } catch (err) {
+    throw new OidcPublisherError('DOCUMENT_INVALID', `${what}: not valid JSON`, { cause: err });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalid(what, [`expected a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}`]);
+  }
+  return value as Record<string, unknown>;
+}
+
+function isHttpsURL(value: string): boolean {
+  try {
+    return new URL(value).protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+/** Validates the source's /.well-known/openid-configuration. */
+export function validateDiscovery(raw: Uint8Array | string): ValidatedDiscovery {
+  const what = 'discovery document';
+  const doc = parseObject(what, raw);
+  const problems: string[] = [];
+  const { issuer, jwks_uri: jwksURI } = doc;
+  if (typeof issuer !== 'string' || issuer === '') problems.push('"issuer" is missing or not a string');
+  else if (!isHttpsURL(issuer))
+    problems.push(`"issuer" is not an https URL: ${JSON.stringify(issuer.slice(0, 200))}`);
+  if (typeof jwksURI !== 'string' || jwksURI === '') problems.push('"jwks_uri" is missing or not a string');
+  for (const field of [
+    'response_types_supported',
+    'subject_types_supported',
+    'id_token_signing_alg_values_supported',
+  ]) {
+    const v = doc[field];
+    if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) {
+      problems.push(`"${field}" must be an array of strings`);
+    }
+  }
+  if (problems.length > 0) throw invalid(what, problems);
+  return { issuer: issuer as string, jwksURI: jwksURI as string, document: doc };
+}
+
+function checkKey(raw: unknown, index: number, problems: string[]): PublicJwk | undefined {
+  const at = `keys[${index}]`;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    problems.push(`${at} is not an object`);
+    return undefined;
+  }
+  const key = raw as Record<string, unknown>;
+  const before = problems.length;
+  const kid = typeof key.kid === 'string' ? key.kid : undefined;
+  const label = kid ? `${at} (kid ${JSON.stringify(kid.slice(0, 100))})` : at;
+  const privates = PRIVATE_PARAMETERS.filter((p) => p in key);
+  if (privates.length > 0) {
+    problems.push(
+      `${label} carries private or symmetric key material (${privates.join(', ')}): refusing to publish it`,
+    );
+    return undefined;
+  }
+  if (!kid) problems.push(`${label} has no "kid"`);
+  else if (kid.length > 256) problems.push(`${label} has a "kid" longer than 256 characters`);
+  const kty = key.kty;
+  if (kty === 'oct') {
+    problems.push(`${label} is a symmetric key (kty "oct"): refusing to publish it`);
+    return undefined;
+  }
+  if (kty !== 'RSA' && kty !== 'EC' && kty !== 'OKP') {
+    problems.push(`${label} has unsupported "kty" ${JSON.stringify(kty)}`);
+    return undefined;
+  }
+  const alg = key.alg;
+  if (typeof alg !== 'string') problems.push(`${label} has no "alg"`);
+  else if (!ALGORITHMS[kty].includes(alg))
+    problems.push(`${label} has "alg" ${JSON.stringify(alg)}, not valid for ${kty}`);
+  if (key.use !== undefined && key.use !== 'sig')
+    problems.push(`${label} has "use" ${JSON.stringify(key.use)}, not "sig"`);
+  const b64 = (name: string): string | undefined => {
+    const v = key[name];
+    if (typeof v !== 'string' || !BASE64URL.test(v)) {
+      problems.push(`${label} has no valid base64url "${name}"`);
+      return undefined;
+    }
+    return v;
+  };
+  const out: PublicJwk = { kty, kid: kid ?? '', alg: typeof alg === 'string' ? alg : '' };
+  if (key.use === 'sig') out.use = 'sig';
+  if (kty === 'RSA') {
+    const n = b64('n');
+    const e = b64('e');
+    if (n && Buffer.from(n, 'base64url').length < MIN_RSA_MODULUS_BYTES) {
+      problems.push(`${label} has an RSA modulus shorter than 2048 bits`);
+    }
+    if (n) out.n = n;
+    if (e) out.e = e;
+  } else {
+    const crv = key.crv;
+    const curve = typeof crv === 'string' ? CURVES[crv] : undefined;
+    if (!curve || curve.kty !== kty)
+      problems.push(`${label} has unsupported "crv" ${JSON.stringify(crv)} for ${kty}`);
+    else out.crv = crv as string;
+    const x = b64('x');
+    if (x) out.x = x;
+    if (kty === 'EC') {
+      const y = b64('y');
+      if (y) out.y = y;
+    }
+  }
+  return problems.length === before ? out : undefined;
+}
+
+/** Validates the source's /openid/v1/jwks: a non-empty set of public signature keys with unique kids. */
+export function validateJwks(raw: Uint8Array | string): PublicJwk[] {
+  const what = 'JWKS';
+  const doc = parseObject(what, raw);
+  if (!Array.isArray(doc.keys)) throw invalid(what, ['"keys" is missing or not an array']);
+  if (doc.keys.length === 0)
+    throw invalid(what, ['"keys" is empty: there would be nothing to verify tokens with']);
+  if (doc.keys.length > 100) throw invalid(what, [`${doc.keys.length} keys; at most 100 are accepted`]);
+  const problems: string[] = [];
+  const keys: PublicJwk[] = [];
+  const seen = new Set<string>();
+  doc.keys.forEach((raw, i) => {
+    const key = checkKey(raw, i, problems);
+    if (!key) return;
+    if (seen.has(key.kid)) problems.push(`keys[${i}] repeats kid ${JSON.stringify(key.kid)}`);
+    seen.add(key.kid);
+    keys.push(key);
+  });
+  if (problems.length > 0) throw invalid(what, problems);
+  return keys;
+}
+
+const KEY_FIELDS = ['kty', 'kid', 'use', 'alg', 'crv', 'n', 'e', 'x', 'y'] as const;
+
+/** The JWKS bytes: keys sorted by kid, public fields only, in a fixed order. */
+export function renderJwks(keys: readonly PublicJwk[]): Buffer {
+  const sorted = [...keys].sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
+  const out = sorted.map((k) => {
+    const o: Record<string, string> = {};
+    for (const f of KEY_FIELDS) {
+      const v = k[f];
+      if (v !== undefined) o[f] = v;
+    }
+    return o;
+  });
+  return Buffer.from(`${JSON.stringify({ keys: out })}\n`);
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) =>
+      a < b ? -1 : a > b ? 1 : 0,
+    );
+    return Object.fromEntries(entries.map(([k, v]) => [k, canonical(v)]));
+  }
+  return value;
+}
+
+/**
+ * The discovery document bytes: the source document with `jwks_uri` set to the
+ * public one; issuer first, jwks_uri second, every other field sorted.
+ */
+export function renderDiscovery(source: ValidatedDiscovery, jwksURI: string): Buffer {
+  const { issuer: _issuer, jwks_uri: _jwks, ...rest } = source.document;
+  const doc = { issuer: source.issuer, jwks_uri: jwksURI, ...(canonical(rest) as Record<string, unknown>) };
+  return Buffer.from(`${JSON.stringify(doc)}\n`);
+}
+
+export function sha256Hex(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest('hex');
+}

@@ -1,0 +1,125 @@
+/**
+ * The decisions of a sync, as pure functions: from the source's raw documents
+ * to the objects to publish, and from what the bucket holds to the writes.
+ */
+import { OidcPublisherError } from '../errors.ts';
+import {
+  type PublicJwk,
+  renderDiscovery,
+  renderJwks,
+  sha256Hex,
+  type ValidatedDiscovery,
+  validateDiscovery,
+  validateJwks,
+} from './documents.ts';
+import {
+  CONTENT_TYPE_DISCOVERY,
+  CONTENT_TYPE_JWKS,
+  DISCOVERY_PATH,
+  issuerBase,
+  JWKS_PATH,
+  objectKey,
+  type ResolvedSpec,
+} from './spec.ts';
+
+export interface RawDocuments {
+  discovery: Uint8Array | string;
+  jwks: Uint8Array | string;
+}
+
+export interface RenderedObject {
+  role: 'jwks' | 'discovery';
+  key: string;
+  /** Where relying parties fetch it. */
+  url: string;
+  body: Buffer;
+  contentType: string;
+  cacheControl: string;
+  sha256: string;
+}
+
+/** What the bucket holds for a key, as far as a HEAD tells. */
+export interface StoredObject {
+  sha256?: string;
+  contentType?: string;
+  cacheControl?: string;
+}
+
+export type Preparation =
+  | {
+      kind: 'ready';
+      issuer: string;
+      sourceJwksURI: string;
+      keys: PublicJwk[];
+      /** JWKS first: it must be in place before a discovery document that points at it. */
+      objects: RenderedObject[];
+    }
+  | { kind: 'invalid'; error: OidcPublisherError }
+  | { kind: 'issuerMismatch'; issuer: string; expected: string };
+
+/** Validates the source's documents against the spec and renders what to publish. */
+export function prepare(spec: ResolvedSpec, raw: RawDocuments): Preparation {
+  let discovery: ValidatedDiscovery;
+  let keys: PublicJwk[];
+  try {
+    discovery = validateDiscovery(raw.discovery);
+    keys = validateJwks(raw.jwks);
+  } catch (err) {
+    if (err instanceof OidcPublisherError) return { kind: 'invalid', error: err };
+    throw err;
+  }
+  if (discovery.issuer !== spec.issuerURL) {
+    return { kind: 'issuerMismatch', issuer: discovery.issuer, expected: spec.issuerURL };
+  }
+  const prefix = spec.storage.prefix;
+  const jwksBody = renderJwks(keys);
+  const discoveryBody = renderDiscovery(discovery, spec.jwksURI);
+  return {
+    kind: 'ready',
+    issuer: discovery.issuer,
+    sourceJwksURI: discovery.jwksURI,
+    keys,
+    objects: [
+      {
+        role: 'jwks',
+        key: objectKey(prefix, JWKS_PATH),
+        url: spec.jwksURI,
+        body: jwksBody,
+        contentType: CONTENT_TYPE_JWKS,
+        cacheControl: spec.cacheControl,
+        sha256: sha256Hex(jwksBody),
+      },
+      {
+        role: 'discovery',
+        key: objectKey(prefix, DISCOVERY_PATH),
+        url: `${issuerBase(spec.issuerURL)}/${DISCOVERY_PATH}`,
+        body: discoveryBody,
+        contentType: CONTENT_TYPE_DISCOVERY,
+        cacheControl: spec.cacheControl,
+        sha256: sha256Hex(discoveryBody),
+      },
+    ],
+  };
+}
+
+export interface PlannedWrite {
+  object: RenderedObject;
+  why: 'missing' | 'content changed' | 'headers changed';
+}
+
+/** The writes that bring the bucket to `objects`, in order; `stored[i]` is what holds `objects[i].key`. */
+export function planWrites(
+  objects: readonly RenderedObject[],
+  stored: readonly (StoredObject | undefined)[],
+): PlannedWrite[] {
+  const writes: PlannedWrite[] = [];
+  objects.forEach((object, i) => {
+    const current = stored[i];
+    if (!current) writes.push({ object, why: 'missing' });
+    else if (current.sha256 !== object.sha256) writes.push({ object, why: 'content changed' });
+    else if (current.contentType !== object.contentType || current.cacheControl !== object.cacheControl) {
+      writes.push({ object, why: 'headers changed' });
+    }
+  });
+  return writes;
+}

@@ -1,0 +1,112 @@
+/**
+ * An OidcPublisher spec with its defaults applied and its values parsed, once
+ * per reconcile. The CRD schema already refused what it can; what it cannot
+ * check is refused here as SPEC_INVALID.
+ */
+import type { OidcPublisherSpec } from '../api/types.ts';
+import { OidcPublisherError } from '../errors.ts';
+import { parseDuration } from './duration.ts';
+
+export const DEFAULT_SYNC_INTERVAL = '1m';
+export const DEFAULT_CACHE_CONTROL = 'public, max-age=300';
+export const DISCOVERY_PATH = '.well-known/openid-configuration';
+export const JWKS_PATH = 'openid/v1/jwks';
+export const CONTENT_TYPE_DISCOVERY = 'application/json';
+export const CONTENT_TYPE_JWKS = 'application/jwk-set+json';
+
+export type StorageTarget =
+  | {
+      kind: 's3';
+      bucket: string;
+      region: string;
+      prefix: string;
+      endpoint?: string;
+      forcePathStyle: boolean;
+      credentialsSecret?: string;
+    }
+  | {
+      kind: 'gcs';
+      bucket: string;
+      prefix: string;
+      endpoint?: string;
+      credentialsSecret?: { name: string; key: string };
+    };
+
+export interface ResolvedSpec {
+  issuerURL: string;
+  jwksURI: string;
+  kubeconfigSecret?: { name: string; key: string };
+  storage: StorageTarget;
+  syncIntervalMs: number;
+  cacheControl: string;
+  deletionPolicy: 'Retain' | 'Delete';
+}
+
+function specError(message: string): OidcPublisherError {
+  return new OidcPublisherError('SPEC_INVALID', message);
+}
+
+/** The issuer without a trailing slash, for joining paths. */
+export function issuerBase(issuerURL: string): string {
+  return issuerURL.endsWith('/') ? issuerURL.slice(0, -1) : issuerURL;
+}
+
+export function objectKey(prefix: string, path: string): string {
+  const p = prefix.replace(/\/+$/, '');
+  return p ? `${p}/${path}` : path;
+}
+
+export function storageURL(target: StorageTarget): string {
+  const scheme = target.kind === 's3' ? 's3' : 'gs';
+  return `${scheme}://${target.bucket}/${target.prefix.replace(/\/+$/, '')}`;
+}
+
+export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
+  const syncInterval = spec.syncInterval ?? DEFAULT_SYNC_INTERVAL;
+  const syncIntervalMs = parseDuration(syncInterval);
+  if (syncIntervalMs === undefined || syncIntervalMs < 10_000) {
+    throw specError(`syncInterval ${JSON.stringify(syncInterval)} is not a duration of at least 10s`);
+  }
+  if (!spec.issuerURL?.startsWith('https://')) throw specError('issuerURL must be an https URL');
+  const { s3, gcs } = spec.storage ?? {};
+  if ((s3 ? 1 : 0) + (gcs ? 1 : 0) !== 1) throw specError('storage must set exactly one of s3 or gcs');
+  let storage: StorageTarget;
+  if (s3) {
+    storage = {
+      kind: 's3',
+      bucket: s3.bucket,
+      region: s3.region,
+      prefix: s3.prefix ?? '',
+      forcePathStyle: s3.forcePathStyle ?? false,
+      ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+      ...(s3.credentialsSecretRef ? { credentialsSecret: s3.credentialsSecretRef.name } : {}),
+    };
+  } else if (gcs) {
+    storage = {
+      kind: 'gcs',
+      bucket: gcs.bucket,
+      prefix: gcs.prefix ?? '',
+      ...(gcs.endpoint ? { endpoint: gcs.endpoint } : {}),
+      ...(gcs.credentialsSecretRef
+        ? {
+            credentialsSecret: {
+              name: gcs.credentialsSecretRef.name,
+              key: gcs.credentialsSecretRef.key ?? 'credentials.json',
+            },
+          }
+        : {}),
+    };
+  } else {
+    throw specError('storage must set exactly one of s3 or gcs');
+  }
+  const ref = spec.source?.kubeconfigSecretRef;
+  return {
+    issuerURL: spec.issuerURL,
+    jwksURI: spec.jwksURI ?? `${issuerBase(spec.issuerURL)}/${JWKS_PATH}`,
+    ...(ref ? { kubeconfigSecret: { name: ref.name, key: ref.key ?? 'kubeconfig' } } : {}),
+    storage,
+    syncIntervalMs,
+    cacheControl: spec.cacheControl ?? DEFAULT_CACHE_CONTROL,
+    deletionPolicy: spec.deletionPolicy ?? 'Retain',
+  };
+}

@@ -1,0 +1,221 @@
+/**
+ * The status a sync leaves behind, computed from what happened. Pure: the
+ * reconciler passes in the outcome and the time.
+ */
+import { ConditionType, Reason } from '../api/conditions.ts';
+import type { OidcPublisherStatus } from '../api/types.ts';
+import type { ErrorCode } from '../errors.ts';
+import { type ConditionInput, mergeConditions } from './conditions.ts';
+import type { PlannedWrite, Preparation } from './plan.ts';
+import { type ResolvedSpec, storageURL } from './spec.ts';
+
+export interface FailedStep {
+  code: ErrorCode;
+  message: string;
+}
+
+export interface SyncOutcome {
+  /** Why the source could not be read; absent when it was read. */
+  sourceError?: FailedStep;
+  preparation?: Preparation;
+  /** The writes made, when publishing succeeded. */
+  written?: readonly PlannedWrite[];
+  /** Why publishing failed. */
+  publishError?: FailedStep;
+}
+
+const SOURCE_REASONS: Partial<Record<ErrorCode, string>> = {
+  SECRET_NOT_FOUND: Reason.KubeconfigSecretNotFound,
+  SECRET_FORBIDDEN: Reason.KubeconfigSecretNotFound,
+  KUBECONFIG_INVALID: Reason.KubeconfigInvalid,
+  KUBECONFIG_REFUSED: Reason.KubeconfigRefused,
+  SOURCE_UNREACHABLE: Reason.SourceUnreachable,
+  SOURCE_UNAUTHORIZED: Reason.SourceUnauthorized,
+  SOURCE_HTTP_ERROR: Reason.SourceError,
+  SOURCE_TOO_LARGE: Reason.InvalidDocuments,
+  DOCUMENT_INVALID: Reason.InvalidDocuments,
+};
+
+const STORAGE_REASONS: Partial<Record<ErrorCode, string>> = {
+  SECRET_NOT_FOUND: Reason.StorageCredentialsInvalid,
+  SECRET_FORBIDDEN: Reason.StorageCredentialsInvalid,
+  STORAGE_CREDENTIALS_INVALID: Reason.StorageCredentialsInvalid,
+  STORAGE_ACCESS_DENIED: Reason.StorageAccessDenied,
+  STORAGE_BUCKET_NOT_FOUND: Reason.BucketNotFound,
+  STORAGE_UNREACHABLE: Reason.StorageUnreachable,
+  STORAGE_ERROR: Reason.StorageError,
+};
+
+const KEPT = 'the bucket keeps the last published documents';
+
+/** How often lastSyncTime is refreshed when nothing else in the status changed. */
+export const SYNC_HEARTBEAT_MS = 5 * 60_000;
+
+function stamp(now: Date): string {
+  return now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** The status of an OidcPublisher whose spec cannot be used: nothing else was attempted. */
+export function invalidSpecStatus(
+  prev: OidcPublisherStatus | undefined,
+  generation: number,
+  message: string,
+  now: Date,
+): OidcPublisherStatus {
+  const notRead = { status: 'Unknown', reason: Reason.NotAttempted, message: 'the spec is invalid' } as const;
+  return {
+    ...prev,
+    observedGeneration: generation,
+    conditions: mergeConditions(
+      prev?.conditions,
+      [
+        { type: ConditionType.SourceAvailable, ...notRead },
+        { type: ConditionType.IssuerMatched, ...notRead },
+        { type: ConditionType.Published, ...notRead },
+        {
+          type: ConditionType.Ready,
+          status: 'False',
+          reason: Reason.InvalidSpec,
+          message: `${message}; ${KEPT}`,
+        },
+      ],
+      generation,
+      now,
+    ),
+    lastSyncTime: stamp(now),
+  };
+}
+
+export function nextStatus(
+  prev: OidcPublisherStatus | undefined,
+  generation: number,
+  spec: ResolvedSpec,
+  outcome: SyncOutcome,
+  now: Date,
+): OidcPublisherStatus {
+  const prep = outcome.preparation;
+  const conds: ConditionInput[] = [];
+
+  if (outcome.sourceError) {
+    const reason = SOURCE_REASONS[outcome.sourceError.code] ?? Reason.SourceError;
+    conds.push({
+      type: ConditionType.SourceAvailable,
+      status: 'False',
+      reason,
+      message: outcome.sourceError.message,
+    });
+  } else if (prep?.kind === 'invalid') {
+    conds.push({
+      type: ConditionType.SourceAvailable,
+      status: 'False',
+      reason: Reason.InvalidDocuments,
+      message: `${prep.error.message}; nothing was published, ${KEPT}`,
+    });
+  } else {
+    conds.push({
+      type: ConditionType.SourceAvailable,
+      status: 'True',
+      reason: Reason.DocumentsFetched,
+      message: 'read and validated the discovery document and the JWKS',
+    });
+  }
+
+  if (!prep || prep.kind === 'invalid') {
+    conds.push({
+      type: ConditionType.IssuerMatched,
+      status: 'Unknown',
+      reason: Reason.SourceNotRead,
+      message: 'the source documents were not available, so the issuer was not compared',
+    });
+  } else if (prep.kind === 'issuerMismatch') {
+    conds.push({
+      type: ConditionType.IssuerMatched,
+      status: 'False',
+      reason: Reason.IssuerMismatch,
+      message: `the API server's issuer ${JSON.stringify(prep.issuer)} differs from spec.issuerURL ${JSON.stringify(prep.expected)}; ${KEPT}`,
+    });
+  } else {
+    conds.push({
+      type: ConditionType.IssuerMatched,
+      status: 'True',
+      reason: Reason.IssuerMatches,
+      message: `the API server's issuer is ${prep.issuer}`,
+    });
+  }
+
+  if (outcome.publishError) {
+    const reason = STORAGE_REASONS[outcome.publishError.code] ?? Reason.StorageError;
+    conds.push({
+      type: ConditionType.Published,
+      status: 'False',
+      reason,
+      message: `${outcome.publishError.message}; ${KEPT}`,
+    });
+  } else if (prep?.kind === 'ready' && outcome.written) {
+    const rewritten =
+      prep.sourceJwksURI !== spec.jwksURI
+        ? `; jwks_uri rewritten from ${prep.sourceJwksURI} to ${spec.jwksURI}`
+        : '';
+    conds.push(
+      outcome.written.length > 0
+        ? {
+            type: ConditionType.Published,
+            status: 'True',
+            reason: Reason.DocumentsPublished,
+            message: `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}${rewritten}`,
+          }
+        : {
+            type: ConditionType.Published,
+            status: 'True',
+            reason: Reason.UpToDate,
+            message: `the bucket holds the current documents${rewritten}`,
+          },
+    );
+  } else {
+    conds.push({
+      type: ConditionType.Published,
+      status: 'Unknown',
+      reason: Reason.NotAttempted,
+      message: `nothing was published because an earlier step failed; ${KEPT}`,
+    });
+  }
+
+  const failing = conds.find((c) => c.status !== 'True');
+  const ready: ConditionInput = failing
+    ? { type: ConditionType.Ready, status: 'False', reason: failing.reason, message: failing.message }
+    : {
+        type: ConditionType.Ready,
+        status: 'True',
+        reason: Reason.Ready,
+        message: `${spec.issuerURL} serves ${prep?.kind === 'ready' ? prep.keys.length : 0} key(s) from ${storageURL(spec.storage)}`,
+      };
+  conds.push(ready);
+
+  const status: OidcPublisherStatus = {
+    ...prev,
+    observedGeneration: generation,
+    conditions: mergeConditions(prev?.conditions, conds, generation, now),
+    storageURL: storageURL(spec.storage),
+  };
+  if (prep?.kind === 'ready' || prep?.kind === 'issuerMismatch') status.issuer = prep.issuer;
+  if (prep?.kind === 'ready' && outcome.written) {
+    status.jwksURI = spec.jwksURI;
+    status.sourceJWKSURI = prep.sourceJwksURI;
+    status.keyCount = prep.keys.length;
+    status.keys = prep.keys.map((k) => ({ kid: k.kid, kty: k.kty, alg: k.alg }));
+    status.objects = prep.objects.map((o) => ({
+      key: o.key,
+      url: o.url,
+      sha256: o.sha256,
+      contentType: o.contentType,
+    }));
+    if (outcome.written.length > 0) status.lastPublishTime = stamp(now);
+  }
+  const changed =
+    JSON.stringify({ ...status, lastSyncTime: undefined }) !==
+    JSON.stringify({ ...prev, lastSyncTime: undefined });
+  const lastSync = prev?.lastSyncTime ? Date.parse(prev.lastSyncTime) : 0;
+  status.lastSyncTime =
+    changed || now.getTime() - lastSync >= SYNC_HEARTBEAT_MS ? stamp(now) : prev?.lastSyncTime;
+  return status;
+}

@@ -1,0 +1,68 @@
+/**
+ * Every error oidc-publisher raises: a stable code, a retry class, and the
+ * cause chained. The controller decides what to do from the class, never from
+ * message text.
+ */
+
+/**
+ * How the controller treats a failed reconcile:
+ * - `transient`: network trouble, 5xx, 429, timeouts; retried with capped exponential backoff.
+ * - `persistent`: something outside the spec must change (a Secret, a bucket policy, the API
+ *   server's issuer); retried at the sync interval.
+ * - `terminal`: the spec itself is wrong; not retried until the spec changes.
+ */
+export type RetryClass = 'transient' | 'persistent' | 'terminal';
+
+export const ErrorCodes = {
+  CONFIG_INVALID: { retry: 'terminal', summary: 'the operator configuration is invalid' },
+  SPEC_INVALID: { retry: 'terminal', summary: 'the OidcPublisher spec is invalid' },
+  SECRET_NOT_FOUND: { retry: 'persistent', summary: 'a referenced Secret or key does not exist' },
+  SECRET_FORBIDDEN: { retry: 'persistent', summary: 'the operator may not read a referenced Secret' },
+  KUBECONFIG_INVALID: { retry: 'persistent', summary: 'a kubeconfig could not be parsed' },
+  KUBECONFIG_REFUSED: { retry: 'persistent', summary: 'a kubeconfig would run commands or read local files' },
+  SOURCE_UNREACHABLE: { retry: 'transient', summary: 'the API server could not be reached' },
+  SOURCE_UNAUTHORIZED: { retry: 'persistent', summary: 'the API server refused the credentials' },
+  SOURCE_HTTP_ERROR: { retry: 'transient', summary: 'the API server answered with an error' },
+  SOURCE_TOO_LARGE: { retry: 'persistent', summary: 'a source document exceeds the size limit' },
+  DOCUMENT_INVALID: {
+    retry: 'persistent',
+    summary: 'a source document is not a valid discovery document or JWKS',
+  },
+  STORAGE_ACCESS_DENIED: { retry: 'persistent', summary: 'the storage service refused the credentials' },
+  STORAGE_BUCKET_NOT_FOUND: { retry: 'persistent', summary: 'the bucket does not exist' },
+  STORAGE_UNREACHABLE: { retry: 'transient', summary: 'the storage service could not be reached' },
+  STORAGE_ERROR: { retry: 'transient', summary: 'the storage service answered with an error' },
+  STORAGE_CREDENTIALS_INVALID: { retry: 'persistent', summary: 'the storage credentials are malformed' },
+  KUBE_API_ERROR: { retry: 'transient', summary: "the operator's own API server call failed" },
+} as const satisfies Record<string, { retry: RetryClass; summary: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class OidcPublisherError extends Error {
+  override name = 'OidcPublisherError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  get retry(): RetryClass {
+    return ErrorCodes[this.code].retry;
+  }
+}
+
+export function isOidcPublisherError(err: unknown): err is OidcPublisherError {
+  return err instanceof OidcPublisherError;
+}
+
+/** The retry class of any thrown value: unknown errors count as transient. */
+export function retryClassOf(err: unknown): RetryClass {
+  return isOidcPublisherError(err) ? err.retry : 'transient';
+}
+
+/** A one-line description of any thrown value, safe to log. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,31 @@
+/** /healthz (the process is alive) and /readyz (the informer is synced) on their own port. */
+import { createServer, type Server } from 'node:http';
+
+export interface HealthChecks {
+  ready(): boolean;
+}
+
+export function startHealthServer(addr: string, checks: HealthChecks): Promise<Server> {
+  const idx = addr.lastIndexOf(':');
+  const host = addr.slice(0, idx) || undefined;
+  const port = Number(addr.slice(idx + 1));
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ok = checks.ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

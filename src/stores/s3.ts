@@ -1,0 +1,176 @@
+/** S3 and S3-compatible storage through the AWS SDK. */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import type { StoredObject } from '../core/plan.ts';
+import { OidcPublisherError } from '../errors.ts';
+import { HASH_METADATA_KEY, type ObjectStore, type PutOptions } from './store.ts';
+
+export interface S3StoreOptions {
+  bucket: string;
+  region: string;
+  prefix: string;
+  endpoint?: string;
+  forcePathStyle: boolean;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  timeoutMs: number;
+}
+
+const DENIED = new Set([
+  'AccessDenied',
+  'Forbidden',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+]);
+const NETWORK = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+]);
+
+function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof S3ServiceException &&
+    (err.name === 'NotFound' || err.name === 'NoSuchKey' || err.$metadata?.httpStatusCode === 404) &&
+    err.name !== 'NoSuchBucket'
+  );
+}
+
+/** Maps an AWS SDK error to ours. */
+export function s3Error(op: string, target: string, err: unknown): OidcPublisherError {
+  const where = `${op} ${target}`;
+  if (err instanceof S3ServiceException) {
+    const status = err.$metadata?.httpStatusCode;
+    if (err.name === 'NoSuchBucket') {
+      return new OidcPublisherError('STORAGE_BUCKET_NOT_FOUND', `${where}: the bucket does not exist`, {
+        cause: err,
+      });
+    }
+    if (DENIED.has(err.name) || status === 403 || status === 401) {
+      return new OidcPublisherError('STORAGE_ACCESS_DENIED', `${where}: access denied (${err.name})`, {
+        cause: err,
+      });
+    }
+    return new OidcPublisherError(
+      'STORAGE_ERROR',
+      `${where}: ${err.name}${status ? ` (HTTP ${status})` : ''}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const code = (err as { code?: string } | undefined)?.code;
+  const name = (err as { name?: string } | undefined)?.name;
+  if (
+    (code && NETWORK.has(code)) ||
+    name === 'TimeoutError' ||
+    name === 'AbortError' ||
+    code?.startsWith('ERR_TLS') ||
+    code?.includes('CERT')
+  ) {
+    return new OidcPublisherError('STORAGE_UNREACHABLE', `${where}: ${code ?? name}`, { cause: err });
+  }
+  if (name === 'CredentialsProviderError') {
+    return new OidcPublisherError('STORAGE_ACCESS_DENIED', `${where}: no AWS credentials could be loaded`, {
+      cause: err,
+    });
+  }
+  return new OidcPublisherError(
+    'STORAGE_UNREACHABLE',
+    `${where}: ${err instanceof Error ? err.message : String(err)}`,
+    {
+      cause: err,
+    },
+  );
+}
+
+export class S3Store implements ObjectStore {
+  readonly describe: string;
+  readonly #client: S3Client;
+  readonly #bucket: string;
+
+  constructor(opts: S3StoreOptions) {
+    this.#bucket = opts.bucket;
+    this.describe = `s3://${opts.bucket}/${opts.prefix}`;
+    this.#client = new S3Client({
+      region: opts.region,
+      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+      forcePathStyle: opts.forcePathStyle,
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 2,
+      requestHandler: { connectionTimeout: opts.timeoutMs, requestTimeout: opts.timeoutMs },
+    });
+  }
+
+  #target(key: string): string {
+    return `s3://${this.#bucket}/${key}`;
+  }
+
+  async head(key: string): Promise<StoredObject | undefined> {
+    try {
+      const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+      const out: StoredObject = {};
+      const sha = res.Metadata?.[HASH_METADATA_KEY];
+      if (sha) out.sha256 = sha;
+      if (res.ContentType) out.contentType = res.ContentType;
+      if (res.CacheControl) out.cacheControl = res.CacheControl;
+      return out;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw s3Error('HEAD', this.#target(key), err);
+    }
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    try {
+      const res = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }));
+      const bytes = await res.Body?.transformToByteArray();
+      return Buffer.from(bytes ?? new Uint8Array());
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw s3Error('GET', this.#target(key), err);
+    }
+  }
+
+  async put(key: string, body: Buffer, opts: PutOptions): Promise<void> {
+    try {
+      await this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          Body: body,
+          ContentType: opts.contentType,
+          CacheControl: opts.cacheControl,
+          Metadata: { [HASH_METADATA_KEY]: opts.sha256 },
+        }),
+      );
+    } catch (err) {
+      throw s3Error('PUT', this.#target(key), err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw s3Error('DELETE', this.#target(key), err);
+    }
+  }
+
+  close(): void {
+    this.#client.destroy();
+  }
+}
