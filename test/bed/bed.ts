@@ -379,6 +379,8 @@ export class Bed {
         MINIO_BROWSER: 'off',
         MINIO_UPDATE: 'off',
         MINIO_REGION: s3.region,
+        // Tests count requests (PUTs, HEADs) at the server from its metrics.
+        MINIO_PROMETHEUS_AUTH_TYPE: 'public',
       },
     });
     const caPem = readFileSync(ca.cert);
@@ -506,6 +508,43 @@ export class Bed {
     const file = join(this.dir, `sa-${namespace}-${serviceAccount}.kubeconfig`);
     writeFileSync(file, kubeconfigYaml(this.apiserverURL, this.state.caFile, { token }), { mode: 0o600 });
     return file;
+  }
+
+  /**
+   * A self-contained kubeconfig (CA and token inline, no file references), as a
+   * user would store in a Secret for the operator.
+   */
+  inlineKubeconfig(token: string, server = this.apiserverURL): string {
+    const ca = this.ca.toString('base64');
+    return `apiVersion: v1
+kind: Config
+clusters:
+- name: bed
+  cluster:
+    server: ${server}
+    certificate-authority-data: ${ca}
+users:
+- name: reader
+  user:
+    token: ${token}
+contexts:
+- name: bed
+  context:
+    cluster: bed
+    user: reader
+current-context: bed
+`;
+  }
+
+  /** MinIO's own count of S3 API requests by name (PutObject, HeadObject, ...), from its metrics. */
+  async s3RequestCounts(): Promise<Map<string, number>> {
+    const res = await request(`${this.state.s3.endpoint}/minio/metrics/v3/api/requests`, { ca: this.ca });
+    if (res.status !== 200) throw new Error(`MinIO metrics: HTTP ${res.status}`);
+    const counts = new Map<string, number>();
+    for (const m of res.text().matchAll(/^minio_api_requests_total\{name="([^"]+)"[^}]*\} (\d+(?:\.\d+)?)/gm)) {
+      counts.set(m[1] ?? '', (counts.get(m[1] ?? '') ?? 0) + Number(m[2]));
+    }
+    return counts;
   }
 
   /** Environment variables describing this bed, for other tools and processes. */
