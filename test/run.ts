@@ -32,6 +32,7 @@ const bin = join(root, 'node_modules', '.bin');
 if (selected.length === 0) {
   step('typecheck', join(bin, 'tsc'), ['--noEmit', '-p', root]);
   step('lint', join(bin, 'biome'), ['check', '.']);
+  step('API types match the CRD', process.execPath, [join(root, 'scripts', 'gen-api-types.ts'), '--check']);
 }
 
 const needsBed = suites.some((s) => !s.startsWith('test/unit'));
