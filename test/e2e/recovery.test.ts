@@ -1,0 +1,93 @@
+/**
+ * The operator survives its API server going away: the informer restarts by
+ * itself (client-node's does not) and changes made after the restart are
+ * reconciled.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Bed } from '../bed/bed.ts';
+import { request } from '../bed/http.ts';
+import { useBed } from '../bed/shared.ts';
+import {
+  applyYaml,
+  createSecret,
+  eventually,
+  installOperator,
+  OperatorProcess,
+  waitForReady,
+} from './harness.ts';
+
+describe('operator recovery: API server restart', () => {
+  const useOwn = useBed({ gcs: false });
+  let bed: Bed;
+  let op: OperatorProcess;
+
+  before(async () => {
+    bed = useOwn();
+    const kubeconfig = await installOperator(bed);
+    await createSecret(bed, 's3-writer', {
+      AWS_ACCESS_KEY_ID: bed.state.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
+    });
+    op = await OperatorProcess.start(bed, kubeconfig);
+    await applyYaml(
+      bed,
+      JSON.stringify({
+        apiVersion: 'oidcpublisher.io/v1alpha1',
+        kind: 'OidcPublisher',
+        metadata: { name: 'recovers' },
+        spec: {
+          issuerURL: bed.issuer,
+          syncInterval: '10s',
+          storage: {
+            s3: {
+              bucket: bed.state.s3.bucket,
+              region: bed.state.s3.region,
+              prefix: 'public/cluster-a',
+              endpoint: bed.state.s3.endpoint,
+              forcePathStyle: true,
+              credentialsSecretRef: { name: 's3-writer' },
+            },
+          },
+        },
+      }),
+    );
+    await waitForReady(bed, 'recovers', 'True', 'Ready');
+  });
+
+  after(async () => {
+    assert.equal(await op?.stop(), 0);
+  });
+
+  it('restarts its watch after the API server comes back and reconciles later changes', async () => {
+    await bed.stopApiserver();
+    await eventually(
+      'the operator to notice the lost watch',
+      async () =>
+        op.logs().some((l) => l.msg === 'watch of OidcPublishers failed; restarting') ? true : undefined,
+      30_000,
+    );
+    const notReady = await fetch(`http://127.0.0.1:${op.healthPort}/readyz`);
+    assert.equal(notReady.status, 503, '/readyz reports the lost watch');
+    await bed.startApiserver();
+    await eventually(
+      '/readyz to recover',
+      async () =>
+        (await fetch(`http://127.0.0.1:${op.healthPort}/readyz`)).status === 200 ? true : undefined,
+      60_000,
+    );
+    await bed.kubectl([
+      'patch',
+      'oidcpublisher',
+      'recovers',
+      '--type=merge',
+      '-p',
+      '{"spec":{"cacheControl":"public, max-age=120"}}',
+    ]);
+    await eventually('the changed Cache-Control to be published', async () => {
+      const res = await request(`${bed.issuer}/openid/v1/jwks`, { ca: bed.ca });
+      return res.headers['cache-control'] === 'public, max-age=120' ? true : undefined;
+    });
+    await waitForReady(bed, 'recovers', 'True', 'Ready');
+  });
+});
