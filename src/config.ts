@@ -2,7 +2,9 @@
  * The operator's configuration: flags, then OIDC_PUBLISHER_* environment
  * variables, then defaults. Parsed once, every problem reported at once, frozen.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from './core/duration.ts';
 import { OidcPublisherError } from './errors.ts';
@@ -21,8 +23,16 @@ export interface Config {
   backoffMaxMs: number;
   shutdownGraceMs: number;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
-  /** host:port of the health endpoints; empty to disable. */
+  /** host:port of /healthz, /readyz and /metrics; empty to disable. */
   healthAddr: string;
+  leaderElection: {
+    enabled: boolean;
+    leaseName: string;
+    identity: string;
+    leaseDurationMs: number;
+    renewDeadlineMs: number;
+    retryPeriodMs: number;
+  };
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -82,7 +92,37 @@ export const FLAGS = {
   'health-addr': {
     type: 'string',
     env: 'OIDC_PUBLISHER_HEALTH_ADDR',
-    help: 'host:port for /healthz and /readyz, empty to disable (default :8081)',
+    help: 'host:port for /healthz, /readyz and /metrics, empty to disable (default :8081)',
+  },
+  'leader-elect': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_LEADER_ELECT',
+    help: 'elect a leader through a Lease so only one replica reconciles: true or false (default true)',
+  },
+  'leader-election-id': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_LEADER_ELECTION_ID',
+    help: "name of the Lease in the operator's namespace (default oidc-publisher)",
+  },
+  'lease-duration': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_LEASE_DURATION',
+    help: 'how long a standby waits after the last renewal before taking over (default 15s)',
+  },
+  'renew-deadline': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_RENEW_DEADLINE',
+    help: 'how long the leader keeps trying to renew before it gives up leadership (default 10s)',
+  },
+  'retry-period': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_RETRY_PERIOD',
+    help: 'interval between lease attempts (default 2s)',
+  },
+  'pod-name': {
+    type: 'string',
+    env: 'POD_NAME',
+    help: 'identity of this replica in the Lease (default: host name and a random suffix)',
   },
 } as const;
 
@@ -138,6 +178,19 @@ export function parseConfig(
   if (healthAddr !== '' && !/^[^:]*:\d{1,5}$/.test(healthAddr)) {
     problems.push(`--health-addr: ${JSON.stringify(healthAddr)} is not host:port`);
   }
+  const leaderText = raw('leader-elect') ?? 'true';
+  if (leaderText !== 'true' && leaderText !== 'false') {
+    problems.push(`--leader-elect: ${JSON.stringify(leaderText)} is not true or false`);
+  }
+  const leaseDurationMs = duration('lease-duration', '15s', 1000);
+  const renewDeadlineMs = duration('renew-deadline', '10s', 1000);
+  const retryPeriodMs = duration('retry-period', '2s', 100);
+  if (renewDeadlineMs >= leaseDurationMs && leaseDurationMs > 0) {
+    problems.push('--renew-deadline must be shorter than --lease-duration');
+  }
+  if (retryPeriodMs >= renewDeadlineMs && renewDeadlineMs > 0) {
+    problems.push('--retry-period must be shorter than --renew-deadline');
+  }
   const config: Config = {
     namespace: namespace ?? '',
     concurrency,
@@ -148,6 +201,14 @@ export function parseConfig(
     shutdownGraceMs: duration('shutdown-grace', '20s'),
     logLevel: logLevel as Config['logLevel'],
     healthAddr,
+    leaderElection: {
+      enabled: leaderText !== 'false',
+      leaseName: raw('leader-election-id') ?? 'oidc-publisher',
+      identity: raw('pod-name') ?? `${hostname()}-${randomBytes(4).toString('hex')}`,
+      leaseDurationMs,
+      renewDeadlineMs,
+      retryPeriodMs,
+    },
   };
   const kubeconfig = raw('kubeconfig');
   if (kubeconfig) config.kubeconfig = kubeconfig;
@@ -156,6 +217,7 @@ export function parseConfig(
   if (problems.length > 0) {
     throw new OidcPublisherError('CONFIG_INVALID', `invalid configuration:\n  ${problems.join('\n  ')}`);
   }
+  Object.freeze(config.leaderElection);
   return Object.freeze(config);
 }
 

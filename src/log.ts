@@ -43,17 +43,25 @@ export function createLogger(opts: { level: string; destination?: DestinationStr
   );
 }
 
-/** An error as logged: type, stable code and message, and the code chain of its causes; never response bodies. */
+/**
+ * An error as logged: type, stable code, message and the codes of its causes;
+ * never response bodies. Duck-typed: fetch errors from another realm are not
+ * `instanceof Error`.
+ */
 export function serializeError(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { message: String(err) };
-  const out: Record<string, unknown> = { type: err.name, message: err.message };
-  if (isOidcPublisherError(err)) out.code = err.code;
+  if (!err || typeof err !== 'object') return { message: String(err) };
+  const e = err as { name?: unknown; message?: unknown; code?: unknown; cause?: unknown };
+  const out: Record<string, unknown> = {
+    type: typeof e.name === 'string' ? e.name : (err.constructor?.name ?? 'Object'),
+    message: typeof e.message === 'string' ? e.message : 'non-Error value thrown',
+  };
+  if (isOidcPublisherError(err) || typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
   const causes: string[] = [];
-  let cause: unknown = err.cause;
-  for (let i = 0; cause && i < 5; i++) {
-    const c = cause as { name?: string; code?: unknown };
+  let cause: unknown = e.cause;
+  for (let i = 0; cause && typeof cause === 'object' && i < 5; i++) {
+    const c = cause as { name?: string; code?: unknown; cause?: unknown };
     causes.push([c.name, c.code].filter(Boolean).join(':'));
-    cause = (cause as { cause?: unknown }).cause;
+    cause = c.cause;
   }
   if (causes.length) out.causes = causes;
   return out;

@@ -5,12 +5,15 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { type Config, parseConfig, usage } from './config.ts';
 import { Controller } from './controller/controller.ts';
+import { EventRecorder } from './controller/events.ts';
 import { ClusterClient } from './controller/kube.ts';
+import { LeaderElector } from './controller/leader.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { SourceCache } from './controller/sources.ts';
 import { describeError, isOidcPublisherError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { startHealthServer } from './server/health.ts';
+import { Metrics } from './server/metrics.ts';
 import { StoreFactory } from './stores/factory.ts';
 import { VERSION } from './version.ts';
 
@@ -20,6 +23,8 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromDefault();
   const cluster = new ClusterClient(kc);
+  const metrics = new Metrics();
+  const events = new EventRecorder(kc, config.leaderElection.identity, log);
   const sources = new SourceCache({
     secrets: cluster,
     namespace: config.namespace,
@@ -34,7 +39,7 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   const controller = new Controller(
     kc,
     cluster,
-    (getObject) => new Reconciler({ cluster, getObject, sources, stores, log }),
+    (getObject) => new Reconciler({ cluster, getObject, sources, stores, log, hooks: metrics, events }),
     log,
     {
       concurrency: config.concurrency,
@@ -42,9 +47,13 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
       backoffMaxMs: config.backoffMaxMs,
       ...(config.watchName ? { watchName: config.watchName } : {}),
     },
+    (name) => metrics.forget(name),
   );
   const health = config.healthAddr
-    ? await startHealthServer(config.healthAddr, { ready: () => controller.informer.synced })
+    ? await startHealthServer(config.healthAddr, {
+        ready: () => controller.informer.synced,
+        metrics: metrics.registry,
+      })
     : undefined;
   log.info(
     {
@@ -52,21 +61,56 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
       namespace: config.namespace,
       server: kc.getCurrentCluster()?.server,
       concurrency: config.concurrency,
+      leaderElection: config.leaderElection.enabled,
+      identity: config.leaderElection.identity,
     },
     'starting oidc-publisher',
   );
   await controller.start();
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  let lostLeadership = false;
+  const elector = config.leaderElection.enabled
+    ? new LeaderElector(
+        kc,
+        {
+          namespace: config.namespace,
+          name: config.leaderElection.leaseName,
+          identity: config.leaderElection.identity,
+          leaseDurationMs: config.leaderElection.leaseDurationMs,
+          renewDeadlineMs: config.leaderElection.renewDeadlineMs,
+          retryPeriodMs: config.leaderElection.retryPeriodMs,
+        },
+        log,
+      )
+    : undefined;
+  const stopped = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
+    if (elector) {
+      elector.start({
+        onStartedLeading: () => {
+          metrics.leader.set(1);
+          controller.startWorkers();
+        },
+        onStoppedLeading: () => {
+          metrics.leader.set(0);
+          lostLeadership = true;
+          resolve('lost leadership');
+        },
+      });
+    } else {
+      metrics.leader.set(1);
+      controller.startWorkers();
+    }
   });
-  log.info({ signal }, 'shutting down');
+  const why = await stopped;
+  log.info({ why }, 'shutting down');
   const finished = await controller.stop(config.shutdownGraceMs);
+  await elector?.stop();
   health?.close();
   sources.close();
   stores.close();
-  return finished ? 0 : 1;
+  return lostLeadership || !finished ? 1 : 0;
 }
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -39,6 +39,8 @@ export class Controller {
   readonly #seen = new Map<string, string>();
   readonly #log: Logger;
   readonly #watchName: string | undefined;
+  readonly #reconciler: Reconciler;
+  readonly #onDelete: ((name: string) => void) | undefined;
 
   constructor(
     kc: KubeConfig,
@@ -46,7 +48,9 @@ export class Controller {
     reconcilerFor: (getObject: (name: string) => OidcPublisher | undefined) => Reconciler,
     log: Logger,
     opts: ControllerOptions,
+    onDelete?: (name: string) => void,
   ) {
+    this.#onDelete = onDelete;
     this.#log = log;
     this.#watchName = opts.watchName;
     this.queue = new WorkQueue({
@@ -64,16 +68,26 @@ export class Controller {
         const name = asPublisher(o).metadata.name;
         this.#seen.delete(name);
         this.queue.remove(name);
+        this.#onDelete?.(name);
       },
       onError: (err, restartInMs) =>
         log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
       onSynced: () => log.info({ count: this.informer.list().length }, 'watching OidcPublishers'),
     });
-    const reconciler = reconcilerFor((name) => {
+    this.#reconciler = reconcilerFor((name) => {
       const o = this.informer.get(name);
       return o ? asPublisher(o) : undefined;
     });
+  }
+
+  /** Starts reconciling (on becoming leader): every known object, then whatever changes. */
+  startWorkers(): void {
+    const reconciler = this.#reconciler;
     this.queue.start((name) => reconciler.reconcile(name));
+    for (const o of this.informer.list()) {
+      const name = asPublisher(o).metadata.name;
+      if (!this.#watchName || name === this.#watchName) this.queue.add(name);
+    }
   }
 
   #changed(o: OidcPublisher): void {
@@ -85,6 +99,7 @@ export class Controller {
     this.queue.add(name);
   }
 
+  /** Starts watching; objects are queued but not reconciled until startWorkers(). */
   async start(): Promise<void> {
     await this.informer.start();
   }

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { OidcPublisher } from '../api/types.ts';
 import { FINALIZER } from '../api/types.ts';
+import { eventsFor } from '../core/events.ts';
 import { type PlannedWrite, planWrites, prepare, type RawDocuments } from '../core/plan.ts';
 import { DISCOVERY_PATH, JWKS_PATH, objectKey, type ResolvedSpec, resolveSpec } from '../core/spec.ts';
 import { type FailedStep, invalidSpecStatus, nextStatus, type SyncOutcome } from '../core/status.ts';
@@ -13,6 +14,7 @@ import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } fr
 import type { Logger } from '../log.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
+import type { EventRecorder } from './events.ts';
 import type { ClusterClient } from './kube.ts';
 import type { ReconcileResult } from './queue.ts';
 import type { SourceCache } from './sources.ts';
@@ -26,6 +28,8 @@ export interface ReconcilerDeps {
   log: Logger;
   now?: () => Date;
   hooks?: ReconcileHooks;
+  /** Records Events; optional. */
+  events?: Pick<EventRecorder, 'record'>;
 }
 
 /** Observers of what a sync did (metrics, events); optional. */
@@ -136,6 +140,7 @@ export class Reconciler {
     }
     const status = nextStatus(obj.status, generation, spec, outcome, this.#now());
     await this.#writeStatus(obj, status);
+    for (const e of eventsFor(obj.status, status, outcome)) await this.#d.events?.record(obj, e);
     this.#d.hooks?.synced?.(name, outcome, performance.now() - started);
 
     const problem = outcome.sourceError ?? outcome.publishError;

@@ -1,8 +1,10 @@
-/** /healthz (the process is alive) and /readyz (the informer is synced) on their own port. */
+/** /healthz (the process is alive), /readyz (the informer is synced) and /metrics, on their own port. */
 import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
 
 export interface HealthChecks {
   ready(): boolean;
+  metrics?: Registry;
 }
 
 export function startHealthServer(addr: string, checks: HealthChecks): Promise<Server> {
@@ -17,6 +19,12 @@ export function startHealthServer(addr: string, checks: HealthChecks): Promise<S
     }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/metrics' && checks.metrics) {
+      const registry = checks.metrics;
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
     } else if (path === '/readyz') {
       const ok = checks.ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');

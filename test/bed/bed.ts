@@ -541,7 +541,9 @@ current-context: bed
     const res = await request(`${this.state.s3.endpoint}/minio/metrics/v3/api/requests`, { ca: this.ca });
     if (res.status !== 200) throw new Error(`MinIO metrics: HTTP ${res.status}`);
     const counts = new Map<string, number>();
-    for (const m of res.text().matchAll(/^minio_api_requests_total\{name="([^"]+)"[^}]*\} (\d+(?:\.\d+)?)/gm)) {
+    for (const m of res
+      .text()
+      .matchAll(/^minio_api_requests_total\{name="([^"]+)"[^}]*\} (\d+(?:\.\d+)?)/gm)) {
       counts.set(m[1] ?? '', (counts.get(m[1] ?? '') ?? 0) + Number(m[2]));
     }
     return counts;

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
@@ -27,9 +27,17 @@ const NAME = 'gcs-issuer';
 const AUDIENCE = '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k8s';
 
 describe('operator end to end: GCS (fake-gcs-server)', () => {
-  const useOwn = useBed({ issuer: 'gcs' });
   let bed: Bed;
   let op: OperatorProcess;
+  const useOwn = useBed(
+    { issuer: 'gcs' },
+    {
+      // The operator stops before the bed, so it sees its API server until the end.
+      beforeStop: async () => {
+        assert.equal(await op?.stop('SIGTERM'), 0, 'the operator exits 0 on SIGTERM');
+      },
+    },
+  );
 
   before(async () => {
     bed = useOwn();
@@ -46,10 +54,6 @@ describe('operator end to end: GCS (fake-gcs-server)', () => {
     doc.spec.storage = { gcs: { bucket: gcs.bucket, prefix: 'cluster-a', endpoint: gcs.endpoint } };
     doc.spec.syncInterval = '10s';
     await applyYaml(bed, stringify(doc));
-  });
-
-  after(async () => {
-    assert.equal(await op?.stop('SIGTERM'), 0, 'the operator exits 0 on SIGTERM');
   });
 
   it('becomes Ready and publishes under the GCS issuer URL', async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { parse, stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
@@ -35,9 +35,22 @@ interface Sample {
 }
 
 describe('operator end to end: S3 (MinIO)', () => {
-  const useOwn = useBed({ gcs: false });
   let bed: Bed;
   let op: OperatorProcess;
+  const useOwn = useBed(
+    { gcs: false },
+    {
+      // The operator stops before the bed, so it sees its API server until the end.
+      beforeStop: async () => {
+        const code = await op?.stop('SIGTERM');
+        assert.equal(
+          code,
+          0,
+          `the operator exits 0 on SIGTERM; its last lines:\n${op?.output.slice(-10).join('\n')}`,
+        );
+      },
+    },
+  );
   let issuer: string;
   let publicBase: string;
 
@@ -82,15 +95,6 @@ describe('operator end to end: S3 (MinIO)', () => {
     });
     op = await OperatorProcess.start(bed, kubeconfig);
     await applyYaml(bed, sample(NAME, 'public/cluster-a'));
-  });
-
-  after(async () => {
-    const code = await op?.stop('SIGTERM');
-    assert.equal(
-      code,
-      0,
-      `the operator exits 0 on SIGTERM; its last lines:\n${op?.output.slice(-10).join('\n')}`,
-    );
   });
 
   it('becomes Ready as its least-privilege ServiceAccount (kubectl wait)', async () => {
@@ -212,6 +216,49 @@ describe('operator end to end: S3 (MinIO)', () => {
       JSON.stringify({ spec: { issuerURL: issuer } }),
     ]);
     await waitForReady(bed, NAME, 'True', 'Ready');
+  });
+
+  it('records Events for the publish and the failure, with reasons matching the conditions', async () => {
+    const list = JSON.parse(
+      await bed.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '-o', 'json']),
+    ) as {
+      items: {
+        regarding?: { name?: string; kind?: string };
+        reason?: string;
+        type?: string;
+        reportingController?: string;
+      }[];
+    };
+    const mine = list.items.filter((e) => e.regarding?.kind === 'OidcPublisher' && e.regarding.name === NAME);
+    const reasons = mine.map((e) => `${e.type}/${e.reason}`);
+    assert.ok(reasons.includes('Normal/DocumentsPublished'), `events: ${reasons.join(', ')}`);
+    assert.ok(reasons.includes('Warning/IssuerMismatch'), `events: ${reasons.join(', ')}`);
+    assert.ok(reasons.includes('Normal/Ready'), `a recovery event; events: ${reasons.join(', ')}`);
+    assert.ok(mine.every((e) => e.reportingController === 'oidcpublisher.io/oidc-publisher'));
+  });
+
+  it('exposes metrics that moved as the syncs went', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${op.healthPort}/metrics`)).text();
+    const value = (re: RegExp) => Number(text.match(re)?.[1] ?? Number.NaN);
+    assert.ok(
+      value(/^oidc_publisher_storage_writes_total\{publisher="cluster-issuer"\} (\d+)/m) >= 2,
+      'writes counted',
+    );
+    assert.ok(
+      value(/^oidc_publisher_storage_skipped_writes_total\{publisher="cluster-issuer"\} (\d+)/m) >= 4,
+      'skips counted',
+    );
+    assert.ok(value(/^oidc_publisher_reconcile_total\{result="up_to_date"\} (\d+)/m) >= 2);
+    assert.ok(
+      value(/^oidc_publisher_reconcile_total\{result="failed"\} (\d+)/m) >= 1,
+      'the issuer mismatch counted as failed',
+    );
+    assert.equal(value(/^oidc_publisher_published_keys\{publisher="cluster-issuer"\} (\d+)/m), 1);
+    assert.equal(value(/^oidc_publisher_leader (\d+)/m), 1);
+    assert.ok(
+      value(/^oidc_publisher_last_success_timestamp_seconds\{publisher="cluster-issuer"\} ([\d.e+]+)/m) >
+        Date.now() / 1000 - 60,
+    );
   });
 
   describe('a publisher reading its source through a kubeconfig Secret', () => {

@@ -1,0 +1,115 @@
+/** Prometheus metrics, on a registry made in main (no global state). */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ReconcileHooks } from '../controller/reconciler.ts';
+import type { PlannedWrite } from '../core/plan.ts';
+import type { SyncOutcome } from '../core/status.ts';
+
+export class Metrics implements ReconcileHooks {
+  readonly registry = new Registry();
+  readonly reconciles: Counter<'result'>;
+  readonly reconcileDuration: Histogram;
+  readonly publishDuration: Histogram;
+  readonly writes: Counter<'publisher'>;
+  readonly skippedWrites: Counter<'publisher'>;
+  readonly lastSuccess: Gauge<'publisher'>;
+  readonly lastPublish: Gauge<'publisher'>;
+  readonly keys: Gauge<'publisher'>;
+  readonly ready: Gauge<'publisher'>;
+  readonly leader: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    this.reconciles = new Counter({
+      name: 'oidc_publisher_reconcile_total',
+      help: 'Syncs by result: published (objects written), up_to_date, failed.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.reconcileDuration = new Histogram({
+      name: 'oidc_publisher_reconcile_duration_seconds',
+      help: 'Duration of a sync: read the source, compare, write, update status.',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.publishDuration = new Histogram({
+      name: 'oidc_publisher_publish_duration_seconds',
+      help: 'Duration of a sync that wrote objects.',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.writes = new Counter({
+      name: 'oidc_publisher_storage_writes_total',
+      help: 'Objects written to storage.',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.skippedWrites = new Counter({
+      name: 'oidc_publisher_storage_skipped_writes_total',
+      help: 'Objects not written because storage already held them.',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.lastSuccess = new Gauge({
+      name: 'oidc_publisher_last_success_timestamp_seconds',
+      help: 'When the publisher last confirmed that storage holds the current documents (Unix time).',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.lastPublish = new Gauge({
+      name: 'oidc_publisher_last_publish_timestamp_seconds',
+      help: 'When the publisher last wrote an object (Unix time).',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.keys = new Gauge({
+      name: 'oidc_publisher_published_keys',
+      help: 'Keys in the published JWKS.',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.ready = new Gauge({
+      name: 'oidc_publisher_ready',
+      help: '1 when the publisher is Ready, else 0.',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.leader = new Gauge({
+      name: 'oidc_publisher_leader',
+      help: '1 when this replica is the leader, else 0.',
+      registers,
+    });
+  }
+
+  synced(name: string, outcome: SyncOutcome, durationMs: number): void {
+    const seconds = durationMs / 1000;
+    this.reconcileDuration.observe(seconds);
+    const ok = !outcome.sourceError && !outcome.publishError && outcome.preparation?.kind === 'ready';
+    const wrote = (outcome.written?.length ?? 0) > 0;
+    this.reconciles.inc({ result: !ok ? 'failed' : wrote ? 'published' : 'up_to_date' });
+    this.ready.set({ publisher: name }, ok ? 1 : 0);
+    if (ok && outcome.preparation?.kind === 'ready') {
+      const now = Date.now() / 1000;
+      this.lastSuccess.set({ publisher: name }, now);
+      this.keys.set({ publisher: name }, outcome.preparation.keys.length);
+      if (wrote) {
+        this.lastPublish.set({ publisher: name }, now);
+        this.publishDuration.observe(seconds);
+      }
+    }
+  }
+
+  written(name: string, _write: PlannedWrite): void {
+    this.writes.inc({ publisher: name });
+  }
+
+  skipped(name: string, _key: string): void {
+    this.skippedWrites.inc({ publisher: name });
+  }
+
+  /** Drops the series of a deleted publisher. */
+  forget(name: string): void {
+    for (const g of [this.lastSuccess, this.lastPublish, this.keys, this.ready])
+      g.remove({ publisher: name });
+    for (const c of [this.writes, this.skippedWrites]) c.remove({ publisher: name });
+  }
+}
