@@ -55,7 +55,8 @@ export function serializeError(err: unknown): Record<string, unknown> {
     type: typeof e.name === 'string' ? e.name : (err.constructor?.name ?? 'Object'),
     message: typeof e.message === 'string' ? e.message : 'non-Error value thrown',
   };
-  if (isOidcPublisherError(err) || typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
+  if (isOidcPublisherError(err) || typeof e.code === 'string' || typeof e.code === 'number')
+    out.code = e.code;
   const causes: string[] = [];
   let cause: unknown = e.cause;
   for (let i = 0; cause && typeof cause === 'object' && i < 5; i++) {
