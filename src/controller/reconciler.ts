@@ -9,7 +9,13 @@ import { FINALIZER } from '../api/types.ts';
 import { eventsFor } from '../core/events.ts';
 import { type PlannedWrite, planWrites, prepare, type RawDocuments } from '../core/plan.ts';
 import { DISCOVERY_PATH, JWKS_PATH, objectKey, type ResolvedSpec, resolveSpec } from '../core/spec.ts';
-import { type FailedStep, invalidSpecStatus, nextStatus, type SyncOutcome } from '../core/status.ts';
+import {
+  type FailedStep,
+  invalidSpecStatus,
+  nextStatus,
+  type SyncOutcome,
+  sameStatus,
+} from '../core/status.ts';
 import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { StoreFactory } from '../stores/factory.ts';
@@ -181,7 +187,7 @@ export class Reconciler {
   }
 
   async #writeStatus(obj: OidcPublisher, status: NonNullable<OidcPublisher['status']>): Promise<void> {
-    if (JSON.stringify(status) === JSON.stringify(obj.status)) return;
+    if (sameStatus(status, obj.status)) return;
     await this.#d.cluster.patchStatus(obj.metadata.name, status);
   }
 }

@@ -2,6 +2,7 @@
  * The status a sync leaves behind, computed from what happened. Pure: the
  * reconciler passes in the outcome and the time.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisherStatus } from '../api/types.ts';
 import type { ErrorCode } from '../errors.ts';
@@ -84,6 +85,15 @@ export function invalidSpecStatus(
     ),
     lastSyncTime: stamp(now),
   };
+}
+
+/**
+ * Whether two statuses say the same, as the API server would store them: compared by value
+ * (the server returns members sorted, so JSON text never matches) with undefined members dropped.
+ */
+export function sameStatus(a: OidcPublisherStatus | undefined, b: OidcPublisherStatus | undefined): boolean {
+  const plain = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
+  return isDeepStrictEqual(plain(a), plain(b));
 }
 
 export function nextStatus(
@@ -211,9 +221,7 @@ export function nextStatus(
     }));
     if (outcome.written.length > 0) status.lastPublishTime = stamp(now);
   }
-  const changed =
-    JSON.stringify({ ...status, lastSyncTime: undefined }) !==
-    JSON.stringify({ ...prev, lastSyncTime: undefined });
+  const changed = !sameStatus({ ...status, lastSyncTime: undefined }, { ...prev, lastSyncTime: undefined });
   const lastSync = prev?.lastSyncTime ? Date.parse(prev.lastSyncTime) : 0;
   status.lastSyncTime =
     changed || now.getTime() - lastSync >= SYNC_HEARTBEAT_MS ? stamp(now) : prev?.lastSyncTime;

@@ -57,6 +57,8 @@ function named(list: unknown, field: string, what: string): Map<string, Entry> {
     const { name } = item as Entry;
     const body = (item as Entry)[field];
     if (typeof name !== 'string' || !name) throw invalidConfig(`an entry of ${what} has no name`);
+    // client-node uses the first entry of a name; checking only the last would let a refused one through.
+    if (out.has(name)) throw invalidConfig(`${what} has more than one entry named ${JSON.stringify(name)}`);
     if (!body || typeof body !== 'object')
       throw invalidConfig(`${what} entry ${JSON.stringify(name)} has no ${field}`);
     out.set(name, body as Entry);

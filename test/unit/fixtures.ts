@@ -1,0 +1,96 @@
+/**
+ * Shared data for the unit tests: real key pairs made once per process, the
+ * documents an API server serves, and a resolved spec. Pure data, no I/O.
+ */
+import { generateKeyPairSync, type JsonWebKey } from 'node:crypto';
+import type { ResolvedSpec } from '../../src/core/spec.ts';
+
+export const ISSUER = 'https://issuer.example.com';
+/** Where the API server says its JWKS lives: its private address. */
+export const SOURCE_JWKS_URI = 'https://10.96.0.1:443/openid/v1/jwks';
+export const PUBLIC_JWKS_URI = `${ISSUER}/openid/v1/jwks`;
+
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const ed = generateKeyPairSync('ed25519');
+
+/** A JWK member map as it comes off the wire. */
+export type JwkJson = Record<string, unknown>;
+
+/** The public RSA key as the API server serves it. */
+export const RSA_PUBLIC: JwkJson = {
+  use: 'sig',
+  kty: 'RSA',
+  kid: 'rsa-1',
+  alg: 'RS256',
+  ...pick(rsa.publicKey.export({ format: 'jwk' }), ['n', 'e']),
+};
+
+/** The same RSA key with its private parameters (d, p, q, dp, dq, qi). */
+export const RSA_PRIVATE: JwkJson = {
+  ...RSA_PUBLIC,
+  ...pick(rsa.privateKey.export({ format: 'jwk' }), ['d', 'p', 'q', 'dp', 'dq', 'qi']),
+};
+
+export const EC_PUBLIC: JwkJson = {
+  kty: 'EC',
+  kid: 'ec-1',
+  alg: 'ES256',
+  use: 'sig',
+  ...pick(ec.publicKey.export({ format: 'jwk' }), ['crv', 'x', 'y']),
+};
+
+export const OKP_PUBLIC: JwkJson = {
+  kty: 'OKP',
+  kid: 'ed-1',
+  alg: 'EdDSA',
+  ...pick(ed.publicKey.export({ format: 'jwk' }), ['crv', 'x']),
+};
+
+function pick(jwk: JsonWebKey, fields: readonly string[]): JwkJson {
+  return Object.fromEntries(fields.map((f) => [f, jwk[f]]));
+}
+
+export function jwksJson(keys: readonly unknown[]): string {
+  return JSON.stringify({ keys });
+}
+
+/** The API server's /.well-known/openid-configuration, with `overrides` merged in. */
+export function discoveryJson(overrides: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    issuer: ISSUER,
+    jwks_uri: SOURCE_JWKS_URI,
+    response_types_supported: ['id_token'],
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: ['RS256'],
+    ...overrides,
+  });
+}
+
+export function resolvedSpec(overrides: Partial<ResolvedSpec> = {}): ResolvedSpec {
+  return {
+    issuerURL: ISSUER,
+    jwksURI: PUBLIC_JWKS_URI,
+    storage: { kind: 's3', bucket: 'oidc', region: 'eu-west-1', prefix: '', forcePathStyle: false },
+    syncIntervalMs: 60_000,
+    cacheControl: 'public, max-age=300',
+    deletionPolicy: 'Retain',
+    ...overrides,
+  };
+}
+
+/** A JSON value with every object's members in sorted order, as the API server returns a custom resource. */
+export function sortedKeys<T>(value: T): T {
+  const sort = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sort);
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+      );
+    }
+    return v;
+  };
+  return sort(JSON.parse(JSON.stringify(value))) as T;
+}
