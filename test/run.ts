@@ -46,7 +46,7 @@ const env: NodeJS.ProcessEnv = {
 };
 if (needsBed) {
   const t0 = Date.now();
-  ensureTools();
+  ensureTools(['kube', 'etcd', 'minio', 'fake-gcs-server', 'helm']);
   const t1 = Date.now();
   bed = await Bed.start({ caDir });
   console.log(
