@@ -14,6 +14,7 @@ import { describeError, isOidcPublisherError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { startHealthServer } from './server/health.ts';
 import { Metrics } from './server/metrics.ts';
+import { AnonymousIssuerReader } from './sources/relying-party.ts';
 import { StoreFactory } from './stores/factory.ts';
 import { VERSION } from './version.ts';
 
@@ -36,10 +37,12 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
     namespace: config.namespace,
     timeoutMs: config.storageTimeoutMs,
   });
+  const issuerReader = new AnonymousIssuerReader();
   const controller = new Controller(
     kc,
     cluster,
-    (getObject) => new Reconciler({ cluster, getObject, sources, stores, log, hooks: metrics, events }),
+    (getObject) =>
+      new Reconciler({ cluster, getObject, sources, stores, issuerReader, log, hooks: metrics, events }),
     log,
     {
       concurrency: config.concurrency,
@@ -110,6 +113,7 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   health?.close();
   sources.close();
   stores.close();
+  issuerReader.close();
   return lostLeadership || !finished ? 1 : 0;
 }
 

@@ -10,6 +10,11 @@ export const ConditionType = {
   IssuerMatched: 'IssuerMatched',
   /** The bucket holds the current documents. */
   Published: 'Published',
+  /**
+   * An anonymous reader of the public issuer gets exactly what was published, as a relying party
+   * would fetch it (issuer, jwks_uri, bytes, Content-Type, latency).
+   */
+  Verified: 'Verified',
   /** Summary: True when the documents are published and current; otherwise the reason of the first failing step. */
   Ready: 'Ready',
 } as const;
@@ -37,7 +42,7 @@ export const Reason = {
   // IssuerMatched
   /** True: the source's issuer equals spec.issuerURL. */
   IssuerMatches: 'IssuerMatches',
-  /** False: the source's issuer differs from spec.issuerURL. */
+  /** False: the source's issuer differs from spec.issuerURL (IssuerMatched), or the public discovery document's does (Verified). */
   IssuerMismatch: 'IssuerMismatch',
   /** Unknown: the source could not be read, so the issuer was not compared. */
   SourceNotRead: 'SourceNotRead',
@@ -59,6 +64,21 @@ export const Reason = {
   StorageUnreachable: 'StorageUnreachable',
   /** False: the storage service answered with another error. */
   StorageError: 'StorageError',
+
+  // Verified
+  /** True: an anonymous GET of the discovery document and of its jwks_uri returned exactly what was published. */
+  Verified: 'Verified',
+  /** False: the public issuer could not be read anonymously (network error, timeout, 403 from the bucket policy, 404). */
+  NotReachable: 'NotReachable',
+  // IssuerMismatch (above) also applies here: the public discovery document names another issuer.
+  /** False: the public issuer serves other bytes than were published (edited behind the operator's back, or a stale cache). */
+  ContentMismatch: 'ContentMismatch',
+  /** False: a document is served with another Content-Type than was published. */
+  WrongContentType: 'WrongContentType',
+  /** False: the public issuer answered correctly but slower than spec.verification.slowThreshold. */
+  TooSlow: 'TooSlow',
+  /** Unknown: verification is off (spec.verification.enabled: false); Ready does not require it. */
+  VerificationDisabled: 'VerificationDisabled',
 
   // Ready
   /** True: the documents are published and current. */

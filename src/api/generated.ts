@@ -15,6 +15,10 @@ export interface OidcPublisherSpec {
   syncInterval?: string;
   /** Cache-Control header of the published objects. */
   cacheControl?: string;
+  /** How long a key that disappeared from the source stays in the published JWKS (0s to 8760h). Tokens signed with a retired key stay valid for their lifetime and relying parties cache the key set, so keep it at least as long as the longest token lifetime (--service-account-max-token-expiration) plus the relying parties' cache time. New keys are published at once. */
+  keyRetention?: string;
+  /** After each sync the operator reads its own issuer anonymously, as a relying party does, and reports the result in the Verified condition. */
+  verification?: OidcPublisherSpecVerification;
   /** What happens to the published objects when this resource is deleted: Retain leaves them (relying parties keep working), Delete removes them. */
   deletionPolicy?: "Retain" | "Delete";
 }
@@ -83,11 +87,21 @@ export interface OidcPublisherSpecStorageGcsCredentialsSecretRef {
   key?: string;
 }
 
+/** After each sync the operator reads its own issuer anonymously, as a relying party does, and reports the result in the Verified condition. */
+export interface OidcPublisherSpecVerification {
+  /** Verify the public issuer after every sync, and require it for Ready. Turn it off only when the cluster cannot reach its own public issuer (for example a CDN that only answers from outside). */
+  enabled?: boolean;
+  /** How long one verification may take before it counts as NotReachable (1s to 60s). AWS STS gives up on an issuer after 5s. */
+  timeout?: string;
+  /** Latency above which a verification that succeeded is reported as TooSlow (at most the timeout). */
+  slowThreshold?: string;
+}
+
 /** What the operator observed and did. */
 export interface OidcPublisherStatus {
   /** The generation of the spec the status describes. */
   observedGeneration?: number;
-  /** SourceAvailable, IssuerMatched and Published say what happened at each step; Ready summarises them. */
+  /** SourceAvailable, IssuerMatched, Published and Verified say what happened at each step; Ready summarises them. */
   conditions?: OidcPublisherStatusConditionsItem[];
   /** The issuer the source reported at the last successful read. */
   issuer?: string;
@@ -103,6 +117,8 @@ export interface OidcPublisherStatus {
   keys?: OidcPublisherStatusKeysItem[];
   /** The published objects. */
   objects?: OidcPublisherStatusObjectsItem[];
+  /** What the last anonymous read of the public issuer found. */
+  verification?: OidcPublisherStatusVerification;
   /** When the operator last read the source and compared it with the bucket. */
   lastSyncTime?: string;
   /** When the operator last wrote an object. */
@@ -133,6 +149,36 @@ export interface OidcPublisherStatusKeysItem {
   kty: string;
   /** Signature algorithm. */
   alg?: string;
+  /** When the operator first saw the key in the source. */
+  firstSeen?: string;
+  /** When the key disappeared from the source. A retired key stays published until expiresAt. */
+  retiredAt?: string;
+  /** When the retired key leaves the published JWKS (retiredAt + keyRetention). */
+  expiresAt?: string;
+  /** The key's public parameters, kept so that a retired key can still be published after the source dropped it (public material only). */
+  jwk?: OidcPublisherStatusKeysItemJwk;
+}
+
+/** The key's public parameters, kept so that a retired key can still be published after the source dropped it (public material only). */
+export interface OidcPublisherStatusKeysItemJwk {
+  /** Key type. */
+  kty?: string;
+  /** Key ID. */
+  kid?: string;
+  /** Public key use (sig). */
+  use?: string;
+  /** Signature algorithm. */
+  alg?: string;
+  /** Curve of an EC or OKP key. */
+  crv?: string;
+  /** RSA modulus (base64url). */
+  n?: string;
+  /** RSA public exponent (base64url). */
+  e?: string;
+  /** EC or OKP x coordinate (base64url). */
+  x?: string;
+  /** EC y coordinate (base64url). */
+  y?: string;
 }
 
 /** One published object. */
@@ -145,4 +191,12 @@ export interface OidcPublisherStatusObjectsItem {
   sha256: string;
   /** Content-Type of the object. */
   contentType?: string;
+}
+
+/** What the last anonymous read of the public issuer found. */
+export interface OidcPublisherStatusVerification {
+  /** When the public issuer last served exactly what was published. */
+  lastVerifiedTime?: string;
+  /** How long the last verification took (both documents). */
+  latencyMilliseconds?: number;
 }

@@ -4,9 +4,12 @@
  * reads the current object and the world every time, whatever woke it.
  */
 import { randomUUID } from 'node:crypto';
+import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisher } from '../api/types.ts';
 import { FINALIZER } from '../api/types.ts';
+import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
+import type { KeyRecord } from '../core/keys.ts';
 import { type PlannedWrite, planWrites, prepare, type RawDocuments } from '../core/plan.ts';
 import { DISCOVERY_PATH, JWKS_PATH, objectKey, type ResolvedSpec, resolveSpec } from '../core/spec.ts';
 import {
@@ -16,8 +19,10 @@ import {
   type SyncOutcome,
   sameStatus,
 } from '../core/status.ts';
+import { judge } from '../core/verify.ts';
 import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { IssuerReader } from '../sources/relying-party.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
 import type { EventRecorder } from './events.ts';
@@ -31,6 +36,8 @@ export interface ReconcilerDeps {
   getObject(name: string): OidcPublisher | undefined;
   sources: Pick<SourceCache, 'get'>;
   stores: Pick<StoreFactory, 'get'>;
+  /** Reads the public issuer anonymously, for the Verified condition. */
+  issuerReader: IssuerReader;
   log: Logger;
   now?: () => Date;
   hooks?: ReconcileHooks;
@@ -135,12 +142,29 @@ export class Reconciler {
       outcome.sourceError = failed(err);
     }
     if (raw) {
-      outcome.preparation = prepare(spec, raw);
+      const now = this.#now();
+      outcome.preparation = prepare(spec, raw, {
+        previous: obj.status?.keys as KeyRecord[] | undefined,
+        now,
+      });
       if (outcome.preparation.kind === 'ready') {
+        // The last read-back saw other bytes than the metadata promises: rewrite whatever HEAD says.
+        const rewrite =
+          findCondition(obj.status?.conditions, ConditionType.Verified)?.reason === Reason.ContentMismatch;
         try {
-          outcome.written = await this.#publish(name, spec, outcome.preparation.objects, log);
+          outcome.written = await this.#publish(name, spec, outcome.preparation.objects, log, rewrite);
         } catch (err) {
           outcome.publishError = failed(err);
+        }
+        if (outcome.written && spec.verification.enabled) {
+          const observation = await this.#d.issuerReader.read(spec.issuerURL, spec.verification.timeoutMs);
+          outcome.observation = observation;
+          outcome.verdict = judge(
+            spec.issuerURL,
+            outcome.preparation.objects,
+            observation,
+            spec.verification.slowMs,
+          );
         }
       }
     }
@@ -160,7 +184,14 @@ export class Reconciler {
       log.warn({ reason: outcome.preparation.kind }, 'documents not published');
     }
     const transient = problem !== undefined && ErrorCodes[problem.code].retry === 'transient';
-    return transient ? { backoff: true } : { requeueAfterMs: spec.syncIntervalMs };
+    if (transient) return { backoff: true };
+    // A retained key leaves the JWKS when its retention ends, not at the next regular sync after that.
+    const expiry =
+      outcome.preparation?.kind === 'ready' ? outcome.preparation.retention.nextExpiryInMs : undefined;
+    return {
+      requeueAfterMs:
+        expiry === undefined ? spec.syncIntervalMs : Math.min(spec.syncIntervalMs, expiry + 100),
+    };
   }
 
   /** Writes what differs from the bucket: the JWKS before the discovery document. */
@@ -169,10 +200,11 @@ export class Reconciler {
     spec: ResolvedSpec,
     objects: Parameters<typeof planWrites>[0],
     log: Logger,
+    rewrite: boolean,
   ): Promise<PlannedWrite[]> {
     const store: ObjectStore = await this.#d.stores.get(spec.storage);
     const stored = await Promise.all(objects.map((o) => store.head(o.key)));
-    const writes = planWrites(objects, stored);
+    const writes = planWrites(objects, stored, rewrite);
     for (const o of objects) if (!writes.some((w) => w.object === o)) this.#d.hooks?.skipped?.(name, o.key);
     for (const w of writes) {
       await store.put(w.object.key, w.object.body, {

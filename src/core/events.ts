@@ -5,17 +5,37 @@
 import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisherStatus } from '../api/types.ts';
 import { findCondition } from './conditions.ts';
+import type { KeyChangeKind } from './keys.ts';
 import type { SyncOutcome } from './status.ts';
 
 export interface EventSpec {
   type: 'Normal' | 'Warning';
-  /** A condition reason, or KeysChanged. */
+  /** A condition reason, or one of KEY_EVENT_REASONS. */
   reason: string;
   action: 'Publish' | 'Sync';
   note: string;
 }
 
-export const KEYS_CHANGED = 'KeysChanged';
+/** Event reasons for changes of the published key set. */
+export const KEY_EVENT_REASONS: Record<KeyChangeKind, string> = {
+  added: 'KeyAdded',
+  retired: 'KeyRetired',
+  removed: 'KeyRemoved',
+  restored: 'KeyRestored',
+};
+
+function keyNote(kind: KeyChangeKind, kid: string, expiresAt: string | undefined): string {
+  switch (kind) {
+    case 'added':
+      return `published new key ${kid}`;
+    case 'retired':
+      return `key ${kid} left the source; it stays published until ${expiresAt ?? 'keyRetention ends'}`;
+    case 'removed':
+      return `key ${kid} removed from the published JWKS: its retention ended`;
+    case 'restored':
+      return `key ${kid} is served by the source again; it is no longer retired`;
+  }
+}
 
 export function eventsFor(
   prev: OidcPublisherStatus | undefined,
@@ -32,21 +52,14 @@ export function eventsFor(
       note: `wrote ${written.map((w) => `${w.object.key} (${w.why})`).join(', ')}`,
     });
   }
-  const before = new Set((prev?.keys ?? []).map((k) => k.kid));
-  const after = new Set((next.keys ?? []).map((k) => k.kid));
-  if (prev?.keys && written.length > 0) {
-    const added = [...after].filter((k) => !before.has(k));
-    const removed = [...before].filter((k) => !after.has(k));
-    if (added.length || removed.length) {
-      const parts = [
-        ...(added.length ? [`added ${added.join(', ')}`] : []),
-        ...(removed.length ? [`removed ${removed.join(', ')}`] : []),
-      ];
+  if (outcome.written && outcome.preparation?.kind === 'ready') {
+    for (const change of outcome.preparation.retention.changes) {
+      const record = next.keys?.find((k) => k.kid === change.kid);
       events.push({
         type: 'Normal',
-        reason: KEYS_CHANGED,
+        reason: KEY_EVENT_REASONS[change.kind],
         action: 'Publish',
-        note: `published key set changed: ${parts.join('; ')}`,
+        note: keyNote(change.kind, change.kid, record?.expiresAt),
       });
     }
   }

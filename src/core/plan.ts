@@ -12,6 +12,7 @@ import {
   validateDiscovery,
   validateJwks,
 } from './documents.ts';
+import { type KeyRecord, type Retention, retainKeys } from './keys.ts';
 import {
   CONTENT_TYPE_DISCOVERY,
   CONTENT_TYPE_JWKS,
@@ -50,15 +51,27 @@ export type Preparation =
       kind: 'ready';
       issuer: string;
       sourceJwksURI: string;
+      /** The keys published: the source's and the retained ones. */
       keys: PublicJwk[];
+      /** Which keys are retained, and what changed since the last status. */
+      retention: Retention;
       /** JWKS first: it must be in place before a discovery document that points at it. */
       objects: RenderedObject[];
     }
   | { kind: 'invalid'; error: OidcPublisherError }
   | { kind: 'issuerMismatch'; issuer: string; expected: string };
 
-/** Validates the source's documents against the spec and renders what to publish. */
-export function prepare(spec: ResolvedSpec, raw: RawDocuments): Preparation {
+/** The key state status recorded at the last successful sync, and the time now. */
+export interface RetentionInput {
+  previous: readonly KeyRecord[] | undefined;
+  now: Date;
+}
+
+/**
+ * Validates the source's documents against the spec and renders what to publish:
+ * the source's keys plus the retired keys still within spec.keyRetention.
+ */
+export function prepare(spec: ResolvedSpec, raw: RawDocuments, retention?: RetentionInput): Preparation {
   let discovery: ValidatedDiscovery;
   let keys: PublicJwk[];
   try {
@@ -71,14 +84,16 @@ export function prepare(spec: ResolvedSpec, raw: RawDocuments): Preparation {
   if (discovery.issuer !== spec.issuerURL) {
     return { kind: 'issuerMismatch', issuer: discovery.issuer, expected: spec.issuerURL };
   }
+  const retained = retainKeys(keys, retention?.previous, retention?.now ?? new Date(0), spec.keyRetentionMs);
   const prefix = spec.storage.prefix;
-  const jwksBody = renderJwks(keys);
+  const jwksBody = renderJwks(retained.published);
   const discoveryBody = renderDiscovery(discovery, spec.jwksURI);
   return {
     kind: 'ready',
     issuer: discovery.issuer,
     sourceJwksURI: discovery.jwksURI,
-    keys,
+    keys: retained.published,
+    retention: retained,
     objects: [
       {
         role: 'jwks',
@@ -104,18 +119,21 @@ export function prepare(spec: ResolvedSpec, raw: RawDocuments): Preparation {
 
 export interface PlannedWrite {
   object: RenderedObject;
-  why: 'missing' | 'content changed' | 'headers changed';
+  why: 'missing' | 'content changed' | 'headers changed' | 'served content differs';
 }
 
 /** The writes that bring the bucket to `objects`, in order; `stored[i]` is what holds `objects[i].key`. */
 export function planWrites(
   objects: readonly RenderedObject[],
   stored: readonly (StoredObject | undefined)[],
+  /** Rewrite every object whatever its metadata says: the last verification saw other bytes served. */
+  rewrite = false,
 ): PlannedWrite[] {
   const writes: PlannedWrite[] = [];
   objects.forEach((object, i) => {
     const current = stored[i];
     if (!current) writes.push({ object, why: 'missing' });
+    else if (rewrite) writes.push({ object, why: 'served content differs' });
     else if (current.sha256 !== object.sha256) writes.push({ object, why: 'content changed' });
     else if (current.contentType !== object.contentType || current.cacheControl !== object.cacheControl) {
       writes.push({ object, why: 'headers changed' });

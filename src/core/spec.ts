@@ -9,6 +9,9 @@ import { parseDuration } from './duration.ts';
 
 export const DEFAULT_SYNC_INTERVAL = '1m';
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=300';
+export const DEFAULT_KEY_RETENTION = '24h';
+export const DEFAULT_VERIFICATION_TIMEOUT = '5s';
+export const DEFAULT_VERIFICATION_SLOW = '2s';
 export const DISCOVERY_PATH = '.well-known/openid-configuration';
 export const JWKS_PATH = 'openid/v1/jwks';
 export const CONTENT_TYPE_DISCOVERY = 'application/json';
@@ -40,6 +43,9 @@ export interface ResolvedSpec {
   syncIntervalMs: number;
   cacheControl: string;
   deletionPolicy: 'Retain' | 'Delete';
+  /** How long a key that left the source stays published. */
+  keyRetentionMs: number;
+  verification: { enabled: boolean; timeoutMs: number; slowMs: number };
 }
 
 function specError(message: string): OidcPublisherError {
@@ -68,6 +74,24 @@ export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
     throw specError(`syncInterval ${JSON.stringify(syncInterval)} is not a duration of at least 10s`);
   }
   if (!spec.issuerURL?.startsWith('https://')) throw specError('issuerURL must be an https URL');
+  const keyRetention = spec.keyRetention ?? DEFAULT_KEY_RETENTION;
+  const keyRetentionMs = parseDuration(keyRetention);
+  if (keyRetentionMs === undefined) {
+    throw specError(`keyRetention ${JSON.stringify(keyRetention)} is not a duration`);
+  }
+  const v = spec.verification ?? {};
+  const timeoutText = v.timeout ?? DEFAULT_VERIFICATION_TIMEOUT;
+  const slowText = v.slowThreshold ?? DEFAULT_VERIFICATION_SLOW;
+  const timeoutMs = parseDuration(timeoutText);
+  const slowMs = parseDuration(slowText);
+  if (timeoutMs === undefined || timeoutMs < 1000) {
+    throw specError(`verification.timeout ${JSON.stringify(timeoutText)} is not a duration of at least 1s`);
+  }
+  if (slowMs === undefined || slowMs > timeoutMs) {
+    throw specError(
+      `verification.slowThreshold ${JSON.stringify(slowText)} is not a duration up to verification.timeout`,
+    );
+  }
   const { s3, gcs } = spec.storage ?? {};
   if ((s3 ? 1 : 0) + (gcs ? 1 : 0) !== 1) throw specError('storage must set exactly one of s3 or gcs');
   let storage: StorageTarget;
@@ -108,5 +132,7 @@ export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
     syncIntervalMs,
     cacheControl: spec.cacheControl ?? DEFAULT_CACHE_CONTROL,
     deletionPolicy: spec.deletionPolicy ?? 'Retain',
+    keyRetentionMs,
+    verification: { enabled: v.enabled ?? true, timeoutMs, slowMs },
   };
 }

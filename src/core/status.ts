@@ -9,6 +9,7 @@ import type { ErrorCode } from '../errors.ts';
 import { type ConditionInput, mergeConditions } from './conditions.ts';
 import type { PlannedWrite, Preparation } from './plan.ts';
 import { type ResolvedSpec, storageURL } from './spec.ts';
+import type { Observation, Verdict } from './verify.ts';
 
 export interface FailedStep {
   code: ErrorCode;
@@ -23,6 +24,9 @@ export interface SyncOutcome {
   written?: readonly PlannedWrite[];
   /** Why publishing failed. */
   publishError?: FailedStep;
+  /** What an anonymous reader of the public issuer saw, judged; absent when not attempted. */
+  verdict?: Verdict;
+  observation?: Observation;
 }
 
 const SOURCE_REASONS: Partial<Record<ErrorCode, string>> = {
@@ -73,6 +77,7 @@ export function invalidSpecStatus(
         { type: ConditionType.SourceAvailable, ...notRead },
         { type: ConditionType.IssuerMatched, ...notRead },
         { type: ConditionType.Published, ...notRead },
+        { type: ConditionType.Verified, ...notRead },
         {
           type: ConditionType.Ready,
           status: 'False',
@@ -190,7 +195,28 @@ export function nextStatus(
     });
   }
 
-  const failing = conds.find((c) => c.status !== 'True');
+  if (!spec.verification.enabled) {
+    conds.push({
+      type: ConditionType.Verified,
+      status: 'Unknown',
+      reason: Reason.VerificationDisabled,
+      message:
+        'spec.verification.enabled is false: the public issuer is not read back, and Ready does not wait for it',
+    });
+  } else if (outcome.verdict) {
+    conds.push({ type: ConditionType.Verified, ...outcome.verdict });
+  } else {
+    conds.push({
+      type: ConditionType.Verified,
+      status: 'Unknown',
+      reason: Reason.NotAttempted,
+      message: 'the public issuer was not read back because an earlier step failed',
+    });
+  }
+
+  const failing = conds.find(
+    (c) => c.status !== 'True' && !(c.type === ConditionType.Verified && !spec.verification.enabled),
+  );
   const ready: ConditionInput = failing
     ? { type: ConditionType.Ready, status: 'False', reason: failing.reason, message: failing.message }
     : {
@@ -212,7 +238,7 @@ export function nextStatus(
     status.jwksURI = spec.jwksURI;
     status.sourceJWKSURI = prep.sourceJwksURI;
     status.keyCount = prep.keys.length;
-    status.keys = prep.keys.map((k) => ({ kid: k.kid, kty: k.kty, alg: k.alg }));
+    status.keys = prep.retention.records;
     status.objects = prep.objects.map((o) => ({
       key: o.key,
       url: o.url,
@@ -221,9 +247,21 @@ export function nextStatus(
     }));
     if (outcome.written.length > 0) status.lastPublishTime = stamp(now);
   }
+  // Times and latency are refreshed with lastSyncTime, not on every sync, so a sync that changed nothing writes no status.
+  status.verification = prev?.verification;
+  if (!status.verification) delete status.verification;
   const changed = !sameStatus({ ...status, lastSyncTime: undefined }, { ...prev, lastSyncTime: undefined });
   const lastSync = prev?.lastSyncTime ? Date.parse(prev.lastSyncTime) : 0;
-  status.lastSyncTime =
-    changed || now.getTime() - lastSync >= SYNC_HEARTBEAT_MS ? stamp(now) : prev?.lastSyncTime;
+  if (changed || now.getTime() - lastSync >= SYNC_HEARTBEAT_MS) {
+    status.lastSyncTime = stamp(now);
+    if (outcome.verdict?.status === 'True') {
+      status.verification = {
+        lastVerifiedTime: stamp(now),
+        ...(outcome.observation ? { latencyMilliseconds: Math.round(outcome.observation.latencyMs) } : {}),
+      };
+    }
+  } else {
+    status.lastSyncTime = prev?.lastSyncTime;
+  }
   return status;
 }

@@ -16,6 +16,9 @@ export class Metrics implements ReconcileHooks {
   readonly keys: Gauge<'publisher'>;
   readonly ready: Gauge<'publisher'>;
   readonly leader: Gauge;
+  readonly keyChanges: Counter<'publisher' | 'change'>;
+  readonly verified: Gauge<'publisher'>;
+  readonly verificationLatency: Histogram;
 
   constructor() {
     const registers = [this.registry];
@@ -73,6 +76,24 @@ export class Metrics implements ReconcileHooks {
       labelNames: ['publisher'],
       registers,
     });
+    this.keyChanges = new Counter({
+      name: 'oidc_publisher_key_changes_total',
+      help: 'Changes of the published key set: added, retired (left the source, still published), removed, restored.',
+      labelNames: ['publisher', 'change'],
+      registers,
+    });
+    this.verified = new Gauge({
+      name: 'oidc_publisher_verified',
+      help: '1 when an anonymous reader of the public issuer last got exactly the published documents, else 0.',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.verificationLatency = new Histogram({
+      name: 'oidc_publisher_verification_duration_seconds',
+      help: 'Duration of the anonymous read-back of the public issuer (both documents).',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers,
+    });
     this.leader = new Gauge({
       name: 'oidc_publisher_leader',
       help: '1 when this replica is the leader, else 0.',
@@ -87,6 +108,12 @@ export class Metrics implements ReconcileHooks {
     const wrote = (outcome.written?.length ?? 0) > 0;
     this.reconciles.inc({ result: !ok ? 'failed' : wrote ? 'published' : 'up_to_date' });
     this.ready.set({ publisher: name }, ok ? 1 : 0);
+    if (outcome.written && outcome.preparation?.kind === 'ready') {
+      for (const c of outcome.preparation.retention.changes)
+        this.keyChanges.inc({ publisher: name, change: c.kind });
+    }
+    if (outcome.verdict) this.verified.set({ publisher: name }, outcome.verdict.status === 'True' ? 1 : 0);
+    if (outcome.observation) this.verificationLatency.observe(outcome.observation.latencyMs / 1000);
     if (ok && outcome.preparation?.kind === 'ready') {
       const now = Date.now() / 1000;
       this.lastSuccess.set({ publisher: name }, now);
@@ -108,8 +135,11 @@ export class Metrics implements ReconcileHooks {
 
   /** Drops the series of a deleted publisher. */
   forget(name: string): void {
-    for (const g of [this.lastSuccess, this.lastPublish, this.keys, this.ready])
+    for (const g of [this.lastSuccess, this.lastPublish, this.keys, this.ready, this.verified])
       g.remove({ publisher: name });
     for (const c of [this.writes, this.skippedWrites]) c.remove({ publisher: name });
+    for (const change of ['added', 'retired', 'removed', 'restored']) {
+      this.keyChanges.remove({ publisher: name, change });
+    }
   }
 }

@@ -1,14 +1,53 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { OidcPublisherStatus } from '../../src/api/types.ts';
-import { type EventSpec, eventsFor, KEYS_CHANGED } from '../../src/core/events.ts';
-import { planWrites, prepare, type RenderedObject } from '../../src/core/plan.ts';
+import { type EventSpec, eventsFor } from '../../src/core/events.ts';
+import type { KeyRecord } from '../../src/core/keys.ts';
+import { type Preparation, planWrites, prepare, type RenderedObject } from '../../src/core/plan.ts';
 import type { SyncOutcome } from '../../src/core/status.ts';
-import { discoveryJson, jwksJson, OKP_PUBLIC, resolvedSpec } from './fixtures.ts';
+import { discoveryJson, jwksJson, OKP_PUBLIC, RSA_PUBLIC, resolvedSpec } from './fixtures.ts';
 
-const PREP = prepare(resolvedSpec(), { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) });
-if (PREP.kind !== 'ready') throw new Error(`fixture: expected a ready preparation, got ${PREP.kind}`);
+const NOW = new Date('2025-06-01T12:00:00Z');
+const DAY = 24 * 3_600_000;
+const ED_RECORD: KeyRecord = {
+  kid: 'ed-1',
+  kty: 'OKP',
+  firstSeen: '2025-05-01T00:00:00Z',
+  jwk: { ...OKP_PUBLIC },
+};
+const RSA_RECORD: KeyRecord = {
+  kid: 'rsa-1',
+  kty: 'RSA',
+  firstSeen: '2025-04-01T00:00:00Z',
+  jwk: { ...RSA_PUBLIC },
+};
+
+function prepared(previous: KeyRecord[] | undefined): Extract<Preparation, { kind: 'ready' }> {
+  const p = prepare(
+    resolvedSpec(),
+    { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) },
+    { previous, now: NOW },
+  );
+  if (p.kind !== 'ready') throw new Error(`fixture: expected a ready preparation, got ${p.kind}`);
+  return p;
+}
+
+/** The source serves ed-1, which status already records: no key changes. */
+const PREP = prepared([ED_RECORD]);
 const [JWKS, DISCOVERY] = PREP.objects as [RenderedObject, RenderedObject];
+/** ed-1 is new: the first publish. */
+const FIRST = prepared(undefined);
+/** The source dropped rsa-1 and serves ed-1: ed-1 added, rsa-1 retired. */
+const ROTATED = prepared([RSA_RECORD]);
+/** rsa-1 was retired two days ago: its retention (a day) ended. */
+const EXPIRED = prepared([
+  ED_RECORD,
+  { ...RSA_RECORD, retiredAt: new Date(NOW.getTime() - 2 * DAY).toISOString() },
+]);
+const wrote = (p: typeof PREP): SyncOutcome => ({
+  preparation: p,
+  written: planWrites(p.objects, [undefined, { ...(p.objects[1] as RenderedObject) }]),
+});
 
 const WROTE_JWKS: SyncOutcome = {
   preparation: PREP,
@@ -52,11 +91,14 @@ describe('eventsFor', () => {
     expected: string[];
   }[] = [
     {
-      name: 'records the writes of a first publish, and no Ready event for a first success',
+      name: 'records the writes and the new key of a first publish, and no Ready event for a first success',
       prev: undefined,
       next: status('True', 'Ready', ['ed-1']),
-      outcome: WROTE_JWKS,
-      expected: ['Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)'],
+      outcome: wrote(FIRST),
+      expected: [
+        'Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)',
+        'Normal KeyAdded Publish: published new key ed-1',
+      ],
     },
     {
       name: 'records nothing for a sync that wrote nothing and stayed ready',
@@ -66,28 +108,32 @@ describe('eventsFor', () => {
       expected: [],
     },
     {
-      name: 'records which kids were added and removed when a write changed the key set',
-      prev: status('True', 'Ready', ['a', 'b']),
-      next: status('True', 'Ready', ['b', 'c', 'd']),
-      outcome: WROTE_JWKS,
+      name: 'records the added key and the retired one, with its expiry, on a rotation',
+      prev: status('True', 'Ready', ['rsa-1']),
+      next: { ...status('True', 'Ready'), keys: ROTATED.retention.records },
+      outcome: wrote(ROTATED),
       expected: [
         'Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)',
-        `Normal ${KEYS_CHANGED} Publish: published key set changed: added c, d; removed a`,
+        'Normal KeyAdded Publish: published new key ed-1',
+        'Normal KeyRetired Publish: key rsa-1 left the source; it stays published until 2025-06-02T12:00:00Z',
       ],
     },
     {
-      name: 'records no key change when the previous status had no keys',
-      prev: status('True', 'Ready'),
-      next: status('True', 'Ready', ['a']),
-      outcome: WROTE_JWKS,
-      expected: ['Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)'],
+      name: 'records the removal of a retired key whose retention ended',
+      prev: status('True', 'Ready', ['ed-1', 'rsa-1']),
+      next: { ...status('True', 'Ready'), keys: EXPIRED.retention.records },
+      outcome: wrote(EXPIRED),
+      expected: [
+        'Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)',
+        'Normal KeyRemoved Publish: key rsa-1 removed from the published JWKS: its retention ended',
+      ],
     },
     {
-      name: 'records no key change when nothing was written',
-      prev: status('True', 'Ready', ['a']),
-      next: status('True', 'Ready', ['b']),
-      outcome: WROTE_NOTHING,
-      expected: [],
+      name: 'records no key change when publishing failed',
+      prev: status('True', 'Ready', ['rsa-1']),
+      next: status('False', 'StorageError', ['rsa-1']),
+      outcome: { preparation: ROTATED, publishError: { code: 'STORAGE_ERROR', message: 'boom' } },
+      expected: ['Warning StorageError Sync: StorageError message'],
     },
     {
       name: 'warns with the reason and message when Ready turns False',

@@ -3,7 +3,9 @@
  * documents an API server serves, and a resolved spec. Pure data, no I/O.
  */
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto';
+import type { RenderedObject } from '../../src/core/plan.ts';
 import type { ResolvedSpec } from '../../src/core/spec.ts';
+import type { Fetched, Observation } from '../../src/core/verify.ts';
 
 export const ISSUER = 'https://issuer.example.com';
 /** Where the API server says its JWKS lives: its private address. */
@@ -75,6 +77,8 @@ export function resolvedSpec(overrides: Partial<ResolvedSpec> = {}): ResolvedSpe
     syncIntervalMs: 60_000,
     cacheControl: 'public, max-age=300',
     deletionPolicy: 'Retain',
+    keyRetentionMs: 24 * 3_600_000,
+    verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
     ...overrides,
   };
 }
@@ -93,4 +97,23 @@ export function sortedKeys<T>(value: T): T {
     return v;
   };
   return sort(JSON.parse(JSON.stringify(value))) as T;
+}
+
+/**
+ * What an anonymous reader sees when the public issuer serves exactly `objects`, as prepare()
+ * rendered them: status 200, the published Content-Type, the sha256 and the parsed JSON of each body.
+ */
+export function servedAs(objects: readonly RenderedObject[], latencyMs = 120): Observation {
+  const fetched = (role: RenderedObject['role']): Fetched => {
+    const o = objects.find((x) => x.role === role);
+    if (!o) throw new Error(`fixture: no ${role} object to serve`);
+    return {
+      url: o.url,
+      status: 200,
+      contentType: o.contentType,
+      sha256: o.sha256,
+      json: JSON.parse(o.body.toString('utf8')),
+    };
+  };
+  return { discovery: fetched('discovery'), jwks: fetched('jwks'), latencyMs };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { sha256Hex } from '../../src/core/documents.ts';
+import type { KeyRecord } from '../../src/core/keys.ts';
 import {
   type PlannedWrite,
   type Preparation,
@@ -17,9 +18,11 @@ import {
   jwksJson,
   OKP_PUBLIC,
   PUBLIC_JWKS_URI,
+  RSA_PRIVATE,
   RSA_PUBLIC,
   resolvedSpec,
   SOURCE_JWKS_URI,
+  sortedKeys,
 } from './fixtures.ts';
 
 const RAW: RawDocuments = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC, EC_PUBLIC]) };
@@ -177,6 +180,106 @@ describe('prepare', () => {
   }
 });
 
+describe('prepare with key retention', () => {
+  const T0 = new Date('2025-06-01T00:00:00.000Z');
+  const H = 3_600_000;
+  const DAY = 24 * H;
+  const at = (ms: number): Date => new Date(T0.getTime() + ms);
+  const spec = resolvedSpec({ keyRetentionMs: DAY });
+  const raw = (keys: unknown[]): RawDocuments => ({ discovery: discoveryJson(), jwks: jwksJson(keys) });
+  /** The JWKS body's keys, as relying parties parse them. */
+  const served = (p: Extract<Preparation, { kind: 'ready' }>): Record<string, unknown>[] =>
+    (JSON.parse(p.objects[0]!.body.toString('utf8')) as { keys: Record<string, unknown>[] }).keys;
+  const changes = (p: Extract<Preparation, { kind: 'ready' }>): string[] =>
+    p.retention.changes.map((c) => `${c.kind} ${c.kid}`);
+
+  /** First sync: three keys; status records them, and the API server returns them with members sorted. */
+  const first = ready(
+    prepare(spec, raw([RSA_PUBLIC, OKP_PUBLIC, EC_PUBLIC]), { previous: undefined, now: T0 }),
+  );
+  /** An hour later the source serves ec-1 only. */
+  const rotated = ready(
+    prepare(spec, raw([EC_PUBLIC]), { previous: sortedKeys(first.retention.records), now: at(H) }),
+  );
+
+  it('keeps the retired keys in the published JWKS bytes, sorted by kid, with their public fields only', () => {
+    const keys = served(rotated);
+    const members = keys.map((k) => `${k.kid}: ${Object.keys(k).join(',')}`);
+    const expected = [
+      'ec-1: kty,kid,use,alg,crv,x,y',
+      'ed-1: kty,kid,alg,crv,x',
+      'rsa-1: kty,kid,use,alg,n,e',
+    ];
+    assert.deepEqual(members, expected, `expected [${expected.join('; ')}], got [${members.join('; ')}]`);
+    assert.deepEqual(
+      keys.find((k) => k.kid === 'rsa-1'),
+      RSA_PUBLIC,
+      'expected the retired RSA key exactly as the source served it',
+    );
+    assert.deepEqual(changes(rotated), ['retired ed-1', 'retired rsa-1']);
+    assert.deepEqual(rotated.keys.map((k) => k.kid).sort(), ['ec-1', 'ed-1', 'rsa-1']);
+  });
+
+  it('renders the same JWKS bytes while a retired key is retained, so nothing is rewritten', () => {
+    assert.ok(
+      rotated.objects[0]!.body.equals(first.objects[0]!.body),
+      `expected identical bytes, got ${rotated.objects[0]!.body.toString()}`,
+    );
+    assert.equal(rotated.objects[0]!.sha256, first.objects[0]!.sha256);
+    const writes = planWrites(
+      rotated.objects,
+      first.objects.map((o) => ({
+        sha256: o.sha256,
+        contentType: o.contentType,
+        cacheControl: o.cacheControl,
+      })),
+    );
+    assert.deepEqual(writes, [], `expected no writes, got ${writes.map((w) => w.why).join(', ')}`);
+  });
+
+  it('drops the retired keys from the JWKS bytes when their retention ends', () => {
+    const expired = ready(
+      prepare(spec, raw([EC_PUBLIC]), { previous: sortedKeys(rotated.retention.records), now: at(H + DAY) }),
+    );
+    assert.deepEqual(
+      served(expired).map((k) => k.kid),
+      ['ec-1'],
+    );
+    assert.deepEqual(changes(expired), ['removed ed-1', 'removed rsa-1']);
+    assert.notEqual(expired.objects[0]!.sha256, first.objects[0]!.sha256, 'expected the JWKS to change');
+    assert.equal(expired.retention.nextExpiryInMs, undefined);
+  });
+
+  it('reports when the next retained key expires', () => {
+    assert.equal(rotated.retention.nextExpiryInMs, DAY, `got ${rotated.retention.nextExpiryInMs}`);
+  });
+
+  it('never publishes private parameters a stored record carries', () => {
+    const tampered: KeyRecord[] = [
+      { kid: 'rsa-1', kty: 'RSA', alg: 'RS256', firstSeen: '2025-05-01T00:00:00Z', jwk: { ...RSA_PRIVATE } },
+    ];
+    const p = ready(prepare(spec, raw([EC_PUBLIC]), { previous: tampered, now: T0 }));
+    const text = p.objects[0]!.body.toString('utf8');
+    assert.deepEqual(
+      served(p).find((k) => k.kid === 'rsa-1'),
+      RSA_PUBLIC,
+      `expected the RSA key with its public fields only, got ${text}`,
+    );
+    for (const f of ['d', 'p', 'q', 'dp', 'dq', 'qi']) {
+      assert.ok(!text.includes(RSA_PRIVATE[f] as string), `expected no "${f}" value in the JWKS bytes`);
+    }
+  });
+
+  it('publishes the source keys only when no key state is given', () => {
+    const p = ready(prepare(spec, raw([EC_PUBLIC])));
+    assert.deepEqual(
+      served(p).map((k) => k.kid),
+      ['ec-1'],
+    );
+    assert.deepEqual(changes(p), ['added ec-1']);
+  });
+});
+
 describe('planWrites', () => {
   const objects = ready(
     prepare(resolvedSpec(), { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) }),
@@ -189,7 +292,12 @@ describe('planWrites', () => {
   });
   const why = (writes: PlannedWrite[]): string[] => writes.map((w) => `${w.object.role}: ${w.why}`);
 
-  const cases: { name: string; stored: (StoredObject | undefined)[]; expected: string[] }[] = [
+  const cases: {
+    name: string;
+    stored: (StoredObject | undefined)[];
+    rewrite?: boolean;
+    expected: string[];
+  }[] = [
     {
       name: 'writes both objects, JWKS first, when the bucket is empty',
       stored: [undefined, undefined],
@@ -225,10 +333,39 @@ describe('planWrites', () => {
       stored: [{ sha256: 'x', contentType: 'text/plain' }, undefined],
       expected: ['jwks: content changed', 'discovery: missing'],
     },
+    {
+      name: 'rewrites both objects, JWKS first, when the served content differs though the bucket looks current',
+      stored: [same(jwks), same(discovery)],
+      rewrite: true,
+      expected: ['jwks: served content differs', 'discovery: served content differs'],
+    },
+    {
+      name: 'reports a missing object as missing when rewriting',
+      stored: [same(jwks), undefined],
+      rewrite: true,
+      expected: ['jwks: served content differs', 'discovery: missing'],
+    },
+    {
+      name: 'reports a rewrite rather than a content or header change when rewriting',
+      stored: [
+        { ...same(jwks), sha256: 'f'.repeat(64) },
+        { ...same(discovery), cacheControl: 'no-store' },
+      ],
+      rewrite: true,
+      expected: ['jwks: served content differs', 'discovery: served content differs'],
+    },
+    {
+      name: 'writes nothing for a current bucket when rewrite is false',
+      stored: [same(jwks), same(discovery)],
+      rewrite: false,
+      expected: [],
+    },
   ];
-  for (const { name, stored, expected } of cases) {
+  for (const { name, stored, rewrite, expected } of cases) {
     it(name, () => {
-      const got = why(planWrites(objects, stored));
+      const got = why(
+        rewrite === undefined ? planWrites(objects, stored) : planWrites(objects, stored, rewrite),
+      );
       assert.deepEqual(got, expected, `expected [${expected.join('; ')}], got [${got.join('; ')}]`);
     });
   }

@@ -31,6 +31,8 @@ describe('resolveSpec', () => {
         syncIntervalMs: 60_000,
         cacheControl: 'public, max-age=300',
         deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
       },
     },
     {
@@ -43,6 +45,8 @@ describe('resolveSpec', () => {
         syncIntervalMs: 60_000,
         cacheControl: 'public, max-age=300',
         deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
       },
     },
     {
@@ -63,6 +67,8 @@ describe('resolveSpec', () => {
         syncInterval: '1m30s',
         cacheControl: 'no-cache',
         deletionPolicy: 'Delete',
+        keyRetention: '1h30m',
+        verification: { enabled: false, timeout: '10s', slowThreshold: '3s' },
       },
       expected: {
         issuerURL: ISSUER,
@@ -80,6 +86,8 @@ describe('resolveSpec', () => {
         syncIntervalMs: 90_000,
         cacheControl: 'no-cache',
         deletionPolicy: 'Delete',
+        keyRetentionMs: 90 * 60_000,
+        verification: { enabled: false, timeoutMs: 10_000, slowMs: 3000 },
       },
     },
     {
@@ -93,6 +101,8 @@ describe('resolveSpec', () => {
         syncIntervalMs: 60_000,
         cacheControl: 'public, max-age=300',
         deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
       },
     },
     {
@@ -114,6 +124,8 @@ describe('resolveSpec', () => {
         syncIntervalMs: 10_000,
         cacheControl: 'public, max-age=300',
         deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
       },
     },
     {
@@ -141,12 +153,86 @@ describe('resolveSpec', () => {
         syncIntervalMs: 60_000,
         cacheControl: 'public, max-age=300',
         deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
       },
     },
   ];
   for (const { name, input, expected } of cases) {
     it(name, () => {
       const got = resolveSpec(input);
+      assert.deepEqual(got, expected, `expected ${JSON.stringify(expected)}, got ${JSON.stringify(got)}`);
+    });
+  }
+
+  /** Only keyRetention and verification, resolved from a minimal S3 spec plus `extra`. */
+  const retentionAndVerification: {
+    name: string;
+    extra: Partial<OidcPublisherSpec>;
+    expected: Pick<ResolvedSpec, 'keyRetentionMs' | 'verification'>;
+  }[] = [
+    {
+      name: 'keeps a keyRetention of 0s: retired keys leave at once',
+      extra: { keyRetention: '0s' },
+      expected: { keyRetentionMs: 0, verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 } },
+    },
+    {
+      name: 'accepts the longest keyRetention the schema allows',
+      extra: { keyRetention: '8760h' },
+      expected: {
+        keyRetentionMs: 8760 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
+      },
+    },
+    {
+      name: 'defaults the timeout and slowThreshold when verification only sets enabled',
+      extra: { verification: { enabled: false } },
+      expected: {
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: false, timeoutMs: 5000, slowMs: 2000 },
+      },
+    },
+    {
+      name: 'defaults enabled to true and slowThreshold to 2s when verification only sets a timeout',
+      extra: { verification: { timeout: '10s' } },
+      expected: {
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 10_000, slowMs: 2000 },
+      },
+    },
+    {
+      name: 'defaults the timeout to 5s when verification only sets a slowThreshold',
+      extra: { verification: { slowThreshold: '500ms' } },
+      expected: {
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 500 },
+      },
+    },
+    {
+      name: 'accepts a slowThreshold equal to the timeout',
+      extra: { verification: { timeout: '3s', slowThreshold: '3s' } },
+      expected: {
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 3000, slowMs: 3000 },
+      },
+    },
+    {
+      name: 'accepts the shortest timeout, 1s, with a slowThreshold under it',
+      extra: { verification: { timeout: '1s', slowThreshold: '800ms' } },
+      expected: {
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 1000, slowMs: 800 },
+      },
+    },
+  ];
+  for (const { name, extra, expected } of retentionAndVerification) {
+    it(name, () => {
+      const { keyRetentionMs, verification } = resolveSpec({
+        issuerURL: ISSUER,
+        storage: { s3: S3 },
+        ...extra,
+      });
+      const got = { keyRetentionMs, verification };
       assert.deepEqual(got, expected, `expected ${JSON.stringify(expected)}, got ${JSON.stringify(got)}`);
     });
   }
@@ -186,6 +272,54 @@ describe('resolveSpec', () => {
       name: 'refuses a spec without storage',
       input: untyped({ issuerURL: ISSUER }),
       expected: /exactly one of s3 or gcs/,
+    },
+    {
+      name: 'refuses a keyRetention that is not a duration',
+      input: { issuerURL: ISSUER, storage: { s3: S3 }, keyRetention: '1 day' },
+      expected: /^keyRetention "1 day" is not a duration$/,
+    },
+    {
+      name: 'refuses a negative keyRetention',
+      input: { issuerURL: ISSUER, storage: { s3: S3 }, keyRetention: '-1h' },
+      expected: /^keyRetention "-1h" is not a duration$/,
+    },
+    {
+      name: 'refuses an empty keyRetention',
+      input: { issuerURL: ISSUER, storage: { s3: S3 }, keyRetention: '' },
+      expected: /^keyRetention "" is not a duration$/,
+    },
+    {
+      name: 'refuses a verification timeout under 1s',
+      input: {
+        issuerURL: ISSUER,
+        storage: { s3: S3 },
+        verification: { timeout: '500ms', slowThreshold: '100ms' },
+      },
+      expected: /^verification\.timeout "500ms" is not a duration of at least 1s$/,
+    },
+    {
+      name: 'refuses a verification timeout that is not a duration',
+      input: { issuerURL: ISSUER, storage: { s3: S3 }, verification: { timeout: 'soon' } },
+      expected: /^verification\.timeout "soon" is not a duration of at least 1s$/,
+    },
+    {
+      name: 'refuses a slowThreshold above the default timeout',
+      input: { issuerURL: ISSUER, storage: { s3: S3 }, verification: { slowThreshold: '6s' } },
+      expected: /^verification\.slowThreshold "6s" is not a duration up to verification\.timeout$/,
+    },
+    {
+      name: 'refuses a slowThreshold above an explicit timeout',
+      input: {
+        issuerURL: ISSUER,
+        storage: { s3: S3 },
+        verification: { timeout: '3s', slowThreshold: '3001ms' },
+      },
+      expected: /^verification\.slowThreshold "3001ms" is not a duration up to verification\.timeout$/,
+    },
+    {
+      name: 'refuses a slowThreshold that is not a duration',
+      input: { issuerURL: ISSUER, storage: { s3: S3 }, verification: { slowThreshold: 'fast' } },
+      expected: /^verification\.slowThreshold "fast" is not a duration up to verification\.timeout$/,
     },
   ];
   for (const { name, input, expected } of refused) {

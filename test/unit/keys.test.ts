@@ -1,0 +1,348 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type PublicJwk, validateJwks } from '../../src/core/documents.ts';
+import { type KeyRecord, retainKeys } from '../../src/core/keys.ts';
+import { EC_PUBLIC, jwksJson, OKP_PUBLIC, RSA_PRIVATE, RSA_PUBLIC, sortedKeys } from './fixtures.ts';
+
+const NOW = new Date('2025-06-01T12:00:00.000Z');
+const H = 3_600_000;
+const DAY = 24 * H;
+/** `ms` from NOW, as status stamps times. */
+const at = (ms: number): string => new Date(NOW.getTime() + ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** The fixtures' keys as the source's JWKS validates them: public parameters only. */
+const [RSA, EC, ED] = validateJwks(jwksJson([RSA_PUBLIC, EC_PUBLIC, OKP_PUBLIC])) as [
+  PublicJwk,
+  PublicJwk,
+  PublicJwk,
+];
+const BY_KID = new Map([RSA, EC, ED].map((k) => [k.kid, k]));
+
+/** A record as an earlier sync wrote it to status. */
+function rec(key: PublicJwk, firstSeen: string, retiredAt?: string, expiresAt?: string): KeyRecord {
+  return {
+    kid: key.kid,
+    kty: key.kty,
+    alg: key.alg,
+    firstSeen,
+    ...(retiredAt ? { retiredAt } : {}),
+    ...(expiresAt ? { expiresAt } : {}),
+    jwk: { ...key },
+  };
+}
+
+/** A record without its jwk, the way statuses before key retention recorded keys. */
+function bare(key: PublicJwk): KeyRecord {
+  return { kid: key.kid, kty: key.kty, alg: key.alg } as KeyRecord;
+}
+
+/** A record summarised without its jwk: kid firstSeen [retiredAt expiresAt]. */
+function summary(r: KeyRecord): string {
+  return [r.kid, r.firstSeen, r.retiredAt, r.expiresAt].filter((x) => x !== undefined).join(' ');
+}
+
+const PUBLIC_MEMBERS = new Set(['kty', 'kid', 'use', 'alg', 'crv', 'n', 'e', 'x', 'y']);
+const PRIVATE_VALUES = ['d', 'p', 'q', 'dp', 'dq', 'qi'].map((f) => RSA_PRIVATE[f] as string);
+
+describe('retainKeys', () => {
+  const cases: {
+    name: string;
+    source: PublicJwk[];
+    previous: KeyRecord[] | undefined;
+    retentionMs?: number;
+    /** Kids of the published keys, sorted. */
+    published: string[];
+    /** The new records, in order, as summary() prints them. */
+    records: string[];
+    changes: string[];
+    nextExpiryInMs?: number;
+  }[] = [
+    {
+      name: 'publishes a new key at once, first seen now',
+      source: [RSA],
+      previous: undefined,
+      published: ['rsa-1'],
+      records: [`rsa-1 ${at(0)}`],
+      changes: ['added rsa-1'],
+    },
+    {
+      name: 'adds a key next to the ones status already records',
+      source: [RSA, EC],
+      previous: [rec(RSA, at(-10 * DAY))],
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(0)}`, `rsa-1 ${at(-10 * DAY)}`],
+      changes: ['added ec-1'],
+    },
+    {
+      name: 'keeps firstSeen of a key the source still serves, with no change',
+      source: [RSA],
+      previous: [rec(RSA, at(-10 * DAY))],
+      published: ['rsa-1'],
+      records: [`rsa-1 ${at(-10 * DAY)}`],
+      changes: [],
+    },
+    {
+      name: 'gives a key recorded before retention existed a firstSeen of now, with no change',
+      source: [RSA],
+      previous: [bare(RSA)],
+      published: ['rsa-1'],
+      records: [`rsa-1 ${at(0)}`],
+      changes: [],
+    },
+    {
+      name: 'retires a key that left the source and still publishes it until now + retention',
+      source: [EC],
+      previous: [rec(RSA, at(-10 * DAY)), rec(EC, at(-DAY))],
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-10 * DAY)} ${at(0)} ${at(DAY)}`],
+      changes: ['retired rsa-1'],
+      nextExpiryInMs: DAY,
+    },
+    {
+      name: 'keeps publishing a retired key before its expiry, with no change',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-23 * H), at(H))],
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-10 * DAY)} ${at(-23 * H)} ${at(H)}`],
+      changes: [],
+      nextExpiryInMs: H,
+    },
+    {
+      name: 'keeps publishing a retired key one second before its expiry',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-DAY + 1000))],
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-10 * DAY)} ${at(-DAY + 1000)} ${at(1000)}`],
+      changes: [],
+      nextExpiryInMs: 1000,
+    },
+    {
+      name: 'removes a retired key at its expiry',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-DAY), at(0))],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'removes a retired key long after its expiry',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-100 * DAY), at(-30 * DAY), at(-29 * DAY))],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'applies a shortened retention at once: a key past the new retention is removed',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-2 * H), at(22 * H))],
+      retentionMs: H,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'applies a shortened retention at once: expiresAt follows the new retention, not the stored one',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-2 * H), at(22 * H))],
+      retentionMs: 3 * H,
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-10 * DAY)} ${at(-2 * H)} ${at(H)}`],
+      changes: [],
+      nextExpiryInMs: H,
+    },
+    {
+      name: 'restores a retired key the source serves again, keeping its firstSeen',
+      source: [RSA, EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-H), at(23 * H))],
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-10 * DAY)}`],
+      changes: ['restored rsa-1'],
+    },
+    {
+      name: 'removes a record without a jwk rather than publishing it',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), bare(RSA)],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'removes a retired record without a jwk even before its expiry',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), { ...bare(RSA), firstSeen: at(-DAY), retiredAt: at(-H) }],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'removes a record whose jwk names another kid',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY)), jwk: { ...RSA, kid: 'other' } }],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'removes a record whose jwk has no alg',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY)), jwk: { ...RSA, alg: undefined } }],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'removes an RSA record whose jwk has no modulus',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY)), jwk: { ...RSA, n: undefined } }],
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'removes an EC record whose jwk has no y coordinate',
+      source: [RSA],
+      previous: [rec(RSA, at(-DAY)), { ...rec(EC, at(-DAY)), jwk: { ...EC, y: undefined } }],
+      published: ['rsa-1'],
+      records: [`rsa-1 ${at(-DAY)}`],
+      changes: ['removed ec-1'],
+    },
+    {
+      name: 'removes an OKP record whose jwk has no x coordinate',
+      source: [RSA],
+      previous: [rec(RSA, at(-DAY)), { ...rec(ED, at(-DAY)), jwk: { ...ED, x: undefined } }],
+      published: ['rsa-1'],
+      records: [`rsa-1 ${at(-DAY)}`],
+      changes: ['removed ed-1'],
+    },
+    {
+      name: 'keeps publishing an OKP record, which has no y',
+      source: [RSA],
+      previous: [rec(RSA, at(-DAY)), rec(ED, at(-DAY))],
+      published: ['ed-1', 'rsa-1'],
+      records: [`ed-1 ${at(-DAY)} ${at(0)} ${at(DAY)}`, `rsa-1 ${at(-DAY)}`],
+      changes: ['retired ed-1'],
+      nextExpiryInMs: DAY,
+    },
+    {
+      name: 'removes a key that left the source at once when retention is 0',
+      source: [EC],
+      previous: [rec(RSA, at(-10 * DAY)), rec(EC, at(-DAY))],
+      retentionMs: 0,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'treats an unreadable retiredAt as retired now',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), 'yesterday')],
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-10 * DAY)} ${at(0)} ${at(DAY)}`],
+      changes: [],
+      nextExpiryInMs: DAY,
+    },
+    {
+      name: 'reports the soonest expiry of several retained keys',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(ED, at(-DAY), at(-2 * H)), rec(RSA, at(-DAY), at(-20 * H))],
+      published: ['ec-1', 'ed-1', 'rsa-1'],
+      records: [
+        `ec-1 ${at(-DAY)}`,
+        `ed-1 ${at(-DAY)} ${at(-2 * H)} ${at(22 * H)}`,
+        `rsa-1 ${at(-DAY)} ${at(-20 * H)} ${at(4 * H)}`,
+      ],
+      changes: [],
+      nextExpiryInMs: 4 * H,
+    },
+    {
+      name: 'retires every key when the source serves new ones only, and sorts records by kid',
+      source: [RSA],
+      previous: [rec(EC, at(-DAY)), rec(ED, at(-2 * DAY))],
+      published: ['ec-1', 'ed-1', 'rsa-1'],
+      records: [
+        `ec-1 ${at(-DAY)} ${at(0)} ${at(DAY)}`,
+        `ed-1 ${at(-2 * DAY)} ${at(0)} ${at(DAY)}`,
+        `rsa-1 ${at(0)}`,
+      ],
+      changes: ['added rsa-1', 'retired ec-1', 'retired ed-1'],
+      nextExpiryInMs: DAY,
+    },
+    {
+      name: 'sorts records by kid whatever the source order',
+      source: [RSA, ED, EC],
+      previous: undefined,
+      published: ['ec-1', 'ed-1', 'rsa-1'],
+      records: [`ec-1 ${at(0)}`, `ed-1 ${at(0)}`, `rsa-1 ${at(0)}`],
+      changes: ['added rsa-1', 'added ed-1', 'added ec-1'],
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = retainKeys(c.source, c.previous, NOW, c.retentionMs ?? DAY);
+      const published = got.published.map((k) => k.kid).sort();
+      assert.deepEqual(
+        published,
+        c.published,
+        `published: expected [${c.published.join(', ')}], got [${published.join(', ')}]`,
+      );
+      const records = got.records.map(summary);
+      assert.deepEqual(
+        records,
+        c.records,
+        `records: expected [${c.records.join('; ')}], got [${records.join('; ')}]`,
+      );
+      const changes = got.changes.map((x) => `${x.kind} ${x.kid}`);
+      assert.deepEqual(
+        changes,
+        c.changes,
+        `changes: expected [${c.changes.join(', ')}], got [${changes.join(', ')}]`,
+      );
+      assert.equal(
+        got.nextExpiryInMs,
+        c.nextExpiryInMs,
+        `nextExpiryInMs: expected ${c.nextExpiryInMs}, got ${got.nextExpiryInMs}`,
+      );
+      // Every record carries the key's own public parameters, so a retired key can be published again.
+      for (const r of got.records) {
+        const key = BY_KID.get(r.kid)!;
+        assert.deepEqual(
+          r.jwk,
+          { ...key },
+          `${r.kid}: expected jwk ${JSON.stringify(key)}, got ${JSON.stringify(r.jwk)}`,
+        );
+        assert.equal(r.kty, key.kty, `${r.kid}: expected kty ${key.kty}, got ${r.kty}`);
+        assert.equal(r.alg, key.alg, `${r.kid}: expected alg ${key.alg}, got ${r.alg}`);
+      }
+      for (const k of got.published) {
+        const key = BY_KID.get(k.kid)!;
+        assert.deepEqual(
+          k,
+          { ...key },
+          `${k.kid}: expected ${JSON.stringify(key)}, got ${JSON.stringify(k)}`,
+        );
+      }
+    });
+  }
+
+  it('records no private parameter, though the source key pair has them', () => {
+    const retired = retainKeys([EC], [rec(RSA, at(-DAY)), rec(EC, at(-DAY))], NOW, DAY);
+    const fresh = retainKeys([RSA, EC, ED], undefined, NOW, DAY);
+    for (const r of [...retired.records, ...fresh.records]) {
+      const extra = Object.keys(r.jwk ?? {}).filter((m) => !PUBLIC_MEMBERS.has(m));
+      assert.deepEqual(extra, [], `${r.kid}: expected public members only, got also ${extra.join(', ')}`);
+    }
+    const text = JSON.stringify([retired, fresh]);
+    for (const v of PRIVATE_VALUES) {
+      assert.ok(!text.includes(v), 'expected no private RSA parameter value in records or published keys');
+    }
+  });
+
+  it('gives the same result for records read back from the API server with members sorted', () => {
+    const previous = [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-H), at(23 * H))];
+    const a = retainKeys([EC], previous, NOW, DAY);
+    const b = retainKeys([EC], sortedKeys(previous), NOW, DAY);
+    assert.deepEqual(b, a, `expected ${JSON.stringify(a)}, got ${JSON.stringify(b)}`);
+  });
+});
