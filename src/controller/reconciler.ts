@@ -19,9 +19,10 @@ import {
   type SyncOutcome,
   sameStatus,
 } from '../core/status.ts';
-import { judge } from '../core/verify.ts';
+import { judge, servedAsRendered } from '../core/verify.ts';
 import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { publishObjects } from '../publish/sync.ts';
 import type { IssuerReader } from '../sources/relying-party.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
@@ -148,23 +149,30 @@ export class Reconciler {
         now,
       });
       if (outcome.preparation.kind === 'ready') {
+        const objects = outcome.preparation.objects;
         // The last read-back saw other bytes than the metadata promises: rewrite whatever HEAD says.
         const rewrite =
           findCondition(obj.status?.conditions, ConditionType.Verified)?.reason === Reason.ContentMismatch;
-        try {
-          outcome.written = await this.#publish(name, spec, outcome.preparation.objects, log, rewrite);
-        } catch (err) {
-          outcome.publishError = failed(err);
+        const verify = spec.verification.enabled;
+        const read = () => this.#d.issuerReader.read(spec.issuerURL, spec.verification.timeoutMs);
+        // A relying party's view first: when it already gets exactly these objects, storage holds
+        // them, and the sync needs no HEAD and no write.
+        let observation = verify && !rewrite ? await read() : undefined;
+        if (observation && servedAsRendered(objects, observation)) {
+          outcome.written = [];
+          for (const o of objects) this.#d.hooks?.skipped?.(name, o.key);
+        } else {
+          try {
+            outcome.written = await this.#publish(name, spec, objects, log, rewrite);
+          } catch (err) {
+            outcome.publishError = failed(err);
+          }
+          if (outcome.written && verify && (outcome.written.length > 0 || !observation))
+            observation = await read();
         }
-        if (outcome.written && spec.verification.enabled) {
-          const observation = await this.#d.issuerReader.read(spec.issuerURL, spec.verification.timeoutMs);
+        if (outcome.written && observation) {
           outcome.observation = observation;
-          outcome.verdict = judge(
-            spec.issuerURL,
-            outcome.preparation.objects,
-            observation,
-            spec.verification.slowMs,
-          );
+          outcome.verdict = judge(spec.issuerURL, objects, observation, spec.verification.slowMs);
         }
       }
     }
@@ -203,18 +211,14 @@ export class Reconciler {
     rewrite: boolean,
   ): Promise<PlannedWrite[]> {
     const store: ObjectStore = await this.#d.stores.get(spec.storage);
-    const stored = await Promise.all(objects.map((o) => store.head(o.key)));
-    const writes = planWrites(objects, stored, rewrite);
-    for (const o of objects) if (!writes.some((w) => w.object === o)) this.#d.hooks?.skipped?.(name, o.key);
-    for (const w of writes) {
-      await store.put(w.object.key, w.object.body, {
-        contentType: w.object.contentType,
-        cacheControl: w.object.cacheControl,
-        sha256: w.object.sha256,
-      });
-      this.#d.hooks?.written?.(name, w);
-      log.debug({ key: w.object.key, why: w.why, sha256: w.object.sha256 }, 'wrote object');
-    }
+    const { writes } = await publishObjects(store, objects, {
+      rewrite,
+      skipped: (o) => this.#d.hooks?.skipped?.(name, o.key),
+      written: (w) => {
+        this.#d.hooks?.written?.(name, w);
+        log.debug({ key: w.object.key, why: w.why, sha256: w.object.sha256 }, 'wrote object');
+      },
+    });
     return writes;
   }
 

@@ -13,6 +13,7 @@ export interface Fetched {
   /** HTTP status; absent when no answer came (network error, timeout). */
   status?: number;
   contentType?: string;
+  cacheControl?: string;
   sha256?: string;
   /** The body, parsed, when it was JSON. */
   json?: unknown;
@@ -50,6 +51,36 @@ function unreachable(f: Fetched): string | undefined {
     return `GET ${f.url}: HTTP ${f.status}${hint}`;
   }
   return undefined;
+}
+
+/** Whether `url` is the storage object `key` itself: its path ends with the key. */
+function addressesKey(url: string, key: string): boolean {
+  try {
+    return decodeURIComponent(new URL(url).pathname).endsWith(`/${key}`);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether an anonymous reader got exactly these objects, bytes and headers, at URLs
+ * that address their storage keys: then storage holds them and a sync needs neither a
+ * HEAD nor a write. A public URL that does not end with the key (a CDN origin path, an
+ * issuer published elsewhere) proves nothing about the key, so storage is asked.
+ */
+export function servedAsRendered(objects: readonly RenderedObject[], seen: Observation): boolean {
+  return objects.every((o) => {
+    const f = o.role === 'discovery' ? seen.discovery : seen.jwks;
+    return (
+      f !== undefined &&
+      addressesKey(o.url, o.key) &&
+      f.url === o.url &&
+      f.status === 200 &&
+      f.sha256 === o.sha256 &&
+      mediaType(f.contentType) === mediaType(o.contentType) &&
+      f.cacheControl === o.cacheControl
+    );
+  });
 }
 
 /**

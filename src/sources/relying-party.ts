@@ -66,6 +66,7 @@ export class AnonymousIssuerReader implements IssuerReader {
               url,
               status: res.statusCode ?? 0,
               ...(res.headers['content-type'] ? { contentType: res.headers['content-type'] } : {}),
+              ...(res.headers['cache-control'] ? { cacheControl: res.headers['cache-control'] } : {}),
               sha256: createHash('sha256').update(body).digest('hex'),
               ...(json !== undefined ? { json } : {}),
             });

@@ -111,6 +111,7 @@ export function servedAs(objects: readonly RenderedObject[], latencyMs = 120): O
       url: o.url,
       status: 200,
       contentType: o.contentType,
+      cacheControl: o.cacheControl,
       sha256: o.sha256,
       json: JSON.parse(o.body.toString('utf8')),
     };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Reason } from '../../src/api/conditions.ts';
 import { type Preparation, prepare } from '../../src/core/plan.ts';
-import { judge, type Observation } from '../../src/core/verify.ts';
+import { judge, type Observation, servedAsRendered } from '../../src/core/verify.ts';
 import {
   discoveryJson,
   EC_PUBLIC,
@@ -420,5 +420,72 @@ describe('judge', () => {
     assert.equal(seen.discovery.sha256, discovery?.sha256);
     assert.notEqual(STALE_JWKS.sha256, jwks?.sha256, 'expected the stale JWKS to differ');
     assert.notEqual(STALE_DISCOVERY.sha256, discovery?.sha256, 'expected the stale discovery to differ');
+  });
+});
+
+describe('servedAsRendered: whether a sync can skip the HEADs and writes', () => {
+  const served = servedAs(PUBLISHED.objects);
+  const cases: { name: string; seen: Observation; expected: boolean }[] = [
+    {
+      name: 'skips when both objects are served with the published bytes and headers',
+      seen: served,
+      expected: true,
+    },
+    {
+      name: 'does not skip when the JWKS bytes differ (a key was added)',
+      seen: { ...served, jwks: { ...(served.jwks ?? served.discovery), sha256: STALE_JWKS.sha256 } },
+      expected: false,
+    },
+    {
+      name: 'does not skip when Cache-Control differs (spec.cacheControl changed)',
+      seen: { ...served, discovery: { ...served.discovery, cacheControl: 'no-store' } },
+      expected: false,
+    },
+    {
+      name: 'does not skip when the Content-Type differs',
+      seen: { ...served, jwks: { ...(served.jwks ?? served.discovery), contentType: 'application/json' } },
+      expected: false,
+    },
+    {
+      name: 'does not skip when the JWKS was not read',
+      seen: { discovery: served.discovery, latencyMs: 10 },
+      expected: false,
+    },
+    {
+      name: 'does not skip when the discovery document answered 404',
+      seen: { ...served, discovery: { ...served.discovery, status: 404 } },
+      expected: false,
+    },
+    {
+      name: 'does not skip when the jwks_uri read is not the published JWKS object',
+      seen: {
+        ...served,
+        jwks: { ...(served.jwks ?? served.discovery), url: 'https://elsewhere.example.com/jwks' },
+      },
+      expected: false,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      assert.equal(servedAsRendered(PUBLISHED.objects, c.seen), c.expected);
+    });
+  }
+  it('does not skip when the public URLs do not address the storage keys (published under another prefix)', () => {
+    const elsewhere = ready(
+      prepare(
+        resolvedSpec({
+          storage: {
+            kind: 's3',
+            bucket: 'oidc',
+            region: 'eu-west-1',
+            prefix: 'other',
+            forcePathStyle: false,
+          },
+        }),
+        { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC, EC_PUBLIC]) },
+        { previous: undefined, now: NOW },
+      ),
+    );
+    assert.equal(servedAsRendered(elsewhere.objects, served), false);
   });
 });
