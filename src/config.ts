@@ -229,6 +229,9 @@ export function usage(): string {
 
 Usage:
   oidc-publisher [run] [flags]     run the operator
+  oidc-publisher authn-config ...  print a kube-apiserver AuthenticationConfiguration trusting an issuer
+  oidc-publisher publish ...       publish the issuer documents once to s3://, gs://, azblob:// or file://
+  oidc-publisher serve ...         serve the issuer documents over HTTP, from memory
   oidc-publisher --help            show this help
   oidc-publisher --version         print the version
 

@@ -3,6 +3,7 @@
  * Nothing else reads the environment or exits the process.
  */
 import { KubeConfig } from '@kubernetes/client-node';
+import { runAuthnConfig } from './authn/cli.ts';
 import { type Config, parseConfig, usage } from './config.ts';
 import { Controller } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
@@ -12,8 +13,10 @@ import { Reconciler } from './controller/reconciler.ts';
 import { SourceCache } from './controller/sources.ts';
 import { describeError, isOidcPublisherError } from './errors.ts';
 import { createLogger } from './log.ts';
+import { runPublish } from './publish/cli.ts';
 import { startHealthServer } from './server/health.ts';
 import { Metrics } from './server/metrics.ts';
+import { runServe } from './server/serve.ts';
 import { AnonymousIssuerReader } from './sources/relying-party.ts';
 import { StoreFactory } from './stores/factory.ts';
 import { VERSION } from './version.ts';
@@ -127,6 +130,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
+  if (first === 'authn-config') return runAuthnConfig(rest, env);
+  if (first === 'publish') return runPublish(rest, env);
+  if (first === 'serve') return runServe(rest, env);
   const args = first === 'run' ? rest : argv;
   let config: Readonly<Config>;
   try {

@@ -9,7 +9,7 @@ export interface OidcPublisherSpec {
   jwksURI?: string;
   /** Where to read the documents. Default: the cluster the operator runs in (in-cluster configuration, or KUBECONFIG). */
   source?: OidcPublisherSpecSource;
-  /** The bucket that serves the issuer. Exactly one of s3 or gcs. */
+  /** The bucket that serves the issuer. Exactly one of s3, gcs or azureBlob. */
   storage: OidcPublisherSpecStorage;
   /** How often to read the documents again and repair the bucket, as a duration (10s to 24h). */
   syncInterval?: string;
@@ -37,12 +37,14 @@ export interface OidcPublisherSpecSourceKubeconfigSecretRef {
   key?: string;
 }
 
-/** The bucket that serves the issuer. Exactly one of s3 or gcs. */
+/** The bucket that serves the issuer. Exactly one of s3, gcs or azureBlob. */
 export interface OidcPublisherSpecStorage {
   /** An S3 (or S3-compatible) bucket. Default credentials come from the AWS SDK's chain: environment, IRSA web identity, EKS Pod Identity. */
   s3?: OidcPublisherSpecStorageS3;
   /** A Google Cloud Storage bucket. Default credentials are Application Default Credentials (GKE workload identity). */
   gcs?: OidcPublisherSpecStorageGcs;
+  /** An Azure Blob Storage container that serves its blobs anonymously (public access level Blob, or the static website container $web). The issuer is <accountURL>/<container>/<prefix>. Default credentials come from DefaultAzureCredential (AKS workload identity: label the operator's pods azure.workload.identity/use=true and annotate its ServiceAccount with azure.workload.identity/client-id); the identity needs the Storage Blob Data Contributor role on the container. The content hash of each blob is kept in its metadata key oidcpublishersha256. */
+  azureBlob?: OidcPublisherSpecStorageAzureBlob;
 }
 
 /** An S3 (or S3-compatible) bucket. Default credentials come from the AWS SDK's chain: environment, IRSA web identity, EKS Pod Identity. */
@@ -87,6 +89,26 @@ export interface OidcPublisherSpecStorageGcsCredentialsSecretRef {
   key?: string;
 }
 
+/** An Azure Blob Storage container that serves its blobs anonymously (public access level Blob, or the static website container $web). The issuer is <accountURL>/<container>/<prefix>. Default credentials come from DefaultAzureCredential (AKS workload identity: label the operator's pods azure.workload.identity/use=true and annotate its ServiceAccount with azure.workload.identity/client-id); the identity needs the Storage Blob Data Contributor role on the container. The content hash of each blob is kept in its metadata key oidcpublishersha256. */
+export interface OidcPublisherSpecStorageAzureBlob {
+  /** The storage account's blob endpoint, for example https://myaccount.blob.core.windows.net, or an emulator's with the account in the path (Azurite: https://127.0.0.1:10000/devstoreaccount1). No query: a SAS token belongs in the connection string. */
+  accountURL: string;
+  /** Container name (Azure naming rules: 3 to 63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit), or $web for a static website. */
+  container: string;
+  /** Blob name prefix under which the documents are written, without a leading slash. */
+  prefix?: string;
+  /** A Secret in the operator's namespace holding a storage connection string (AccountName and AccountKey, or SharedAccessSignature). Only its credential is used; the endpoint is always accountURL. Default: DefaultAzureCredential. */
+  credentialsSecretRef?: OidcPublisherSpecStorageAzureBlobCredentialsSecretRef;
+}
+
+/** A Secret in the operator's namespace holding a storage connection string (AccountName and AccountKey, or SharedAccessSignature). Only its credential is used; the endpoint is always accountURL. Default: DefaultAzureCredential. */
+export interface OidcPublisherSpecStorageAzureBlobCredentialsSecretRef {
+  /** Name of the Secret, in the operator's namespace. */
+  name: string;
+  /** Key in the Secret's data that holds the connection string. */
+  key?: string;
+}
+
 /** After each sync the operator reads its own issuer anonymously, as a relying party does, and reports the result in the Verified condition. */
 export interface OidcPublisherSpecVerification {
   /** Verify the public issuer after every sync, and require it for Ready. Turn it off only when the cluster cannot reach its own public issuer (for example a CDN that only answers from outside). */
@@ -109,7 +131,7 @@ export interface OidcPublisherStatus {
   jwksURI?: string;
   /** The jwks_uri in the source's discovery document, before it was rewritten. */
   sourceJWKSURI?: string;
-  /** Where the documents are published, as s3://bucket/prefix or gs://bucket/prefix. */
+  /** Where the documents are published, as s3://bucket/prefix, gs://bucket/prefix or azblob://account/container/prefix. */
   storageURL?: string;
   /** How many keys the published JWKS holds. */
   keyCount?: number;

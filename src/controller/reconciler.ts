@@ -10,7 +10,7 @@ import { FINALIZER } from '../api/types.ts';
 import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
 import type { KeyRecord } from '../core/keys.ts';
-import { type PlannedWrite, planWrites, prepare, type RawDocuments } from '../core/plan.ts';
+import { type PlannedWrite, type planWrites, prepare, type RawDocuments } from '../core/plan.ts';
 import { DISCOVERY_PATH, JWKS_PATH, objectKey, type ResolvedSpec, resolveSpec } from '../core/spec.ts';
 import {
   type FailedStep,
@@ -22,7 +22,7 @@ import {
 import { judge, servedAsRendered } from '../core/verify.ts';
 import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { publishObjects } from '../publish/sync.ts';
+import { publishObjects, type WriteMemo } from '../publish/sync.ts';
 import type { IssuerReader } from '../sources/relying-party.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
@@ -61,6 +61,8 @@ function failed(err: unknown): FailedStep {
 export class Reconciler {
   readonly #d: ReconcilerDeps;
   readonly #now: () => Date;
+  /** Per store: what this reconciler last wrote or saw there, so a write it must make needs no HEAD first. */
+  readonly #memos = new WeakMap<ObjectStore, WriteMemo>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -211,7 +213,10 @@ export class Reconciler {
     rewrite: boolean,
   ): Promise<PlannedWrite[]> {
     const store: ObjectStore = await this.#d.stores.get(spec.storage);
+    let memo = this.#memos.get(store);
+    if (!memo) this.#memos.set(store, (memo = new Map()));
     const { writes } = await publishObjects(store, objects, {
+      memo,
       rewrite,
       skipped: (o) => this.#d.hooks?.skipped?.(name, o.key),
       written: (w) => {

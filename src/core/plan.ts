@@ -61,6 +61,11 @@ export type Preparation =
   | { kind: 'invalid'; error: OidcPublisherError }
   | { kind: 'issuerMismatch'; issuer: string; expected: string };
 
+/** What prepare reads of a spec: an OidcPublisher's, or that of a standalone `publish` or `serve` run. */
+export type DocumentSpec = Pick<ResolvedSpec, 'issuerURL' | 'jwksURI' | 'cacheControl' | 'keyRetentionMs'> & {
+  storage: { prefix: string };
+};
+
 /** The key state status recorded at the last successful sync, and the time now. */
 export interface RetentionInput {
   previous: readonly KeyRecord[] | undefined;
@@ -71,7 +76,7 @@ export interface RetentionInput {
  * Validates the source's documents against the spec and renders what to publish:
  * the source's keys plus the retired keys still within spec.keyRetention.
  */
-export function prepare(spec: ResolvedSpec, raw: RawDocuments, retention?: RetentionInput): Preparation {
+export function prepare(spec: DocumentSpec, raw: RawDocuments, retention?: RetentionInput): Preparation {
   let discovery: ValidatedDiscovery;
   let keys: PublicJwk[];
   try {

@@ -33,6 +33,17 @@ export type StorageTarget =
       prefix: string;
       endpoint?: string;
       credentialsSecret?: { name: string; key: string };
+    }
+  | {
+      kind: 'azureBlob';
+      /** The account's blob endpoint, without a trailing slash. */
+      accountURL: string;
+      /** The account name, for display: the first path segment (emulators) or the first DNS label. */
+      account: string;
+      container: string;
+      prefix: string;
+      /** A Secret key holding a connection string; default DefaultAzureCredential. */
+      credentialsSecret?: { name: string; key: string };
     };
 
 export interface ResolvedSpec {
@@ -48,6 +59,8 @@ export interface ResolvedSpec {
   verification: { enabled: boolean; timeoutMs: number; slowMs: number };
 }
 
+const EXACTLY_ONE_STORAGE = 'storage must set exactly one of s3, gcs or azureBlob';
+
 function specError(message: string): OidcPublisherError {
   return new OidcPublisherError('SPEC_INVALID', message);
 }
@@ -62,9 +75,26 @@ export function objectKey(prefix: string, path: string): string {
   return p ? `${p}/${path}` : path;
 }
 
+/**
+ * The storage account an Azure blob endpoint names: the first path segment when
+ * the URL has one (Azurite's https://127.0.0.1:10000/devstoreaccount1), else the
+ * first label of the host name (https://acct.blob.core.windows.net).
+ */
+export function azureAccountName(accountURL: string): string {
+  try {
+    const url = new URL(accountURL);
+    const segment = url.pathname.split('/').find((s) => s !== '');
+    return segment ? decodeURIComponent(segment) : (url.hostname.split('.')[0] ?? url.hostname);
+  } catch {
+    return accountURL;
+  }
+}
+
 export function storageURL(target: StorageTarget): string {
+  const prefix = target.prefix.replace(/\/+$/, '');
+  if (target.kind === 'azureBlob') return `azblob://${target.account}/${target.container}/${prefix}`;
   const scheme = target.kind === 's3' ? 's3' : 'gs';
-  return `${scheme}://${target.bucket}/${target.prefix.replace(/\/+$/, '')}`;
+  return `${scheme}://${target.bucket}/${prefix}`;
 }
 
 export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
@@ -92,8 +122,8 @@ export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
       `verification.slowThreshold ${JSON.stringify(slowText)} is not a duration up to verification.timeout`,
     );
   }
-  const { s3, gcs } = spec.storage ?? {};
-  if ((s3 ? 1 : 0) + (gcs ? 1 : 0) !== 1) throw specError('storage must set exactly one of s3 or gcs');
+  const { s3, gcs, azureBlob } = spec.storage ?? {};
+  if ((s3 ? 1 : 0) + (gcs ? 1 : 0) + (azureBlob ? 1 : 0) !== 1) throw specError(EXACTLY_ONE_STORAGE);
   let storage: StorageTarget;
   if (s3) {
     storage = {
@@ -120,8 +150,30 @@ export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
           }
         : {}),
     };
+  } else if (azureBlob) {
+    if (!/^https?:\/\/[^/?#]/.test(azureBlob.accountURL ?? '') || /[?#]/.test(azureBlob.accountURL)) {
+      throw specError(
+        'storage.azureBlob.accountURL must be an http or https URL without a query or fragment',
+      );
+    }
+    const accountURL = azureBlob.accountURL.replace(/\/+$/, '');
+    storage = {
+      kind: 'azureBlob',
+      accountURL,
+      account: azureAccountName(accountURL),
+      container: azureBlob.container,
+      prefix: azureBlob.prefix ?? '',
+      ...(azureBlob.credentialsSecretRef
+        ? {
+            credentialsSecret: {
+              name: azureBlob.credentialsSecretRef.name,
+              key: azureBlob.credentialsSecretRef.key ?? 'connectionString',
+            },
+          }
+        : {}),
+    };
   } else {
-    throw specError('storage must set exactly one of s3 or gcs');
+    throw specError(EXACTLY_ONE_STORAGE);
   }
   const ref = spec.source?.kubeconfigSecretRef;
   return {

@@ -3,8 +3,14 @@
  * both objects, decide the writes with the pure planWrites, and PUT them in
  * order (the JWKS before the discovery document that points at it). One code
  * path, so a one-shot run writes exactly what a reconcile would.
+ *
+ * With a memo of what this process last wrote (or saw by HEAD), an object that
+ * differs from it is written without a HEAD first: it needs the write whatever
+ * the store holds, so a wrong memory costs at most one redundant PUT, never a
+ * missed one. An object the memo says is in place is still HEADed, so changes
+ * made behind the operator's back are repaired.
  */
-import { type PlannedWrite, planWrites, type RenderedObject } from '../core/plan.ts';
+import { type PlannedWrite, planWrites, type RenderedObject, type StoredObject } from '../core/plan.ts';
 import type { ObjectStore } from '../stores/store.ts';
 
 export interface PublishOptions {
@@ -16,7 +22,15 @@ export interface PublishOptions {
   skipped?(object: RenderedObject): void;
   /** Called after each write landed (never in a dry run). */
   written?(write: PlannedWrite): void;
+  /**
+   * What this process last wrote to, or read by HEAD from, each object key of this store;
+   * consulted and kept up to date. Callers keep one per store.
+   */
+  memo?: WriteMemo;
 }
+
+/** Per object key: the state this process last wrote or saw there. */
+export type WriteMemo = Map<string, StoredObject>;
 
 export interface PublishResult {
   /** The writes made, in order; in a dry run, the writes that would be made. */
@@ -31,17 +45,27 @@ export async function publishObjects(
   objects: readonly RenderedObject[],
   opts: PublishOptions = {},
 ): Promise<PublishResult> {
-  const stored = await Promise.all(objects.map((o) => store.head(o.key)));
+  const memo = opts.memo;
+  const stored = await Promise.all(
+    objects.map(async (o) => {
+      const remembered = memo?.get(o.key);
+      // Differs from what was last written there: written anyway, no HEAD needed to decide.
+      if (remembered && planWrites([o], [remembered]).length > 0) return remembered;
+      const seen = await store.head(o.key);
+      if (seen) memo?.set(o.key, seen);
+      else memo?.delete(o.key);
+      return seen;
+    }),
+  );
   const writes = planWrites(objects, stored, opts.rewrite ?? false);
   const upToDate = objects.filter((o) => !writes.some((w) => w.object === o));
   for (const o of upToDate) opts.skipped?.(o);
   if (opts.dryRun) return { writes, upToDate };
   for (const w of writes) {
-    await store.put(w.object.key, w.object.body, {
-      contentType: w.object.contentType,
-      cacheControl: w.object.cacheControl,
-      sha256: w.object.sha256,
-    });
+    const { key, body, contentType, cacheControl, sha256 } = w.object;
+    memo?.delete(key);
+    await store.put(key, body, { contentType, cacheControl, sha256 });
+    memo?.set(key, { sha256, contentType, cacheControl });
     opts.written?.(w);
   }
   return { writes, upToDate };

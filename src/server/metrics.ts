@@ -107,7 +107,11 @@ export class Metrics implements ReconcileHooks {
     const ok = !outcome.sourceError && !outcome.publishError && outcome.preparation?.kind === 'ready';
     const wrote = (outcome.written?.length ?? 0) > 0;
     this.reconciles.inc({ result: !ok ? 'failed' : wrote ? 'published' : 'up_to_date' });
-    this.ready.set({ publisher: name }, ok ? 1 : 0);
+    // Ready also requires the read-back, when there was one (verification enabled).
+    this.ready.set(
+      { publisher: name },
+      ok && outcome.verdict?.status !== 'False' && outcome.verdict?.status !== 'Unknown' ? 1 : 0,
+    );
     if (outcome.written && outcome.preparation?.kind === 'ready') {
       for (const c of outcome.preparation.retention.changes)
         this.keyChanges.inc({ publisher: name, change: c.kind });

@@ -59,6 +59,9 @@ export class StoreFactory {
           { cause: err },
         );
       }
+    } else if (target.kind === 'azureBlob' && target.credentialsSecret) {
+      const { name, key } = target.credentialsSecret;
+      credentials = await this.#secretValue(name, key);
     }
     const fingerprint = createHash('sha256')
       .update(JSON.stringify(credentials ?? null))
@@ -85,6 +88,29 @@ export class StoreFactory {
           ? { credentials: credentials as { accessKeyId: string; secretAccessKey: string } }
           : {}),
       });
+    }
+    if (target.kind === 'azureBlob') {
+      const { AzureBlobStore } = await import('./azure-blob.ts');
+      try {
+        return await AzureBlobStore.create({
+          accountURL: target.accountURL,
+          account: target.account,
+          container: target.container,
+          prefix: target.prefix,
+          timeoutMs: this.#timeoutMs,
+          ...(typeof credentials === 'string' ? { connectionString: credentials } : {}),
+        });
+      } catch (err) {
+        if (err instanceof OidcPublisherError && target.credentialsSecret) {
+          const { name, key } = target.credentialsSecret;
+          throw new OidcPublisherError(
+            err.code,
+            `Secret ${this.#namespace}/${name} key ${JSON.stringify(key)}: ${err.message}`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
     }
     const { GcsStore } = await import('./gcs.ts');
     return GcsStore.create({

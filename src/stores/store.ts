@@ -12,7 +12,7 @@ export interface PutOptions {
 }
 
 export interface ObjectStore {
-  /** A URL-like name for logs and status: s3://bucket/prefix, gs://bucket/prefix. */
+  /** A URL-like name for logs and status: s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix. */
   readonly describe: string;
   /** The object's metadata, or undefined when it does not exist. */
   head(key: string): Promise<StoredObject | undefined>;
@@ -25,5 +25,9 @@ export interface ObjectStore {
   close(): void;
 }
 
-/** Object metadata key that carries the content hash (x-amz-meta-…, GCS custom metadata). */
+/**
+ * Object metadata key that carries the content hash (x-amz-meta-…, GCS custom
+ * metadata). Azure metadata names must be C# identifiers, so Azure Blob stores it
+ * without the hyphens (AZURE_HASH_METADATA_KEY in azure-blob.ts).
+ */
 export const HASH_METADATA_KEY = 'oidc-publisher-sha256';

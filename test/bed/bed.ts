@@ -1,6 +1,7 @@
 /**
  * The test bed: real kube-apiserver + etcd, MinIO (S3) and fake-gcs-server on
- * 127.0.0.1, with their own CA, free ports and a temporary directory.
+ * 127.0.0.1 (and, when asked, Azurite for Azure Blob), with their own CA, free
+ * ports and a temporary directory.
  *
  * The API server runs hardened (no anonymous access, RBAC, client-certificate
  * admin) and its service-account issuer is the public URL of a bucket, the way
@@ -12,6 +13,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import {
+  AZURITE_ACCOUNT_KEY,
+  type AzureInfo,
+  azureInfo,
+  azuriteArgs,
+  prepareAzureContainer,
+} from './azurite.ts';
 import { request } from './http.ts';
 import { type Ca, type CertFiles, createCa, createSigningKey, issueCert, type SigningKey } from './pki.ts';
 import { ManagedProcess, type ProcessSpec } from './process.ts';
@@ -25,7 +33,9 @@ export interface BedOptions {
   /** Start fake-gcs-server too (default true). */
   gcs?: boolean;
   /** Which bucket's public URL is the API server's issuer (default 's3'). */
-  issuer?: 's3' | 'gcs';
+  issuer?: 's3' | 'gcs' | 'azure';
+  /** Start Azurite (Azure Blob) too (default false; implied by issuer 'azure'). */
+  azure?: boolean;
   /** Leave the servers running after this process exits (`testbed up`). */
   persistent?: boolean;
   /**
@@ -83,6 +93,21 @@ export interface BedState {
   etcd: { url: string; proc: ProcState };
   s3: S3Info & { proc: ProcState };
   gcs?: GcsInfo & { proc: ProcState };
+  azure?: AzureInfo & { proc: ProcState };
+}
+
+/** A second API server that trusts the bed's issuer through structured authentication. */
+export interface ConsumerApiserver {
+  name: string;
+  url: string;
+  /** Its own service-account issuer (not the bed's). */
+  issuer: string;
+  /** Kubeconfig of the bed admin (client certificate) against this server. */
+  kubeconfig: string;
+  /** The AuthenticationConfiguration file it was started with. */
+  authenticationConfigFile: string;
+  logFile: string;
+  stop(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -130,6 +155,8 @@ export class Bed {
   readonly #persistent: boolean;
   readonly #owned: boolean;
   #procs: Map<string, ManagedProcess>;
+  /** Process names of the consumer API servers started by startConsumerApiserver. */
+  readonly #consumers = new Set<string>();
 
   private constructor(
     state: BedState,
@@ -154,6 +181,7 @@ export class Bed {
     add('kube-apiserver', state.apiserver.proc);
     add('minio', state.s3.proc);
     add('fake-gcs-server', state.gcs?.proc);
+    add('azurite', state.azure?.proc);
     return new Bed(state, procs, true, false);
   }
 
@@ -196,7 +224,11 @@ export class Bed {
         : { endpoint: `https://127.0.0.1:${gcsPort}`, bucket: 'oidc-bed', publicPrefix: '' };
     const issuerBase =
       opts.issuer === 'gcs' && gcs ? `${gcs.endpoint}/${gcs.bucket}` : `${s3.endpoint}/${s3.bucket}`;
-    const issuer = `${issuerBase}/${opts.issuer === 'gcs' ? '' : s3.publicPrefix}cluster-a`;
+    const azure = opts.azure || opts.issuer === 'azure' ? azureInfo(await freePort()) : undefined;
+    const issuer =
+      opts.issuer === 'azure' && azure
+        ? `${azure.accountURL}/${azure.container}/cluster-a`
+        : `${issuerBase}/${opts.issuer === 'gcs' ? '' : s3.publicPrefix}cluster-a`;
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
     const state: BedState = {
       dir,
@@ -216,6 +248,10 @@ export class Bed {
         proc: { spec: { name: 'etcd', command: '', args: [], logFile: '' }, pid: 0 },
       },
       s3: { ...s3, proc: { spec: { name: 'minio', command: '', args: [], logFile: '' }, pid: 0 } },
+      azure: azure && {
+        ...azure,
+        proc: { spec: { name: 'azurite', command: '', args: [], logFile: '' }, pid: 0 },
+      },
       gcs: gcs && {
         ...gcs,
         proc: { spec: { name: 'fake-gcs-server', command: '', args: [], logFile: '' }, pid: 0 },
@@ -228,6 +264,7 @@ export class Bed {
         bed.#startEtcd(tools, etcdPeerPort).then(() => bed.startApiserver()),
         bed.#startMinio(tools, ca, serving),
         gcs ? bed.#startGcs(tools, serving) : Promise.resolve(),
+        azure ? bed.#startAzurite(serving) : Promise.resolve(),
       ]);
       bed.#save();
     } catch (err) {
@@ -267,6 +304,7 @@ export class Bed {
     else if (name === 'kube-apiserver') this.state.apiserver.proc = ps;
     else if (name === 'minio') this.state.s3.proc = ps;
     else if (name === 'fake-gcs-server' && this.state.gcs) this.state.gcs.proc = ps;
+    else if (name === 'azurite' && this.state.azure) this.state.azure.proc = ps;
     return proc;
   }
 
@@ -354,6 +392,86 @@ export class Bed {
     await this.startApiserver();
   }
 
+  /**
+   * Starts another kube-apiserver, "cluster B", that accepts the bed's
+   * service-account tokens as an external issuer: started with
+   * `--authentication-config` (and no --oidc-* flag, which that excludes). It
+   * keeps its own data under a distinct --etcd-prefix of the bed's etcd, its
+   * own service-account issuer and keys, and the bed's CA, serving certificate
+   * and admin client certificate. The bed stops it with its other servers.
+   */
+  async startConsumerApiserver(opts: {
+    authenticationConfig: string;
+    name?: string;
+  }): Promise<ConsumerApiserver> {
+    this.#assertOwned();
+    const s = this.state;
+    const name = opts.name ?? 'cluster-b';
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(name))
+      throw new Error(`consumer name ${JSON.stringify(name)} is not a DNS label`);
+    const procName = `kube-apiserver-${name}`;
+    if (this.#procs.get(procName)?.running) throw new Error(`${procName} is already running`);
+    const dir = join(this.dir, name);
+    mkdirSync(dir, { recursive: true });
+    const configFile = join(dir, 'authentication-config.yaml');
+    writeFileSync(configFile, opts.authenticationConfig);
+    const pki = join(this.dir, 'pki');
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    const issuer = `${url}/${name}`;
+    const key = createSigningKey(dir, 'sa');
+    const proc = this.#launch(procName, {
+      command: s.apiserver.binary,
+      args: [
+        `--etcd-servers=${s.etcd.url}`,
+        `--etcd-prefix=/${name}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${port}`,
+        `--cert-dir=${join(dir, 'apiserver-certs')}`,
+        `--tls-cert-file=${join(pki, 'serving.crt')}`,
+        `--tls-private-key-file=${join(pki, 'serving.key')}`,
+        `--client-ca-file=${s.caFile}`,
+        `--authentication-config=${configFile}`,
+        '--anonymous-auth=false',
+        '--authorization-mode=RBAC',
+        `--service-account-issuer=${issuer}`,
+        `--service-account-key-file=${key.publicKeyFile}`,
+        `--service-account-signing-key-file=${key.privateKeyFile}`,
+        '--service-cluster-ip-range=10.96.0.0/24',
+        '--allow-privileged=false',
+        '--profiling=false',
+        '--enable-priority-and-fairness=false',
+        '--endpoint-reconciler-type=none',
+        '--v=0',
+      ],
+    });
+    this.#consumers.add(procName);
+    const kubeconfig = join(dir, 'admin.kubeconfig');
+    writeFileSync(kubeconfig, kubeconfigYaml(url, s.caFile, s.admin), { mode: 0o600 });
+    const ca = this.ca;
+    const cert = readFileSync(s.admin.cert);
+    const clientKey = readFileSync(s.admin.key);
+    await proc.waitUntil(
+      'ready',
+      async () =>
+        (await request(`${url}/readyz`, { ca, cert, key: clientKey, timeoutMs: 2000 })).status === 200,
+      120_000,
+    );
+    return {
+      name,
+      url,
+      issuer,
+      kubeconfig,
+      authenticationConfigFile: configFile,
+      logFile: proc.spec.logFile,
+      stop: async () => {
+        await proc.stop();
+        this.#consumers.delete(procName);
+      },
+    };
+  }
+
   async #startMinio(tools: ToolPaths, ca: Ca, serving: CertFiles): Promise<void> {
     const certs = join(this.dir, 'minio-certs');
     mkdirSync(join(certs, 'CAs'), { recursive: true });
@@ -415,6 +533,25 @@ export class Bed {
     } finally {
       client.destroy();
     }
+  }
+
+  /** Azurite's blob service over HTTPS, with its container for anonymous blob reads. */
+  async #startAzurite(serving: CertFiles): Promise<void> {
+    const azure = this.state.azure;
+    if (!azure) return;
+    const location = join(this.dir, 'azurite-data');
+    mkdirSync(location, { recursive: true });
+    const proc = this.#launch('azurite', {
+      command: process.execPath,
+      args: azuriteArgs(azure, location, serving),
+    });
+    const ca = this.ca;
+    // Any HTTP answer (an anonymous request is refused) means it serves.
+    await proc.waitUntil(
+      'serving',
+      async () => (await request(`${azure.accountURL}?comp=list`, { ca, timeoutMs: 2000 })).status > 0,
+    );
+    await prepareAzureContainer(azure, ca);
   }
 
   async #startGcs(tools: ToolPaths, serving: CertFiles): Promise<void> {
@@ -549,6 +686,94 @@ current-context: bed
     return counts;
   }
 
+  /**
+   * Stops etcd or MinIO, keeping its data and port, so a test can see the
+   * operator run without it; startServer starts it again.
+   */
+  async stopServer(name: 'etcd' | 'minio', signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    this.#assertOwned();
+    await this.#procs.get(name)?.stop(signal);
+  }
+
+  /** Starts etcd or MinIO again (after stopServer) with the same command, data and port, and waits until it serves. */
+  async startServer(name: 'etcd' | 'minio'): Promise<void> {
+    this.#assertOwned();
+    if (this.#procs.get(name)?.running) throw new Error(`${name} is already running`);
+    const { command, args, env } = name === 'etcd' ? this.state.etcd.proc.spec : this.state.s3.proc.spec;
+    const proc = this.#launch(name, { command, args, ...(env ? { env } : {}) });
+    const ca = this.ca;
+    await proc.waitUntil('serving again', async () =>
+      name === 'etcd'
+        ? (await fetch(`${this.state.etcd.url}/health`)).ok
+        : (await request(`${this.state.s3.endpoint}/minio/health/live`, { ca, timeoutMs: 2000 })).status ===
+          200,
+    );
+    this.#save();
+  }
+
+  /**
+   * Compacts etcd's history up to its current revision (through etcd's JSON
+   * gateway), so a watch from an older resourceVersion can only get 410 Gone.
+   * Returns the revision.
+   */
+  async compactEtcd(): Promise<number> {
+    const post = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
+      const res = await fetch(`${this.state.etcd.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status} ${await res.text()}`);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const range = await post('/v3/kv/range', { key: Buffer.from('/').toString('base64'), limit: 1 });
+    const revision = Number((range.header as { revision?: string } | undefined)?.revision);
+    if (!Number.isInteger(revision) || revision < 1)
+      throw new Error(`etcd revision: ${JSON.stringify(range)}`);
+    await post('/v3/kv/compaction', { revision: String(revision), physical: true });
+    return revision;
+  }
+
+  /**
+   * A second kube-apiserver of the same cluster (same etcd, keys, issuer and
+   * flags as the bed's, another port), as in an HA control plane: a test can
+   * stop it while the operator's own API server stays up. The bed stops it too.
+   */
+  async startApiserverReplica(): Promise<{ url: string; start(): Promise<void>; stop(): Promise<void> }> {
+    this.#assertOwned();
+    const name = 'kube-apiserver-replica';
+    const s = this.state;
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    const args = s.apiserver.proc.spec.args.map((a) =>
+      a.startsWith('--secure-port=')
+        ? `--secure-port=${port}`
+        : a.startsWith('--cert-dir=')
+          ? `--cert-dir=${join(this.dir, 'replica-certs')}`
+          : a,
+    );
+    const ca = this.ca;
+    const cert = readFileSync(s.admin.cert);
+    const key = readFileSync(s.admin.key);
+    const start = async () => {
+      const proc = this.#launch(name, { command: s.apiserver.binary, args });
+      this.#consumers.add(name);
+      await proc.waitUntil(
+        'ready',
+        async () => (await request(`${url}/readyz`, { ca, cert, key, timeoutMs: 2000 })).status === 200,
+        120_000,
+      );
+    };
+    await start();
+    return {
+      url,
+      start,
+      stop: async () => {
+        await this.#procs.get(name)?.stop();
+      },
+    };
+  }
+
   /** Environment variables describing this bed, for other tools and processes. */
   env(): Record<string, string> {
     const s = this.state;
@@ -569,6 +794,13 @@ current-context: bed
       AWS_ACCESS_KEY_ID: s.s3.accessKeyId,
       AWS_SECRET_ACCESS_KEY: s.s3.secretAccessKey,
     };
+    if (s.azure) {
+      env.OIDC_BED_AZURE_ACCOUNT_URL = s.azure.accountURL;
+      env.OIDC_BED_AZURE_CONTAINER = s.azure.container;
+      // Account and key rather than a connection string, whose ';' would not survive `. bed.env`.
+      env.AZURE_STORAGE_ACCOUNT = s.azure.account;
+      env.AZURE_STORAGE_KEY = AZURITE_ACCOUNT_KEY;
+    }
     if (s.gcs) {
       env.OIDC_BED_GCS_ENDPOINT = s.gcs.endpoint;
       env.OIDC_BED_GCS_BUCKET = s.gcs.bucket;
@@ -588,7 +820,14 @@ current-context: bed
 
   /** Stops every server (reverse start order) and removes the bed's directory. */
   async stop(opts: { keepDir?: boolean } = {}): Promise<void> {
-    for (const name of ['fake-gcs-server', 'minio', 'kube-apiserver', 'etcd']) {
+    for (const name of [
+      ...this.#consumers,
+      'azurite',
+      'fake-gcs-server',
+      'minio',
+      'kube-apiserver',
+      'etcd',
+    ]) {
       await this.#procs.get(name)?.stop();
     }
     if (!opts.keepDir) rmSync(this.dir, { recursive: true, force: true });

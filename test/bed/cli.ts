@@ -1,5 +1,7 @@
 /**
- * npm run testbed -- up [--dir DIR] [--issuer s3|gcs]   start a bed that outlives this command
+ * npm run testbed -- up [--dir DIR] [--issuer s3|gcs|azure] [--azure]
+ *                                                       start a bed that outlives this command
+ *                                                       (--azure, or --issuer azure, adds Azurite)
  * npm run testbed -- down [--dir DIR]                   stop it and remove its files
  * npm run testbed -- build                              build the pinned servers into the cache
  *
@@ -16,6 +18,7 @@ const { positionals, values } = parseArgs({
   options: {
     dir: { type: 'string', default: join(import.meta.dirname, '..', '..', '.bed', 'default') },
     issuer: { type: 'string', default: 's3' },
+    azure: { type: 'boolean', default: false },
   },
 });
 const dir = resolve(values.dir);
@@ -31,12 +34,17 @@ async function main(): Promise<number> {
         console.error(`a bed already runs in ${dir}; run 'npm run testbed -- down' first`);
         return 1;
       }
-      if (values.issuer !== 's3' && values.issuer !== 'gcs') {
-        console.error('--issuer must be s3 or gcs');
+      if (values.issuer !== 's3' && values.issuer !== 'gcs' && values.issuer !== 'azure') {
+        console.error('--issuer must be s3, gcs or azure');
         return 2;
       }
       const started = Date.now();
-      const bed = await Bed.start({ dir, persistent: true, issuer: values.issuer });
+      const bed = await Bed.start({
+        dir,
+        persistent: true,
+        issuer: values.issuer,
+        azure: values.azure || values.issuer === 'azure',
+      });
       console.log(`bed up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
       console.log(`  env file:   ${join(dir, 'bed.env')}   (set -a; . ${join(dir, 'bed.env')}; set +a)`);
       console.log(`  apiserver:  ${bed.apiserverURL}`);
@@ -54,7 +62,7 @@ async function main(): Promise<number> {
       return 0;
     }
     default:
-      console.error('usage: npm run testbed -- up|down|build [--dir DIR] [--issuer s3|gcs]');
+      console.error('usage: npm run testbed -- up|down|build [--dir DIR] [--issuer s3|gcs|azure] [--azure]');
       return 2;
   }
 }

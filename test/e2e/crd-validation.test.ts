@@ -45,6 +45,11 @@ function withValue(o: Obj, path: string[], value: unknown): Obj {
 }
 
 const s3 = (field: string) => ['spec', 'storage', 's3', field];
+const AZURE = {
+  accountURL: 'https://oidcissuer.blob.core.windows.net',
+  container: 'oidc',
+  prefix: 'cluster-a',
+};
 
 interface Case {
   name: string;
@@ -61,14 +66,41 @@ const CASES: Case[] = [
     message: /spec\.storage: Required value/,
   },
   {
-    name: 'an empty storage (neither s3 nor gcs)',
+    name: 'an empty storage (none of s3, gcs and azureBlob)',
     object: withValue(base, ['spec', 'storage'], {}),
-    message: /storage must set exactly one of s3 or gcs/,
+    message: /storage must set exactly one of s3, gcs or azureBlob/,
   },
   {
     name: 'both s3 and gcs',
     object: withValue(base, ['spec', 'storage', 'gcs'], { bucket: 'oidc-issuer' }),
-    message: /storage must set exactly one of s3 or gcs/,
+    message: /storage must set exactly one of s3, gcs or azureBlob/,
+  },
+  {
+    name: 'both s3 and azureBlob',
+    object: withValue(base, ['spec', 'storage', 'azureBlob'], AZURE),
+    message: /storage must set exactly one of s3, gcs or azureBlob/,
+  },
+  {
+    name: 'an Azure container name with consecutive hyphens',
+    object: withValue(base, ['spec', 'storage'], { azureBlob: { ...AZURE, container: 'oidc--issuer' } }),
+    message: /container must not contain consecutive hyphens/,
+  },
+  {
+    name: 'an Azure container name with upper-case letters',
+    object: withValue(base, ['spec', 'storage'], { azureBlob: { ...AZURE, container: 'OIDC' } }),
+    message: /spec\.storage\.azureBlob\.container: Invalid value/,
+  },
+  {
+    name: 'an Azure accountURL carrying a SAS token',
+    object: withValue(base, ['spec', 'storage'], {
+      azureBlob: { ...AZURE, accountURL: `${AZURE.accountURL}?sv=2024-08-04&sig=abc` },
+    }),
+    message: /accountURL must not contain a query/,
+  },
+  {
+    name: 'an Azure prefix with a leading slash',
+    object: withValue(base, ['spec', 'storage'], { azureBlob: { ...AZURE, prefix: '/cluster-a' } }),
+    message: /prefix must not start with a slash/,
   },
   {
     name: 'an http issuer',
@@ -218,6 +250,17 @@ describe('the CRD refuses invalid OidcPublishers at kubectl apply', () => {
   it('accepts the resource every case starts from', async () => {
     const res = await apply(base);
     assert.equal(res.code, 0, `the base resource is valid, but kubectl said: ${res.stderr}`);
+  });
+
+  it('accepts an Azure Blob storage, and the static website container $web', async () => {
+    for (const container of ['oidc', '$web']) {
+      const res = await apply(withValue(base, ['spec', 'storage'], { azureBlob: { ...AZURE, container } }));
+      assert.equal(
+        res.code,
+        0,
+        `azureBlob with container ${container} is valid, but kubectl said: ${res.stderr}`,
+      );
+    }
   });
 
   it(`has at least 15 cases (has ${CASES.length})`, () => {

@@ -159,6 +159,16 @@ export class OperatorProcess {
 
   /** Runs the operator (src/cli.ts on this Node) against the bed with the given kubeconfig. */
   static async start(bed: Bed, kubeconfig: string, args: string[] = []): Promise<OperatorProcess> {
+    const op = await OperatorProcess.launch(bed, kubeconfig, args);
+    await eventually('the operator to be ready', async () => {
+      const res = await fetch(`http://127.0.0.1:${op.healthPort}/readyz`).catch(() => undefined);
+      return res?.status === 200 ? true : undefined;
+    });
+    return op;
+  }
+
+  /** Like start, without waiting for /readyz: for operators that are expected never to get ready. */
+  static async launch(bed: Bed, kubeconfig: string, args: string[] = []): Promise<OperatorProcess> {
     const port = await freePort();
     const child = spawn(
       process.execPath,
@@ -186,12 +196,20 @@ export class OperatorProcess {
         },
       },
     );
-    const op = new OperatorProcess(child, port);
-    await eventually('the operator to be ready', async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-      return res?.status === 200 ? true : undefined;
-    });
-    return op;
+    return new OperatorProcess(child, port);
+  }
+
+  /** The text of its /metrics. */
+  async metrics(): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.healthPort}/metrics`);
+    if (res.status !== 200) throw new Error(`/metrics: HTTP ${res.status}`);
+    return res.text();
+  }
+
+  /** HTTP status of its /readyz, or 0 when it does not answer. */
+  async readyz(): Promise<number> {
+    const res = await fetch(`http://127.0.0.1:${this.healthPort}/readyz`).catch(() => undefined);
+    return res?.status ?? 0;
   }
 
   /** Structured log lines. */
@@ -209,6 +227,15 @@ export class OperatorProcess {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
   }
+}
+
+/** The sum of a metric's samples over all its labels (0 when it has none yet). */
+export function metricSum(text: string, name: string): number {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([-+\\d.eE]+|NaN)$`, 'gm'))) {
+    sum += Number(m[1]);
+  }
+  return sum;
 }
 
 interface DiscoveryDoc {

@@ -13,6 +13,7 @@ import { OidcPublisherError } from '../../src/errors.ts';
 
 const ISSUER = 'https://issuer.example.com';
 const S3 = { bucket: 'oidc', region: 'eu-west-1' };
+const AZURE_URL = 'https://acct.blob.core.windows.net';
 
 /** A spec as the informer hands it over: JSON the schema vouched for, or not. */
 function untyped(value: unknown): OidcPublisherSpec {
@@ -157,6 +158,60 @@ describe('resolveSpec', () => {
         verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
       },
     },
+    {
+      name: 'resolves azureBlob, names its account and defaults its credentials key to "connectionString"',
+      input: {
+        issuerURL: ISSUER,
+        storage: {
+          azureBlob: {
+            accountURL: `${AZURE_URL}/`,
+            container: 'oidc',
+            prefix: 'clusters/a',
+            credentialsSecretRef: { name: 'azure' },
+          },
+        },
+      },
+      expected: {
+        issuerURL: ISSUER,
+        jwksURI: `${ISSUER}/openid/v1/jwks`,
+        storage: {
+          kind: 'azureBlob',
+          accountURL: AZURE_URL,
+          account: 'acct',
+          container: 'oidc',
+          prefix: 'clusters/a',
+          credentialsSecret: { name: 'azure', key: 'connectionString' },
+        },
+        syncIntervalMs: 60_000,
+        cacheControl: 'public, max-age=300',
+        deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
+      },
+    },
+    {
+      name: 'takes the account of an emulator URL from its path and leaves credentials to DefaultAzureCredential',
+      input: {
+        issuerURL: ISSUER,
+        storage: { azureBlob: { accountURL: 'https://127.0.0.1:10000/devstoreaccount1', container: 'c1c' } },
+      },
+      expected: {
+        issuerURL: ISSUER,
+        jwksURI: `${ISSUER}/openid/v1/jwks`,
+        storage: {
+          kind: 'azureBlob',
+          accountURL: 'https://127.0.0.1:10000/devstoreaccount1',
+          account: 'devstoreaccount1',
+          container: 'c1c',
+          prefix: '',
+        },
+        syncIntervalMs: 60_000,
+        cacheControl: 'public, max-age=300',
+        deletionPolicy: 'Retain',
+        keyRetentionMs: 24 * 3_600_000,
+        verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
+      },
+    },
   ];
   for (const { name, input, expected } of cases) {
     it(name, () => {
@@ -261,17 +316,33 @@ describe('resolveSpec', () => {
     {
       name: 'refuses storage with both s3 and gcs',
       input: { issuerURL: ISSUER, storage: { s3: S3, gcs: { bucket: 'g' } } },
-      expected: /exactly one of s3 or gcs/,
+      expected: /exactly one of s3, gcs or azureBlob/,
     },
     {
       name: 'refuses storage with neither s3 nor gcs',
       input: { issuerURL: ISSUER, storage: {} },
-      expected: /exactly one of s3 or gcs/,
+      expected: /exactly one of s3, gcs or azureBlob/,
     },
     {
       name: 'refuses a spec without storage',
       input: untyped({ issuerURL: ISSUER }),
-      expected: /exactly one of s3 or gcs/,
+      expected: /exactly one of s3, gcs or azureBlob/,
+    },
+    {
+      name: 'refuses storage with both gcs and azureBlob',
+      input: {
+        issuerURL: ISSUER,
+        storage: { gcs: { bucket: 'g' }, azureBlob: { accountURL: AZURE_URL, container: 'oidc' } },
+      },
+      expected: /exactly one of s3, gcs or azureBlob/,
+    },
+    {
+      name: 'refuses an azureBlob accountURL with a query (a SAS token belongs in the Secret)',
+      input: {
+        issuerURL: ISSUER,
+        storage: { azureBlob: { accountURL: `${AZURE_URL}?sv=2024&sig=x`, container: 'oidc' } },
+      },
+      expected: /accountURL must be an http or https URL without a query or fragment/,
     },
     {
       name: 'refuses a keyRetention that is not a duration',
@@ -382,6 +453,17 @@ describe('storageURL', () => {
       name: 'ends with a slash when there is no prefix',
       input: { kind: 'gcs', bucket: 'b', prefix: '' },
       expected: 'gs://b/',
+    },
+    {
+      name: 'names an Azure Blob target azblob://account/container/prefix',
+      input: {
+        kind: 'azureBlob',
+        accountURL: AZURE_URL,
+        account: 'acct',
+        container: 'oidc',
+        prefix: 'clusters/a/',
+      },
+      expected: 'azblob://acct/oidc/clusters/a',
     },
   ];
   for (const { name, input, expected } of cases) {
