@@ -27,6 +27,19 @@ export const REDACT_PATHS = [
   '*.privateKey',
   'private_key',
   '*.private_key',
+  // Header names as Node and the AWS SDK spell them, kubeconfig user fields, Secret keys.
+  'Authorization',
+  '*.Authorization',
+  'headers.Authorization',
+  '*.headers.Authorization',
+  'password',
+  '*.password',
+  '["client-key-data"]',
+  '*["client-key-data"]',
+  'AWS_SECRET_ACCESS_KEY',
+  '*.AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  '*.AWS_SESSION_TOKEN',
 ];
 
 export function createLogger(opts: { level: string; destination?: DestinationStream }): Logger {
@@ -55,6 +68,19 @@ export function serializeError(err: unknown): Record<string, unknown> {
     type: typeof e.name === 'string' ? e.name : (err.constructor?.name ?? 'Object'),
     message: typeof e.message === 'string' ? e.message : 'non-Error value thrown',
   };
+  // client-node's ApiException embeds the response headers and body in its message: log the code and reason only.
+  const body = (err as { body?: unknown }).body;
+  if (typeof e.code === 'number' && body !== undefined) {
+    let reason: unknown;
+    try {
+      reason = (
+        typeof body === 'string' ? (JSON.parse(body) as { reason?: unknown }) : (body as { reason?: unknown })
+      )?.reason;
+    } catch {
+      reason = undefined;
+    }
+    out.message = `API server answered HTTP ${e.code}${typeof reason === 'string' ? ` ${reason}` : ''}`;
+  }
   if (isOidcPublisherError(err) || typeof e.code === 'string' || typeof e.code === 'number')
     out.code = e.code;
   const causes: string[] = [];

@@ -214,7 +214,10 @@ export class Reconciler {
   ): Promise<PlannedWrite[]> {
     const store: ObjectStore = await this.#d.stores.get(spec.storage);
     let memo = this.#memos.get(store);
-    if (!memo) this.#memos.set(store, (memo = new Map()));
+    if (!memo) {
+      memo = new Map();
+      this.#memos.set(store, memo);
+    }
     const { writes } = await publishObjects(store, objects, {
       memo,
       rewrite,

@@ -1,0 +1,766 @@
+/**
+ * Least privilege, proven against the real API server.
+ *
+ * Every grant in config/rbac is needed: for each one (each verb of each
+ * resource, resource name or non-resource URL of each rule), the rendered RBAC
+ * is applied with exactly that grant removed, `kubectl auth can-i` shows it is
+ * gone (and only it), and the operator, run with the reduced RBAC, visibly
+ * breaks in the operation that needs it. A grant without a case here fails the
+ * coverage test, and a grant whose removal breaks nothing fails its case.
+ *
+ * Nothing else is granted: the operator's identity cannot read Secrets outside
+ * its namespace, list Secrets, write OidcPublishers, or write anything besides
+ * its status, finalizers, Events and Lease.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import type { Bed } from '../bed/bed.ts';
+import { request } from '../bed/http.ts';
+import { useBed } from '../bed/shared.ts';
+import {
+  applyYaml,
+  condition,
+  createSecret,
+  eventually,
+  getPublisher,
+  installOperator,
+  metricSum,
+  OPERATOR_NAMESPACE,
+  OPERATOR_SA,
+  OperatorProcess,
+  type PublisherView,
+  ROOT,
+  waitForReady,
+} from './harness.ts';
+
+const SA_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SA}`;
+const LEASE = 'oidc-publisher';
+const ELECTION = ['--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '500ms'];
+/**
+ * Kubernetes binds this ClusterRole to every ServiceAccount by default; it grants the same
+ * non-resource URLs as our ClusterRole. Hardened clusters remove the binding, and the operator must
+ * not depend on it, so this suite removes it to show that our own rule is what the operator uses.
+ */
+const DEFAULT_DISCOVERY_BINDING = 'system:service-account-issuer-discovery';
+
+interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+  verbs: string[];
+}
+interface RbacObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: PolicyRule[];
+}
+
+/** One verb on one resource (or resource name, or non-resource URL), granted by one role. */
+interface Grant {
+  key: string;
+  roleKind: 'Role' | 'ClusterRole';
+  roleName: string;
+  namespace?: string;
+  verb: string;
+  apiGroup?: string;
+  resource?: string;
+  resourceName?: string;
+  url?: string;
+}
+
+function grantKey(g: Omit<Grant, 'key'>): string {
+  const [resource, subresource] = (g.resource ?? '').split('/');
+  const what = g.url
+    ? g.url
+    : `${resource}${g.apiGroup ? `.${g.apiGroup}` : ''}${subresource ? `/${subresource}` : ''}${g.resourceName ? ` named ${g.resourceName}` : ''}`;
+  return `${g.roleKind} ${g.namespace ? `${g.namespace}/` : ''}${g.roleName}: ${g.verb} ${what}`;
+}
+
+/** A rule as its atomic grants: apiGroup x resource x resourceName x verb, or URL x verb. */
+function atoms(role: RbacObject, rule: PolicyRule): Grant[] {
+  const base = {
+    roleKind: role.kind as Grant['roleKind'],
+    roleName: role.metadata.name,
+    ...(role.metadata.namespace ? { namespace: role.metadata.namespace } : {}),
+  };
+  const out: Grant[] = [];
+  for (const verb of rule.verbs) {
+    for (const url of rule.nonResourceURLs ?? []) out.push({ ...base, verb, url, key: '' });
+    for (const apiGroup of rule.apiGroups ?? []) {
+      for (const resource of rule.resources ?? []) {
+        const names = rule.resourceNames?.length ? rule.resourceNames : [undefined];
+        for (const resourceName of names) {
+          out.push({ ...base, verb, apiGroup, resource, ...(resourceName ? { resourceName } : {}), key: '' });
+        }
+      }
+    }
+  }
+  return out.map((g) => ({ ...g, key: grantKey(g) }));
+}
+
+function toRule(g: Grant): PolicyRule {
+  if (g.url) return { nonResourceURLs: [g.url], verbs: [g.verb] };
+  return {
+    apiGroups: [g.apiGroup ?? ''],
+    resources: [g.resource ?? ''],
+    ...(g.resourceName ? { resourceNames: [g.resourceName] } : {}),
+    verbs: [g.verb],
+  };
+}
+
+function isRole(o: RbacObject): boolean {
+  return o.kind === 'Role' || o.kind === 'ClusterRole';
+}
+
+/** The rendered objects with exactly one grant removed (its rule split into the remaining grants). */
+function without(objects: readonly RbacObject[], removed: Grant): RbacObject[] {
+  let found = false;
+  const out = objects.map((o) => {
+    if (!isRole(o) || o.kind !== removed.roleKind || o.metadata.name !== removed.roleName) return o;
+    if ((o.metadata.namespace ?? '') !== (removed.namespace ?? '')) return o;
+    const rules = (o.rules ?? []).flatMap((rule) => {
+      const all = atoms(o, rule);
+      const kept = all.filter((g) => g.key !== removed.key);
+      if (kept.length === all.length) return [rule];
+      found = true;
+      return kept.map(toRule);
+    });
+    return { ...o, rules };
+  });
+  assert.ok(found, `grant not in the rendered RBAC: ${removed.key}`);
+  return out;
+}
+
+/** `kubectl auth can-i` as the operator's ServiceAccount: true for yes, false for no. */
+async function canI(bed: Bed, args: readonly string[]): Promise<boolean> {
+  try {
+    const out = await bed.kubectl(['auth', 'can-i', ...args, `--as=${SA_USER}`]);
+    if (out.trim() === 'yes') return true;
+    throw new Error(`kubectl auth can-i ${args.join(' ')}: ${out}`);
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    if (e.stdout?.trim() === 'no') return false;
+    throw err;
+  }
+}
+
+function canIArgs(g: Grant): string[] {
+  if (g.url) return [g.verb, g.url];
+  const [resource, subresource] = (g.resource ?? '').split('/');
+  const args = [
+    g.verb,
+    `${resource}${g.apiGroup ? `.${g.apiGroup}` : ''}${g.resourceName ? `/${g.resourceName}` : ''}`,
+  ];
+  if (subresource) args.push(`--subresource=${subresource}`);
+  if (g.namespace) args.push('-n', g.namespace);
+  return args;
+}
+
+/**
+ * The same question as `kubectl auth can-i --as`, asked in-process with a SubjectAccessReview as the
+ * bed admin (with the groups the API server gives an impersonated ServiceAccount): cheap enough to poll.
+ */
+async function allowed(bed: Bed, g: Grant): Promise<boolean> {
+  const [resource, subresource] = (g.resource ?? '').split('/');
+  const spec = {
+    user: SA_USER,
+    groups: [
+      'system:serviceaccounts',
+      `system:serviceaccounts:${OPERATOR_NAMESPACE}`,
+      'system:authenticated',
+    ],
+    ...(g.url
+      ? { nonResourceAttributes: { path: g.url, verb: g.verb } }
+      : {
+          resourceAttributes: {
+            verb: g.verb,
+            group: g.apiGroup ?? '',
+            resource,
+            ...(subresource ? { subresource } : {}),
+            ...(g.resourceName ? { name: g.resourceName } : {}),
+            ...(g.namespace ? { namespace: g.namespace } : {}),
+          },
+        }),
+  };
+  const res = await request(`${bed.apiserverURL}/apis/authorization.k8s.io/v1/subjectaccessreviews`, {
+    method: 'POST',
+    ca: bed.ca,
+    cert: readFileSync(bed.state.admin.cert),
+    key: readFileSync(bed.state.admin.key),
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec }),
+  });
+  if (res.status !== 201) throw new Error(`SubjectAccessReview: HTTP ${res.status} ${res.text()}`);
+  return (res.json() as { status?: { allowed?: boolean } }).status?.allowed === true;
+}
+
+/** Runs `fn` over `items`, `limit` at a time. */
+async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+interface CaseContext {
+  bed: Bed;
+  op: OperatorProcess;
+  /** The OidcPublisher this case's operator reconciles (and only it). */
+  name: string;
+}
+
+interface Case {
+  /** The operator operation that needs the grant, and where in the code. */
+  needs: string;
+  /** Run the operator with leader election (the Lease grants); off otherwise. */
+  leaderElection?: boolean;
+  /** Runs with the reduced RBAC in place, before the operator starts. */
+  prepare?: (bed: Bed) => Promise<void>;
+  /** Waits for the breakage the missing grant causes; returns what was seen. */
+  breaks: (c: CaseContext) => Promise<string>;
+}
+
+function logged(op: OperatorProcess, msg: string, detail: RegExp): Record<string, unknown> | undefined {
+  return op.logs().find((l) => l.msg === msg && detail.test(JSON.stringify(l)));
+}
+
+async function waitForLog(op: OperatorProcess, msg: string, detail: RegExp, timeoutMs = 20_000) {
+  return eventually(
+    `the operator to log ${JSON.stringify(msg)} matching ${detail}`,
+    async () => logged(op, msg, detail),
+    timeoutMs,
+  );
+}
+
+async function eventsAbout(bed: Bed, name: string): Promise<{ reason?: string; type?: string }[]> {
+  const list = JSON.parse(
+    await bed.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '-o', 'json']),
+  ) as { items: { regarding?: { kind?: string; name?: string }; reason?: string; type?: string }[] };
+  return list.items.filter((e) => e.regarding?.kind === 'OidcPublisher' && e.regarding.name === name);
+}
+
+function hasStatus(p: PublisherView): boolean {
+  return (p.status?.conditions?.length ?? 0) > 0;
+}
+
+async function leaseHolder(bed: Bed): Promise<string | undefined> {
+  try {
+    const l = JSON.parse(
+      await bed.kubectl(['get', 'lease', '-n', OPERATOR_NAMESPACE, LEASE, '-o', 'json']),
+    ) as { spec?: { holderIdentity?: string } };
+    return l.spec?.holderIdentity ?? '';
+  } catch {
+    return undefined;
+  }
+}
+
+async function deleteLease(bed: Bed): Promise<void> {
+  await bed.kubectl(['delete', 'lease', '-n', OPERATOR_NAMESPACE, LEASE, '--ignore-not-found']);
+}
+
+/** Nothing reconciled: no finalizer, no status, no Events, for a few seconds after the operator started. */
+async function neverReconciled(c: CaseContext): Promise<string> {
+  const p = await getPublisher(c.bed, c.name);
+  assert.deepEqual(p.metadata.finalizers ?? [], [], 'no finalizer was added');
+  assert.ok(!hasStatus(p), `no status was written: ${JSON.stringify(p.status)}`);
+  assert.deepEqual(await eventsAbout(c.bed, c.name), [], 'no Events were recorded');
+  return 'no finalizer, no status, no Events';
+}
+
+/**
+ * Every grant of config/rbac, keyed as grantKey renders it, with the operation that needs it.
+ * Adding a rule to config/rbac without a case here fails the coverage test.
+ */
+const CASES: Record<string, Case> = {
+  'ClusterRole oidc-publisher-manager: list oidcpublishers.oidcpublisher.io': {
+    needs:
+      'the informer lists OidcPublishers (src/controller/controller.ts makeInformer, ClusterClient.listPublishers)',
+    breaks: async (c) => {
+      await waitForLog(c.op, 'watch of OidcPublishers failed; restarting', /Forbidden|403/);
+      await eventually('/readyz to stay 503', async () => ((await c.op.readyz()) === 503 ? true : undefined));
+      const seen = await neverReconciled(c);
+      return `list refused (403), /readyz 503, ${seen}`;
+    },
+  },
+  'ClusterRole oidc-publisher-manager: watch oidcpublishers.oidcpublisher.io': {
+    needs: 'the informer watches OidcPublishers after listing (src/controller/informer.ts)',
+    breaks: async (c) => {
+      await waitForLog(c.op, 'watch of OidcPublishers failed; restarting', /Forbidden|403/);
+      await eventually('/readyz to stay 503', async () => ((await c.op.readyz()) === 503 ? true : undefined));
+      return 'watch refused (Forbidden), /readyz 503';
+    },
+  },
+  'ClusterRole oidc-publisher-manager: patch oidcpublishers.oidcpublisher.io': {
+    needs:
+      'adding and removing the oidcpublisher.io/cleanup finalizer (ClusterClient.setFinalizers, a merge patch)',
+    breaks: async (c) => {
+      await waitForLog(c.op, 'reconcile failed', /update finalizers of oidcpublisher\/.*HTTP 403/);
+      const seen = await neverReconciled(c);
+      return `finalizer patch refused (HTTP 403), ${seen}`;
+    },
+  },
+  'ClusterRole oidc-publisher-manager: patch oidcpublishers.oidcpublisher.io/status': {
+    needs: 'writing status conditions (ClusterClient.patchStatus, a merge patch of the status subresource)',
+    breaks: async (c) => {
+      await waitForLog(c.op, 'reconcile failed', /patch status of oidcpublisher\/.*HTTP 403/);
+      const p = await getPublisher(c.bed, c.name);
+      assert.deepEqual(
+        p.metadata.finalizers,
+        ['oidcpublisher.io/cleanup'],
+        'the finalizer patch still worked',
+      );
+      assert.ok(!hasStatus(p), `no status was written: ${JSON.stringify(p.status)}`);
+      return 'status patch refused (HTTP 403); finalizer set, status empty';
+    },
+  },
+  'ClusterRole oidc-publisher-manager: get /.well-known/openid-configuration': {
+    needs:
+      'reading the discovery document from its own API server (src/sources/apiserver.ts DISCOVERY_ENDPOINT)',
+    breaks: async (c) => {
+      const p = await eventually('SourceAvailable=False/SourceUnauthorized', async () => {
+        const v = await getPublisher(c.bed, c.name);
+        const s = condition(v, 'SourceAvailable');
+        return s?.status === 'False' && s.reason === 'SourceUnauthorized' ? v : undefined;
+      });
+      const msg = condition(p, 'SourceAvailable')?.message ?? '';
+      assert.match(msg, /\/\.well-known\/openid-configuration: HTTP 403/);
+      assert.notEqual(condition(p, 'Ready')?.status, 'True');
+      return `SourceAvailable=False/SourceUnauthorized: ${msg}`;
+    },
+  },
+  'ClusterRole oidc-publisher-manager: get /openid/v1/jwks': {
+    needs: 'reading the JWKS from its own API server (src/sources/apiserver.ts JWKS_ENDPOINT)',
+    breaks: async (c) => {
+      const p = await eventually('SourceAvailable=False/SourceUnauthorized', async () => {
+        const v = await getPublisher(c.bed, c.name);
+        const s = condition(v, 'SourceAvailable');
+        return s?.status === 'False' && s.reason === 'SourceUnauthorized' ? v : undefined;
+      });
+      const msg = condition(p, 'SourceAvailable')?.message ?? '';
+      assert.match(msg, /\/openid\/v1\/jwks: HTTP 403/);
+      assert.notEqual(condition(p, 'Ready')?.status, 'True');
+      return `SourceAvailable=False/SourceUnauthorized: ${msg}`;
+    },
+  },
+  'Role oidc-publisher-system/oidc-publisher-secrets: get secrets': {
+    needs: 'reading storage credentials and kubeconfig Secrets by name (ClusterClient.readSecret)',
+    breaks: async (c) => {
+      const p = await eventually('Published=False/StorageCredentialsInvalid', async () => {
+        const v = await getPublisher(c.bed, c.name);
+        const s = condition(v, 'Published');
+        return s?.status === 'False' && s.reason === 'StorageCredentialsInvalid' ? v : undefined;
+      });
+      const msg = condition(p, 'Published')?.message ?? '';
+      assert.match(msg, /may not read Secret oidc-publisher-system\/s3-writer/);
+      assert.notEqual(condition(p, 'Ready')?.status, 'True');
+      return `Published=False/StorageCredentialsInvalid: ${msg}`;
+    },
+  },
+  'Role oidc-publisher-system/oidc-publisher-leader-election: create leases.coordination.k8s.io': {
+    needs: 'creating the Lease on first start (LeaderElector, createNamespacedLease)',
+    leaderElection: true,
+    prepare: deleteLease,
+    breaks: async (c) => {
+      await waitForLog(c.op, 'lease update failed', /Forbidden|403/);
+      assert.equal(await leaseHolder(c.bed), undefined, 'no Lease exists');
+      assert.equal(metricSum(await c.op.metrics(), 'oidc_publisher_leader'), 0, 'never became leader');
+      const seen = await neverReconciled(c);
+      return `Lease create refused (403), never leader, ${seen}`;
+    },
+  },
+  'Role oidc-publisher-system/oidc-publisher-leader-election: get leases.coordination.k8s.io named oidc-publisher':
+    {
+      needs: 'reading the Lease before every acquire or renew (LeaderElector, readNamespacedLease)',
+      leaderElection: true,
+      breaks: async (c) => {
+        await waitForLog(c.op, 'lease update failed', /Forbidden|403/);
+        assert.equal(metricSum(await c.op.metrics(), 'oidc_publisher_leader'), 0, 'never became leader');
+        const seen = await neverReconciled(c);
+        return `Lease read refused (403), never leader, ${seen}`;
+      },
+    },
+  'Role oidc-publisher-system/oidc-publisher-leader-election: update leases.coordination.k8s.io named oidc-publisher':
+    {
+      needs: 'renewing, taking over and releasing the Lease (LeaderElector, replaceNamespacedLease)',
+      leaderElection: true,
+      prepare: deleteLease,
+      breaks: async (c) => {
+        // It creates the Lease (create is granted), leads, then cannot renew it and gives up leadership.
+        await waitForLog(c.op, 'lease update failed', /Forbidden|403/);
+        await waitForLog(c.op, 'lost the lease: could not renew it in time', /./);
+        const code = await c.op.exited;
+        assert.equal(code, 1, 'the operator exits 1 when it loses the Lease');
+        return `Lease renewal refused (403), leadership lost after the renew deadline, exit ${code}`;
+      },
+    },
+  'Role default/oidc-publisher-events: create events.events.k8s.io': {
+    needs:
+      'recording Events about OidcPublishers in "default" (src/controller/events.ts createNamespacedEvent)',
+    breaks: async (c) => {
+      await waitForReady(c.bed, c.name, 'True', 'Ready');
+      await waitForLog(c.op, 'could not record event', /Forbidden|403/);
+      assert.deepEqual(await eventsAbout(c.bed, c.name), [], 'no Events were recorded');
+      return 'Ready, but every Event create refused (403) and none recorded';
+    },
+  },
+};
+
+describe('RBAC: least privilege against the real API server', () => {
+  let bed: Bed;
+  let kubeconfig: string;
+  let rendered: RbacObject[];
+  let grants: Grant[];
+  const running = new Set<OperatorProcess>();
+  let serial = 0;
+  const useOwn = useBed(
+    { gcs: false },
+    {
+      beforeStop: async () => {
+        for (const op of running) await op.stop('SIGTERM');
+      },
+    },
+  );
+
+  /**
+   * A publisher of its own Cache-Control, so its objects differ from what the bucket serves
+   * already: every case must reach storage (and its credentials Secret) to publish.
+   */
+  function publisher(name: string): string {
+    return JSON.stringify({
+      apiVersion: 'oidcpublisher.io/v1alpha1',
+      kind: 'OidcPublisher',
+      metadata: { name },
+      spec: {
+        issuerURL: bed.issuer,
+        syncInterval: '10s',
+        cacheControl: `public, max-age=${600 + serial}`,
+        storage: {
+          s3: {
+            bucket: bed.state.s3.bucket,
+            region: bed.state.s3.region,
+            prefix: 'public/cluster-a',
+            endpoint: bed.state.s3.endpoint,
+            forcePathStyle: true,
+            credentialsSecretRef: { name: 's3-writer' },
+          },
+        },
+      },
+    });
+  }
+
+  async function applyRbac(objects: readonly RbacObject[]): Promise<void> {
+    await applyYaml(bed, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+  }
+
+  /**
+   * Waits until the authorizer answers `expected` for every grant (RBAC changes reach it quickly,
+   * not at once).
+   */
+  async function waitForGrants(expected: (g: Grant) => boolean): Promise<void> {
+    await eventually(
+      'the authorizer to reflect the applied RBAC',
+      async () => {
+        const answers = await Promise.all(grants.map((g) => allowed(bed, g)));
+        const wrong = grants.filter((g, i) => answers[i] !== expected(g));
+        if (wrong.length === 0) return true;
+        throw new Error(`the authorizer differs for: ${wrong.map((g) => g.key).join('; ')}`);
+      },
+      15_000,
+    );
+  }
+
+  async function runOperator(name: string, leaderElection: boolean): Promise<OperatorProcess> {
+    const args = ['--oidcpublisher', name, '--leader-elect', leaderElection ? 'true' : 'false'];
+    if (leaderElection) args.push(...ELECTION, '--pod-name', `rbac-${name}`);
+    const op = await OperatorProcess.launch(bed, kubeconfig, args);
+    running.add(op);
+    return op;
+  }
+
+  async function stopOperator(op: OperatorProcess): Promise<number> {
+    const code = await op.stop('SIGTERM');
+    running.delete(op);
+    return code;
+  }
+
+  async function removePublisher(name: string): Promise<void> {
+    await bed.kubectl([
+      'patch',
+      'oidcpublisher',
+      name,
+      '--type=merge',
+      '-p',
+      '{"metadata":{"finalizers":null}}',
+    ]);
+    await bed.kubectl(['delete', 'oidcpublisher', name, '--wait=false']);
+  }
+
+  before(async () => {
+    bed = useOwn();
+    kubeconfig = await installOperator(bed);
+    await createSecret(bed, 's3-writer', {
+      AWS_ACCESS_KEY_ID: bed.state.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
+    });
+    await bed.kubectl(['delete', 'clusterrolebinding', DEFAULT_DISCOVERY_BINDING, '--ignore-not-found']);
+    const text = await bed.kubectl(['kustomize', join(ROOT, 'config', 'rbac')]);
+    rendered = parseAllDocuments(text).map((d) => d.toJS() as RbacObject);
+    grants = rendered.filter(isRole).flatMap((r) => (r.rules ?? []).flatMap((rule) => atoms(r, rule)));
+  });
+
+  after(async () => {
+    for (const op of running) await stopOperator(op);
+  });
+
+  it('has a case for every grant in config/rbac, and every case is a grant there', () => {
+    const keys = grants.map((g) => g.key);
+    assert.equal(new Set(keys).size, keys.length, `a grant is listed twice: ${keys.join('; ')}`);
+    assert.deepEqual(
+      [...keys].sort(),
+      Object.keys(CASES).sort(),
+      'config/rbac grants (actual) vs. the grants this suite knows an operator operation for (expected)',
+    );
+  });
+
+  it('with the full RBAC, can-i allows every grant and the operator works: Lease, finalizer, status, Events', async (t) => {
+    await waitForGrants(() => true);
+    const answers = await pool(grants, 4, (g) => canI(bed, canIArgs(g)));
+    assert.deepEqual(
+      grants.filter((_, i) => !answers[i]).map((g) => g.key),
+      [],
+      'kubectl auth can-i says no to these grants',
+    );
+    await deleteLease(bed);
+    const name = `rbac-${serial++}`;
+    await applyYaml(bed, publisher(name));
+    const op = await runOperator(name, true);
+    try {
+      const p = await waitForReady(bed, name, 'True', 'Ready');
+      assert.deepEqual(p.metadata.finalizers, ['oidcpublisher.io/cleanup']);
+      assert.equal(await leaseHolder(bed), `rbac-${name}`);
+      assert.equal(await op.readyz(), 200);
+      const events = await eventually('an Event about the publisher', async () => {
+        const e = await eventsAbout(bed, name);
+        return e.length > 0 ? e : undefined;
+      });
+      for (const msg of ['reconcile failed', 'lease update failed', 'could not record event']) {
+        assert.deepEqual(
+          op.logs().filter((l) => l.msg === msg),
+          [],
+          `no ${JSON.stringify(msg)} with the full RBAC`,
+        );
+      }
+      t.diagnostic(`events: ${events.map((e) => `${e.type}/${e.reason}`).join(', ')}`);
+    } finally {
+      assert.equal(await stopOperator(op), 0, 'exits 0 on SIGTERM');
+    }
+    await removePublisher(name);
+  });
+
+  for (const [key, c] of Object.entries(CASES)) {
+    it(`needs ${key}: for ${c.needs}`, async (t) => {
+      const grant = grants.find((g) => g.key === key);
+      assert.ok(grant, `config/rbac grants ${key}`);
+      await applyRbac(without(rendered, grant));
+      let op: OperatorProcess | undefined;
+      const name = `rbac-${serial++}`;
+      try {
+        // Exactly this grant is gone; every other one is still there.
+        await waitForGrants((g) => g.key !== key);
+        assert.equal(
+          await canI(bed, canIArgs(grant)),
+          false,
+          `kubectl auth can-i ${canIArgs(grant).join(' ')} --as=${SA_USER}`,
+        );
+        await c.prepare?.(bed);
+        await applyYaml(bed, publisher(name));
+        op = await runOperator(name, c.leaderElection ?? false);
+        const seen = await c.breaks({ bed, op, name });
+        t.diagnostic(seen);
+      } catch (err) {
+        const tail = op?.output.slice(-8).join('\n') ?? '';
+        throw new Error(`${(err as Error).message}\noperator's last lines:\n${tail}`, { cause: err });
+      } finally {
+        if (op) await stopOperator(op);
+        await applyRbac(rendered);
+        await waitForGrants(() => true);
+        await removePublisher(name);
+      }
+    });
+  }
+
+  describe('what the operator identity cannot do', () => {
+    interface Check {
+      args: string[];
+      why: string;
+    }
+    const checks: Check[] = [];
+    const deny = (why: string, ...args: string[]) => checks.push({ args, why });
+
+    // Secrets: by name in its own namespace only.
+    for (const ns of ['kube-system', 'default']) {
+      deny('read Secrets in another namespace', 'get', 'secrets', '-n', ns);
+      deny('read Secrets in another namespace', 'get', 'secrets/s3-writer', '-n', ns);
+    }
+    deny('list Secrets cluster-wide', 'list', 'secrets', '--all-namespaces');
+    deny('list Secrets in its namespace', 'list', 'secrets', '-n', OPERATOR_NAMESPACE);
+    deny('watch Secrets in its namespace', 'watch', 'secrets', '-n', OPERATOR_NAMESPACE);
+    // OidcPublishers: watch them, patch finalizers and status; nothing else.
+    for (const verb of ['create', 'update', 'delete', 'deletecollection', 'get']) {
+      deny('write (or GET) OidcPublishers', verb, 'oidcpublishers.oidcpublisher.io');
+    }
+    deny('update status', 'update', 'oidcpublishers.oidcpublisher.io', '--subresource=status');
+    // The Lease: only its own, and never delete it.
+    deny(
+      'touch another Lease',
+      'update',
+      'leases.coordination.k8s.io/kube-scheduler',
+      '-n',
+      OPERATOR_NAMESPACE,
+    );
+    deny('touch another Lease', 'get', 'leases.coordination.k8s.io/other', '-n', OPERATOR_NAMESPACE);
+    deny('list Leases', 'list', 'leases.coordination.k8s.io', '-n', OPERATOR_NAMESPACE);
+    for (const verb of ['patch', 'delete']) {
+      deny(
+        'patch or delete its Lease',
+        verb,
+        `leases.coordination.k8s.io/${LEASE}`,
+        '-n',
+        OPERATOR_NAMESPACE,
+      );
+    }
+    deny('create Leases elsewhere', 'create', 'leases.coordination.k8s.io', '-n', 'kube-system');
+    deny('create Leases elsewhere', 'create', 'leases.coordination.k8s.io', '-n', 'default');
+    // Events: create in "default" only, never read or change them.
+    for (const ns of [OPERATOR_NAMESPACE, 'kube-system']) {
+      deny('create Events outside "default"', 'create', 'events.events.k8s.io', '-n', ns);
+    }
+    for (const verb of ['update', 'patch', 'delete', 'list']) {
+      deny('change or read Events', verb, 'events.events.k8s.io', '-n', 'default');
+    }
+    deny('create core Events', 'create', 'events', '-n', 'default');
+    // Escalation paths.
+    for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
+      deny('mint ServiceAccount tokens', 'create', 'serviceaccounts', '--subresource=token', '-n', ns);
+      deny('exec into pods', 'create', 'pods', '--subresource=exec', '-n', ns);
+    }
+    deny('impersonate', 'impersonate', 'users');
+    deny('impersonate', 'impersonate', 'serviceaccounts', '-n', 'kube-system');
+    deny('escalate', 'escalate', 'clusterroles.rbac.authorization.k8s.io');
+    deny('bind', 'bind', 'clusterroles.rbac.authorization.k8s.io');
+    deny(
+      'approve CSRs',
+      'update',
+      'certificatesigningrequests.certificates.k8s.io',
+      '--subresource=approval',
+    );
+    // Writes to everything else, in its namespace, "default" and kube-system.
+    const namespaced = [
+      'configmaps',
+      'pods',
+      'services',
+      'serviceaccounts',
+      'secrets',
+      'events',
+      'deployments.apps',
+      'daemonsets.apps',
+      'roles.rbac.authorization.k8s.io',
+      'rolebindings.rbac.authorization.k8s.io',
+      'networkpolicies.networking.k8s.io',
+    ];
+    const clusterScoped = [
+      'namespaces',
+      'nodes',
+      'clusterroles.rbac.authorization.k8s.io',
+      'clusterrolebindings.rbac.authorization.k8s.io',
+      'customresourcedefinitions.apiextensions.k8s.io',
+      'mutatingwebhookconfigurations.admissionregistration.k8s.io',
+      'validatingwebhookconfigurations.admissionregistration.k8s.io',
+    ];
+    const writes = ['create', 'update', 'patch', 'delete', 'deletecollection'];
+    for (const verb of writes) {
+      for (const r of namespaced) {
+        for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
+          deny(`${verb} ${r}`, verb, r, '-n', ns);
+        }
+      }
+      for (const r of clusterScoped) deny(`${verb} ${r}`, verb, r);
+    }
+    // Reads it has no use for.
+    for (const r of ['configmaps', 'pods', 'serviceaccounts', 'deployments.apps']) {
+      deny(`read ${r}`, 'list', r, '--all-namespaces');
+      deny(`read ${r}`, 'get', r, '-n', OPERATOR_NAMESPACE);
+    }
+    deny('read ClusterRoles', 'list', 'clusterroles.rbac.authorization.k8s.io');
+
+    it(`is refused all of ${checks.length} spot checks (kubectl auth can-i)`, async () => {
+      await waitForGrants(() => true);
+      const answers = await pool(checks, 6, (c) => canI(bed, c.args));
+      const allowed = checks.filter((_, i) => answers[i]).map((c) => `${c.why}: ${c.args.join(' ')}`);
+      assert.deepEqual(allowed, [], 'these should be refused');
+    });
+
+    it('holds nothing beyond its grants and what every authenticated user gets, in any namespace (kubectl auth can-i --list)', async () => {
+      // What every authenticated identity may do, by the API server's defaults.
+      const harmless = (r: ListedRule) =>
+        (r.resource === '' && r.verbs.every((v) => v === 'get')) ||
+        (/^self(subject(access|rules)?)?reviews\.(authorization|authentication)\.k8s\.io$/.test(r.resource) &&
+          r.verbs.every((v) => v === 'create'));
+      const ours = new Set([
+        'leases.coordination.k8s.io [] create',
+        'leases.coordination.k8s.io [oidc-publisher] get update',
+        'secrets [] get',
+        'oidcpublishers.oidcpublisher.io [] list watch patch',
+        'oidcpublishers.oidcpublisher.io/status [] patch',
+        'events.events.k8s.io [] create',
+      ]);
+      const unexpected: string[] = [];
+      for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
+        const text = await bed.kubectl(['auth', 'can-i', '--list', '-n', ns, `--as=${SA_USER}`]);
+        for (const r of parseCanIList(text)) {
+          if (harmless(r)) continue;
+          const key = `${r.resource} [${r.names.join(' ')}] ${r.verbs.join(' ')}`;
+          const expectedHere =
+            ours.has(key) &&
+            (!key.startsWith('leases') || ns === OPERATOR_NAMESPACE) &&
+            (!key.startsWith('secrets') || ns === OPERATOR_NAMESPACE) &&
+            (!key.startsWith('events') || ns === 'default');
+          if (!expectedHere) unexpected.push(`-n ${ns}: ${key}`);
+        }
+      }
+      assert.deepEqual(unexpected, [], 'permissions beyond the operator grants and the API server defaults');
+    });
+  });
+});
+
+interface ListedRule {
+  resource: string;
+  urls: string[];
+  names: string[];
+  verbs: string[];
+}
+
+/** The table `kubectl auth can-i --list` prints. */
+function parseCanIList(text: string): ListedRule[] {
+  const rows: ListedRule[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    if (!line.trim()) continue;
+    const m = line.match(/^(\S*)\s+\[([^\]]*)\]\s+\[([^\]]*)\]\s+\[([^\]]*)\]\s*$/);
+    assert.ok(m, `unexpected line of kubectl auth can-i --list: ${JSON.stringify(line)}`);
+    const list = (s: string | undefined) => (s ? s.split(' ').filter(Boolean) : []);
+    rows.push({ resource: m[1] ?? '', urls: list(m[2]), names: list(m[3]), verbs: list(m[4]) });
+  }
+  return rows;
+}

@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ApiException } from '@kubernetes/client-node';
+import { serializeError } from '../../src/log.ts';
+
+describe('serializeError', () => {
+  it('logs a client-node ApiException by code and reason, never its response headers or body', () => {
+    const err = new ApiException(
+      403,
+      'Unknown API Status Code!',
+      JSON.stringify({
+        kind: 'Status',
+        reason: 'Forbidden',
+        message: 'user "system:serviceaccount:x:y" secret-ish',
+      }),
+      { authorization: 'Bearer should-not-appear' },
+    );
+    const out = serializeError(err);
+    assert.equal(out.message, 'API server answered HTTP 403 Forbidden');
+    assert.equal(out.code, 403);
+    assert.doesNotMatch(JSON.stringify(out), /should-not-appear|secret-ish|Bearer/);
+  });
+
+  it('keeps the message of an ordinary error, with its code and the codes of its causes', () => {
+    const cause = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    const out = serializeError(
+      Object.assign(new Error('GET https://x: connection refused', { cause }), { code: 'E1' }),
+    );
+    assert.equal(out.message, 'GET https://x: connection refused');
+    assert.equal(out.code, 'E1');
+    assert.deepEqual(out.causes, ['Error:ECONNREFUSED']);
+  });
+});
