@@ -111,7 +111,10 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   });
   const why = await stopped;
   log.info({ why }, 'shutting down');
-  const finished = await controller.stop(config.shutdownGraceMs);
+  // A replica that lost the lease must not finish its reconciles: the new leader may already be
+  // writing. Like controller-runtime, it skips the graceful wait (and closing the clients below
+  // aborts their requests in flight).
+  const finished = await controller.stop(lostLeadership ? 0 : config.shutdownGraceMs);
   await elector?.stop();
   health?.close();
   sources.close();

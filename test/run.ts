@@ -2,8 +2,9 @@
  * npm test: type-check, lint, build the bed's servers if they are not cached,
  * start one shared bed, and run every suite with node:test against it.
  *
- *   npm test                          everything
+ *   npm test                          everything but the fault scenarios
  *   npm test -- test/unit             only the files under these paths or globs
+ *   npm run test:faults               the fault scenarios (test/faults): long, each on a bed of its own
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -35,7 +36,8 @@ if (selected.length === 0) {
   step('API types match the CRD', process.execPath, [join(root, 'scripts', 'gen-api-types.ts'), '--check']);
 }
 
-const needsBed = suites.some((s) => !s.startsWith('test/unit'));
+// Fault scenarios stop and start servers, so each brings a bed of its own: no shared bed for them.
+const needsBed = suites.some((s) => !s.startsWith('test/unit') && !s.startsWith('test/faults'));
 let bed: Bed | undefined;
 // Every bed of this run shares one CA, so the test processes trust them all.
 const caDir = mkdtempSync(join(tmpdir(), 'oidc-bed-ca-'));

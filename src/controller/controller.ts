@@ -4,7 +4,9 @@
  * to status alone (our own writes) do not.
  */
 import { type KubeConfig, type KubernetesObject, makeInformer } from '@kubernetes/client-node';
+import { ConditionType } from '../api/conditions.ts';
 import { API_GROUP, API_PLURAL, API_VERSION, type OidcPublisher } from '../api/types.ts';
+import { findCondition } from '../core/conditions.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { ResilientInformer } from './informer.ts';
 import type { ClusterClient } from './kube.ts';
@@ -41,6 +43,7 @@ export class Controller {
   readonly #watchName: string | undefined;
   readonly #reconciler: Reconciler;
   readonly #onDelete: ((name: string) => void) | undefined;
+  #watching = false;
 
   constructor(
     kc: KubeConfig,
@@ -72,7 +75,11 @@ export class Controller {
       },
       onError: (err, restartInMs) =>
         log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
-      onSynced: () => log.info({ count: this.informer.list().length }, 'watching OidcPublishers'),
+      onSynced: () => {
+        log.info({ count: this.informer.list().length }, 'watching OidcPublishers');
+        if (this.#watching) this.#retryFailed();
+        this.#watching = true;
+      },
     });
     this.#reconciler = reconcilerFor((name) => {
       const o = this.informer.get(name);
@@ -88,6 +95,29 @@ export class Controller {
       const name = asPublisher(o).metadata.name;
       if (!this.#watchName || name === this.#watchName) this.queue.add(name);
     }
+  }
+
+  /**
+   * The watch is back after an error: the API server was unreachable, and is again. Publishers
+   * whose last sync failed (waiting for a retry, or not Ready) may have failed for that reason,
+   * and their source may be that API server: sync them now rather than after their backoff or
+   * sync interval. After a restart with a new signing key, the key is published at once.
+   */
+  #retryFailed(): void {
+    const names: string[] = [];
+    for (const o of this.informer.list()) {
+      const p = asPublisher(o);
+      const name = p.metadata.name;
+      if (this.#watchName && name !== this.#watchName) continue;
+      const ready = findCondition(p.status?.conditions, ConditionType.Ready)?.status === 'True';
+      if (!ready || this.queue.failures(name) > 0) names.push(name);
+    }
+    if (names.length === 0) return;
+    this.#log.info(
+      { count: names.length },
+      'the API server is back: retrying the publishers whose last sync failed',
+    );
+    for (const name of names) this.queue.add(name);
   }
 
   #changed(o: OidcPublisher): void {

@@ -1,24 +1,31 @@
 /**
  * Records Events (events.k8s.io/v1) about OidcPublishers. Events of
  * cluster-scoped objects live in the "default" namespace. Recording is best
- * effort: a failure is logged, never fails a sync.
+ * effort: a failure is logged, never fails a sync. Sent over a keep-alive
+ * connection (kube-http.ts), not a new one per Event.
  */
 import { randomBytes } from 'node:crypto';
-import { EventsV1Api, type KubeConfig, V1MicroTime } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, KIND, type OidcPublisher } from '../api/types.ts';
 import type { EventSpec } from '../core/events.ts';
 import { type Logger, serializeError } from '../log.ts';
+import { KubeHttp } from './kube-http.ts';
 
 export const EVENTS_NAMESPACE = 'default';
 export const REPORTING_CONTROLLER = 'oidcpublisher.io/oidc-publisher';
 
+/** A MicroTime as the API server wants it: RFC 3339 with six fraction digits. */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
 export class EventRecorder {
-  readonly #api: EventsV1Api;
+  readonly #http: KubeHttp;
   readonly #instance: string;
   readonly #log: Logger;
 
   constructor(kc: KubeConfig, instance: string, log: Logger) {
-    this.#api = kc.makeApiClient(EventsV1Api);
+    this.#http = new KubeHttp(kc);
     this.#instance = instance;
     this.#log = log;
   }
@@ -26,24 +33,23 @@ export class EventRecorder {
   async record(obj: OidcPublisher, event: EventSpec): Promise<void> {
     const name = obj.metadata.name;
     try {
-      await this.#api.createNamespacedEvent({
-        namespace: EVENTS_NAMESPACE,
-        body: {
-          metadata: { name: `${name}.${randomBytes(8).toString('hex')}`, namespace: EVENTS_NAMESPACE },
-          eventTime: new V1MicroTime(Date.now()),
-          reportingController: REPORTING_CONTROLLER,
-          reportingInstance: this.#instance,
-          action: event.action,
-          reason: event.reason,
-          note: event.note.slice(0, 1000),
-          type: event.type,
-          regarding: {
-            apiVersion: `${API_GROUP}/${API_VERSION}`,
-            kind: KIND,
-            name,
-            ...(obj.metadata.uid ? { uid: obj.metadata.uid } : {}),
-            ...(obj.metadata.resourceVersion ? { resourceVersion: obj.metadata.resourceVersion } : {}),
-          },
+      await this.#http.send('POST', `/apis/events.k8s.io/v1/namespaces/${EVENTS_NAMESPACE}/events`, {
+        apiVersion: 'events.k8s.io/v1',
+        kind: 'Event',
+        metadata: { name: `${name}.${randomBytes(8).toString('hex')}`, namespace: EVENTS_NAMESPACE },
+        eventTime: microTime(Date.now()),
+        reportingController: REPORTING_CONTROLLER,
+        reportingInstance: this.#instance,
+        action: event.action,
+        reason: event.reason,
+        note: event.note.slice(0, 1000),
+        type: event.type,
+        regarding: {
+          apiVersion: `${API_GROUP}/${API_VERSION}`,
+          kind: KIND,
+          name,
+          ...(obj.metadata.uid ? { uid: obj.metadata.uid } : {}),
+          ...(obj.metadata.resourceVersion ? { resourceVersion: obj.metadata.resourceVersion } : {}),
         },
       });
     } catch (err) {

@@ -2,16 +2,10 @@
  * The operator's own calls to the API server it runs against: its
  * OidcPublishers, their status and finalizers, and Secrets in its namespace.
  * API errors are mapped here; their messages (which embed response bodies)
- * are never passed on.
+ * are never passed on. Requests share one keep-alive connection pool
+ * (kube-http.ts): a Secret is read on every sync.
  */
-import {
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import {
   API_GROUP,
   API_PLURAL,
@@ -20,6 +14,7 @@ import {
   type OidcPublisherStatus,
 } from '../api/types.ts';
 import { OidcPublisherError } from '../errors.ts';
+import { KubeHttp, KubeHttpError } from './kube-http.ts';
 
 export interface OidcPublisherList {
   metadata?: { resourceVersion?: string };
@@ -27,9 +22,8 @@ export interface OidcPublisherList {
 }
 
 function apiError(op: string, err: unknown): OidcPublisherError {
-  if (err instanceof ApiException) {
-    const reason = (err.body as { reason?: string } | undefined)?.reason;
-    return new OidcPublisherError('KUBE_API_ERROR', `${op}: HTTP ${err.code}${reason ? ` ${reason}` : ''}`);
+  if (err instanceof KubeHttpError) {
+    return new OidcPublisherError('KUBE_API_ERROR', `${op}: ${err.message}`);
   }
   const code = (err as { code?: string } | undefined)?.code;
   return new OidcPublisherError(
@@ -41,37 +35,41 @@ function apiError(op: string, err: unknown): OidcPublisherError {
   );
 }
 
+const MERGE_PATCH = 'application/merge-patch+json';
+const PUBLISHERS = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
+
 export class ClusterClient {
   readonly kc: KubeConfig;
-  readonly #custom: CustomObjectsApi;
-  readonly #core: CoreV1Api;
+  readonly #http: KubeHttp;
 
   constructor(kc: KubeConfig) {
     this.kc = kc;
-    this.#custom = kc.makeApiClient(CustomObjectsApi);
-    this.#core = kc.makeApiClient(CoreV1Api);
+    this.#http = new KubeHttp(kc);
   }
 
   async listPublishers(): Promise<OidcPublisherList> {
-    return (await this.#custom.listClusterCustomObject({
-      group: API_GROUP,
-      version: API_VERSION,
-      plural: API_PLURAL,
-    })) as OidcPublisherList;
+    try {
+      return (await this.#http.send('GET', PUBLISHERS)) as OidcPublisherList;
+    } catch (err) {
+      throw apiError('list oidcpublishers', err);
+    }
   }
 
   /** The Secret's data, decoded; SECRET_NOT_FOUND when it does not exist. */
   async readSecret(namespace: string, name: string): Promise<Map<string, Buffer>> {
     try {
-      const secret = await this.#core.readNamespacedSecret({ name, namespace });
+      const secret = (await this.#http.send(
+        'GET',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
+      )) as { data?: Record<string, string> } | undefined;
       const out = new Map<string, Buffer>();
-      for (const [k, v] of Object.entries(secret.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
+      for (const [k, v] of Object.entries(secret?.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
       return out;
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) {
+      if (err instanceof KubeHttpError && err.status === 404) {
         throw new OidcPublisherError('SECRET_NOT_FOUND', `Secret ${namespace}/${name} not found`);
       }
-      if (err instanceof ApiException && err.code === 403) {
+      if (err instanceof KubeHttpError && err.status === 403) {
         throw new OidcPublisherError(
           'SECRET_FORBIDDEN',
           `the operator may not read Secret ${namespace}/${name} (Secrets must be in the operator's namespace)`,
@@ -83,12 +81,14 @@ export class ClusterClient {
 
   async patchStatus(name: string, status: OidcPublisherStatus): Promise<void> {
     try {
-      await this.#custom.patchClusterCustomObjectStatus(
-        { group: API_GROUP, version: API_VERSION, plural: API_PLURAL, name, body: { status } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      await this.#http.send(
+        'PATCH',
+        `${PUBLISHERS}/${encodeURIComponent(name)}/status`,
+        { status },
+        MERGE_PATCH,
       );
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) return;
+      if (err instanceof KubeHttpError && err.status === 404) return;
       throw apiError(`patch status of oidcpublisher/${name}`, err);
     }
   }
@@ -100,19 +100,19 @@ export class ClusterClient {
     resourceVersion: string | undefined,
   ): Promise<void> {
     try {
-      await this.#custom.patchClusterCustomObject(
-        {
-          group: API_GROUP,
-          version: API_VERSION,
-          plural: API_PLURAL,
-          name,
-          body: { metadata: { finalizers, ...(resourceVersion ? { resourceVersion } : {}) } },
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      await this.#http.send(
+        'PATCH',
+        `${PUBLISHERS}/${encodeURIComponent(name)}`,
+        { metadata: { finalizers, ...(resourceVersion ? { resourceVersion } : {}) } },
+        MERGE_PATCH,
       );
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) return;
+      if (err instanceof KubeHttpError && err.status === 404) return;
       throw apiError(`update finalizers of oidcpublisher/${name}`, err);
     }
+  }
+
+  close(): void {
+    this.#http.close();
   }
 }

@@ -42,6 +42,8 @@ export class LeaderElector {
   #stopped = false;
   #observedRenewAt = 0;
   #observedRV = '';
+  /** Another identity holding an unexpired lease, as the last read saw it. */
+  #otherHolder: string | undefined;
   #loop: Promise<void> | undefined;
 
   constructor(kc: KubeConfig, opts: LeaderElectionOptions, log: Logger) {
@@ -74,6 +76,12 @@ export class LeaderElector {
           this.#log.info('became leader');
           cb.onStartedLeading();
         }
+      } else if (this.#leading && this.#otherHolder !== undefined) {
+        // Someone else holds it: waiting for the renew deadline would let two replicas reconcile.
+        this.#leading = false;
+        this.#log.error({ holder: this.#otherHolder }, 'lost the lease: another replica holds it');
+        cb.onStoppedLeading();
+        return;
       } else if (this.#leading && now - lastRenew > this.#o.renewDeadlineMs) {
         this.#leading = false;
         this.#log.error('lost the lease: could not renew it in time');
@@ -86,6 +94,7 @@ export class LeaderElector {
 
   async #tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.#o;
+    this.#otherHolder = undefined;
     const now = new V1MicroTime(Date.now());
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     let lease: V1Lease;
@@ -118,7 +127,10 @@ export class LeaderElector {
     const held = holder !== '' && holder !== identity;
     const expired =
       this.#observedRenewAt + (spec.leaseDurationSeconds ?? durationSeconds) * 1000 < Date.now();
-    if (held && !expired) return false;
+    if (held && !expired) {
+      this.#otherHolder = holder;
+      return false;
+    }
     const takingOver = holder !== identity;
     const body: V1Lease = {
       ...lease,

@@ -8,8 +8,8 @@
 export type ReconcileResult =
   /** Run again after this many milliseconds (the sync interval). */
   | { requeueAfterMs: number }
-  /** Failed transiently: run again after the key's next backoff delay. */
-  | { backoff: true }
+  /** Failed: run again after the key's next backoff delay, or after `maxDelayMs` if that is sooner. */
+  | { backoff: true; maxDelayMs?: number }
   /** Nothing more to do until the key is added again. */
   | { done: true };
 
@@ -129,7 +129,7 @@ export class WorkQueue {
     }
     this.#active.delete(key);
     if ('backoff' in result) {
-      this.addAfter(key, this.backoffDelay(key));
+      this.addAfter(key, Math.min(this.backoffDelay(key), result.maxDelayMs ?? Number.POSITIVE_INFINITY));
     } else {
       this.#failures.delete(key);
       if ('requeueAfterMs' in result) this.addAfter(key, result.requeueAfterMs);

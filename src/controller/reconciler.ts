@@ -79,7 +79,14 @@ export class Reconciler {
     } catch (err) {
       const retry = retryClassOf(err);
       log.error({ err, retry }, 'reconcile failed');
-      return retry === 'terminal' ? { done: true } : { backoff: true };
+      if (retry === 'terminal') return { done: true };
+      let syncIntervalMs: number | undefined;
+      try {
+        syncIntervalMs = resolveSpec(obj.spec).syncIntervalMs;
+      } catch {
+        syncIntervalMs = undefined;
+      }
+      return syncIntervalMs === undefined ? { backoff: true } : { backoff: true, maxDelayMs: syncIntervalMs };
     }
   }
 
@@ -194,7 +201,9 @@ export class Reconciler {
       log.warn({ reason: outcome.preparation.kind }, 'documents not published');
     }
     const transient = problem !== undefined && ErrorCodes[problem.code].retry === 'transient';
-    if (transient) return { backoff: true };
+    // Never later than the next regular sync would have been: after a long outage the backoff
+    // (up to --backoff-max) could otherwise exceed a short syncInterval.
+    if (transient) return { backoff: true, maxDelayMs: spec.syncIntervalMs };
     // A retained key leaves the JWKS when its retention ends, not at the next regular sync after that.
     const expiry =
       outcome.preparation?.kind === 'ready' ? outcome.preparation.retention.nextExpiryInMs : undefined;

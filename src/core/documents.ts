@@ -27,6 +27,13 @@ export interface ValidatedDiscovery {
 
 export const MAX_DOCUMENT_BYTES = 1024 * 1024;
 
+/**
+ * How deep a discovery document may nest. Real ones are an object of strings and arrays of
+ * strings (depth 2); rendering walks the document recursively, so a deeper one is refused
+ * before it can exhaust the stack.
+ */
+export const MAX_DISCOVERY_DEPTH = 32;
+
 /** Parameters that only private or symmetric keys carry. */
 const PRIVATE_PARAMETERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
@@ -67,6 +74,18 @@ function parseObject(what: string, raw: Uint8Array | string): Record<string, unk
   return value as Record<string, unknown>;
 }
 
+/** Whether `value` nests objects or arrays more than `max` levels deep; iterative, so any depth is safe. */
+function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [v, depth] = item;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 function isHttpsURL(value: string): boolean {
   try {
     return new URL(value).protocol === 'https:';
@@ -79,6 +98,8 @@ function isHttpsURL(value: string): boolean {
 export function validateDiscovery(raw: Uint8Array | string): ValidatedDiscovery {
   const what = 'discovery document';
   const doc = parseObject(what, raw);
+  if (nestedDeeperThan(doc, MAX_DISCOVERY_DEPTH))
+    throw invalid(what, [`nested more than ${MAX_DISCOVERY_DEPTH} levels deep`]);
   const problems: string[] = [];
   const { issuer, jwks_uri: jwksURI } = doc;
   if (typeof issuer !== 'string' || issuer === '') problems.push('"issuer" is missing or not a string');

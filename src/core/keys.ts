@@ -45,10 +45,17 @@ function stamp(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** A stored record's key, if it carries enough to publish it again. */
+const PUBLIC_MEMBERS = ['kty', 'kid', 'use', 'alg', 'crv', 'n', 'e', 'x', 'y'] as const;
+
+/** A stored record's key, if it carries enough to publish it again; its public members only. */
 function storedJwk(r: KeyRecord): PublicJwk | undefined {
-  const j = r.jwk;
-  if (!j || j.kid !== r.kid || typeof j.alg !== 'string') return undefined;
+  if (!r.jwk) return undefined;
+  const stored = r.jwk as Record<string, unknown>;
+  // Status is input here: whatever else a record holds is neither published nor kept.
+  const j = Object.fromEntries(
+    PUBLIC_MEMBERS.flatMap((m) => (typeof stored[m] === 'string' ? [[m, stored[m]]] : [])),
+  ) as Partial<PublicJwk>;
+  if (j.kid !== r.kid || typeof j.alg !== 'string') return undefined;
   if (j.kty === 'RSA' && j.n && j.e) return { ...j, kty: 'RSA', kid: r.kid, alg: j.alg };
   // An EC public key needs both coordinates (RFC 7518 6.2.1); OKP keys have x only.
   if ((j.kty === 'EC' || j.kty === 'OKP') && j.crv && j.x && (j.kty === 'OKP' || j.y))
@@ -87,8 +94,10 @@ export function retainKeys(
     records.push(record(key, before?.firstSeen ?? stamp(nowMs)));
   }
 
+  const kept = new Set<string>();
   for (const r of previous ?? []) {
-    if (inSource.has(r.kid)) continue;
+    // A kid the source serves, or one already retained: status is input, and may repeat a kid.
+    if (inSource.has(r.kid) || kept.has(r.kid)) continue;
     const jwk = storedJwk(r);
     const retiredMs = r.retiredAt ? Date.parse(r.retiredAt) : nowMs;
     const expiresMs = (Number.isNaN(retiredMs) ? nowMs : retiredMs) + retentionMs;
@@ -97,6 +106,7 @@ export function retainKeys(
       continue;
     }
     if (!r.retiredAt) changes.push({ kind: 'retired', kid: r.kid });
+    kept.add(r.kid);
     published.push(jwk);
     records.push({
       ...record(jwk, r.firstSeen),

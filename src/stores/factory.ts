@@ -2,19 +2,31 @@
  * Builds the store for a publisher's storage target, with credentials from a
  * Secret when the spec names one. Stores are reused while their target and
  * credentials stay the same; each cloud SDK is loaded only when a publisher
- * uses it.
+ * uses it. S3 stores of one bucket, endpoint and credentials share one client
+ * (and its connection pool) whatever their prefixes: a fleet of publishers
+ * writing to one bucket keeps a few connections open, not two per publisher.
  */
 import { createHash } from 'node:crypto';
 import type { StorageTarget } from '../core/spec.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { SecretReader } from '../secrets.ts';
+import type { S3Store } from './s3.ts';
 import type { ObjectStore } from './store.ts';
+
+interface CachedStore {
+  fingerprint: string;
+  store: ObjectStore;
+  /** The key of the shared S3 client it uses, if any. */
+  connection?: string;
+}
 
 export class StoreFactory {
   readonly #secrets: SecretReader;
   readonly #namespace: string;
   readonly #timeoutMs: number;
-  readonly #cache = new Map<string, { fingerprint: string; store: ObjectStore }>();
+  readonly #cache = new Map<string, CachedStore>();
+  /** S3 stores that own a client, by everything but the prefix, with the number of stores using each. */
+  readonly #connections = new Map<string, { base: Promise<S3Store>; users: number }>();
 
   constructor(opts: { secrets: SecretReader; namespace: string; timeoutMs: number }) {
     this.#secrets = opts.secrets;
@@ -22,8 +34,13 @@ export class StoreFactory {
     this.#timeoutMs = opts.timeoutMs;
   }
 
-  async #secretValue(name: string, key: string, optional = false): Promise<string | undefined> {
-    const data = await this.#secrets.readSecret(this.#namespace, name);
+  /** A value of a Secret's data, read once per sync by the caller (one GET for all its keys). */
+  #secretValue(
+    data: ReadonlyMap<string, Buffer>,
+    name: string,
+    key: string,
+    optional = false,
+  ): string | undefined {
     const value = data.get(key);
     if (value === undefined && !optional) {
       throw new OidcPublisherError(
@@ -39,15 +56,16 @@ export class StoreFactory {
     let credentials: unknown;
     if (target.kind === 's3' && target.credentialsSecret) {
       const name = target.credentialsSecret;
-      const sessionToken = await this.#secretValue(name, 'AWS_SESSION_TOKEN', true);
+      const data = await this.#secrets.readSecret(this.#namespace, name);
+      const sessionToken = this.#secretValue(data, name, 'AWS_SESSION_TOKEN', true);
       credentials = {
-        accessKeyId: await this.#secretValue(name, 'AWS_ACCESS_KEY_ID'),
-        secretAccessKey: await this.#secretValue(name, 'AWS_SECRET_ACCESS_KEY'),
+        accessKeyId: this.#secretValue(data, name, 'AWS_ACCESS_KEY_ID'),
+        secretAccessKey: this.#secretValue(data, name, 'AWS_SECRET_ACCESS_KEY'),
         ...(sessionToken ? { sessionToken } : {}),
       };
     } else if (target.kind === 'gcs' && target.credentialsSecret) {
       const { name, key } = target.credentialsSecret;
-      const text = await this.#secretValue(name, key);
+      const text = this.#secretValue(await this.#secrets.readSecret(this.#namespace, name), name, key);
       try {
         const parsed: unknown = JSON.parse(text ?? '');
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
@@ -61,17 +79,54 @@ export class StoreFactory {
       }
     } else if (target.kind === 'azureBlob' && target.credentialsSecret) {
       const { name, key } = target.credentialsSecret;
-      credentials = await this.#secretValue(name, key);
+      credentials = this.#secretValue(await this.#secrets.readSecret(this.#namespace, name), name, key);
     }
     const fingerprint = createHash('sha256')
       .update(JSON.stringify(credentials ?? null))
       .digest('hex');
     const cached = this.#cache.get(id);
     if (cached?.fingerprint === fingerprint) return cached.store;
-    const store = await this.#create(target, credentials);
-    cached?.store.close();
-    this.#cache.set(id, { fingerprint, store });
-    return store;
+    let entry: CachedStore;
+    if (target.kind === 's3') {
+      const connection = `${JSON.stringify({ ...target, prefix: '' })} ${fingerprint}`;
+      let shared = this.#connections.get(connection);
+      if (!shared) {
+        shared = { base: this.#create(target, credentials) as Promise<S3Store>, users: 0 };
+        this.#connections.set(connection, shared);
+      }
+      shared.users += 1;
+      let base: S3Store;
+      try {
+        base = await shared.base;
+      } catch (err) {
+        this.#release(connection);
+        throw err;
+      }
+      entry = { fingerprint, store: base.withPrefix(target.prefix), connection };
+    } else {
+      entry = { fingerprint, store: await this.#create(target, credentials) };
+    }
+    if (cached) this.#close(cached);
+    this.#cache.set(id, entry);
+    return entry.store;
+  }
+
+  #close(entry: CachedStore): void {
+    if (entry.connection) this.#release(entry.connection);
+    else entry.store.close();
+  }
+
+  /** One store fewer uses the shared client; the last one closes it. */
+  #release(connection: string): void {
+    const shared = this.#connections.get(connection);
+    if (!shared) return;
+    shared.users -= 1;
+    if (shared.users > 0) return;
+    this.#connections.delete(connection);
+    void shared.base.then(
+      (base) => base.close(),
+      () => {},
+    );
   }
 
   async #create(target: StorageTarget, credentials: unknown): Promise<ObjectStore> {
@@ -123,7 +178,7 @@ export class StoreFactory {
   }
 
   close(): void {
-    for (const { store } of this.#cache.values()) store.close();
+    for (const entry of this.#cache.values()) this.#close(entry);
     this.#cache.clear();
   }
 }

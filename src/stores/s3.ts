@@ -56,14 +56,20 @@ export function s3Error(op: string, target: string, err: unknown): OidcPublisher
         cause: err,
       });
     }
+    // A HEAD answer has no body, so no S3 error code: the SDK names it "Unknown"; say the status instead.
+    const named = err.name && err.name !== 'Unknown' ? err.name : undefined;
     if (DENIED.has(err.name) || status === 403 || status === 401) {
-      return new OidcPublisherError('STORAGE_ACCESS_DENIED', `${where}: access denied (${err.name})`, {
-        cause: err,
-      });
+      return new OidcPublisherError(
+        'STORAGE_ACCESS_DENIED',
+        `${where}: access denied (${named ?? `HTTP ${status}`})`,
+        {
+          cause: err,
+        },
+      );
     }
     return new OidcPublisherError(
       'STORAGE_ERROR',
-      `${where}: ${err.name}${status ? ` (HTTP ${status})` : ''}`,
+      `${where}: ${named ?? 'error'}${status ? ` (HTTP ${status})` : ''}`,
       {
         cause: err,
       },
@@ -98,20 +104,42 @@ export class S3Store implements ObjectStore {
   readonly describe: string;
   readonly #client: S3Client;
   readonly #bucket: string;
+  readonly #opts: S3StoreOptions;
+  /** False for a store made by withPrefix: the client (and its connections) belongs to another. */
+  readonly #ownsClient: boolean;
 
-  constructor(opts: S3StoreOptions) {
+  constructor(opts: S3StoreOptions, shared?: S3Client) {
+    this.#opts = opts;
     this.#bucket = opts.bucket;
     this.describe = `s3://${opts.bucket}/${opts.prefix}`;
-    this.#client = new S3Client({
-      region: opts.region,
-      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-      forcePathStyle: opts.forcePathStyle,
-      ...(opts.credentials ? { credentials: opts.credentials } : {}),
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 2,
-      requestHandler: { connectionTimeout: opts.timeoutMs, requestTimeout: opts.timeoutMs },
-    });
+    this.#ownsClient = !shared;
+    this.#client =
+      shared ??
+      new S3Client({
+        region: opts.region,
+        ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+        forcePathStyle: opts.forcePathStyle,
+        ...(opts.credentials ? { credentials: opts.credentials } : {}),
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        maxAttempts: 2,
+        // Without throwOnRequestTimeout the SDK only logs a warning when requestTimeout passes, and a
+        // stalled endpoint holds the request (and the reconcile) forever.
+        requestHandler: {
+          connectionTimeout: opts.timeoutMs,
+          requestTimeout: opts.timeoutMs,
+          throwOnRequestTimeout: true,
+        },
+      });
+  }
+
+  /**
+   * A store for another prefix of the same bucket that shares this store's client, so many
+   * publishers of one bucket share one connection pool. Closing it closes nothing; closing this
+   * store closes the client of both.
+   */
+  withPrefix(prefix: string): S3Store {
+    return new S3Store({ ...this.#opts, prefix }, this.#client);
   }
 
   #target(key: string): string {
@@ -171,6 +199,6 @@ export class S3Store implements ObjectStore {
   }
 
   close(): void {
-    this.#client.destroy();
+    if (this.#ownsClient) this.#client.destroy();
   }
 }

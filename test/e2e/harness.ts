@@ -18,12 +18,24 @@ export const OPERATOR_SA = 'oidc-publisher';
 /** Applies crds/ and config/rbac; returns a kubeconfig with a token of the operator's ServiceAccount. */
 export async function installOperator(bed: Bed): Promise<string> {
   await bed.kubectl(['apply', '-f', join(ROOT, 'crds')]);
-  await bed.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/oidcpublishers.oidcpublisher.io',
-  ]);
+  const established = () =>
+    bed.kubectl([
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd/oidcpublishers.oidcpublisher.io',
+    ]);
+  // kubectl wait fails at once when it reads the CRD before the API server wrote any condition
+  // (".status.conditions accessor error: <nil> is of the type <nil>"): wait again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await established();
+      break;
+    } catch (err) {
+      if (attempt >= 5 || !/accessor error/.test(String(err))) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   await bed.kubectl(['apply', '-f', '-'], {
     input: `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${OPERATOR_NAMESPACE}\n`,
   });

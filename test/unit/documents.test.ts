@@ -354,6 +354,12 @@ describe('validateDiscovery', () => {
       input: discoveryJson({ pad: 'x'.repeat(MAX_DOCUMENT_BYTES) }),
       expected: /larger than 1048576 bytes/,
     },
+    {
+      // 20 KB of brackets used to make rendering overflow the stack (a RangeError, not a refusal).
+      name: 'refuses a document nested deeper than 32 levels, however deep',
+      input: `${discoveryJson().slice(0, -1)},"x":${'['.repeat(10_000)}${']'.repeat(10_000)}}`,
+      expected: /nested more than 32 levels deep/,
+    },
   ];
   for (const { name, input, expected } of refused) {
     it(name, () => assertInvalid(() => validateDiscovery(input), expected));

@@ -339,6 +339,32 @@ describe('retainKeys', () => {
     }
   });
 
+  it('keeps only the public members of a stored key, whatever else its record holds', () => {
+    const tampered = { ...rec(RSA, at(-DAY), at(-H)), jwk: { ...RSA_PRIVATE, kid: RSA.kid } } as KeyRecord;
+    const got = retainKeys([EC], [tampered], NOW, DAY);
+    const text = JSON.stringify(got);
+    for (const v of PRIVATE_VALUES) {
+      assert.ok(!text.includes(v), `expected no private RSA parameter in ${text.slice(0, 200)}...`);
+    }
+    assert.deepEqual(
+      got.published.map((k) => k.kid),
+      [EC.kid, RSA.kid],
+    );
+  });
+
+  it('retains a kid repeated in status once', () => {
+    const got = retainKeys([EC], [rec(RSA, at(-DAY), at(-H)), rec(RSA, at(-2 * DAY), at(-H))], NOW, DAY);
+    assert.deepEqual(
+      got.published.map((k) => k.kid),
+      [EC.kid, RSA.kid],
+      `expected each kid once, got ${got.published.map((k) => k.kid).join(', ')}`,
+    );
+    assert.deepEqual(
+      got.records.map((r) => r.kid),
+      [EC.kid, RSA.kid].sort(),
+    );
+  });
+
   it('gives the same result for records read back from the API server with members sorted', () => {
     const previous = [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-H), at(23 * H))];
     const a = retainKeys([EC], previous, NOW, DAY);

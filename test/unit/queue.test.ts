@@ -171,6 +171,17 @@ describe('WorkQueue', () => {
     await waitFor('the failure count to reset', () => q.failures('a') === 0);
   });
 
+  it('retries no later than maxDelayMs when the backoff would wait longer', async () => {
+    // The nominal delay is 1 s; the handler says 20 ms at most (its sync interval).
+    const q = queue({ baseDelayMs: 1000, maxDelayMs: 60_000, random: () => 1 });
+    const rec = recorder((_key, call) => (call <= 1 ? { backoff: true, maxDelayMs: 20 } : DONE));
+    q.start(rec.handler);
+    q.add('a');
+    await waitFor('a retry within 20 ms', () => rec.count('a') === 2, 300);
+    const [first, second] = rec.calls.map((c) => c.at) as [number, number];
+    assert.ok(second - first < 200, `expected the retry ~20 ms later, got ${(second - first).toFixed(1)} ms`);
+  });
+
   it('reports a handler that throws and retries it with backoff', async () => {
     const reported: string[] = [];
     const q = queue({ onHandlerError: (key, err) => reported.push(`${key}: ${(err as Error).message}`) });
