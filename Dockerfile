@@ -24,8 +24,8 @@ COPY crds ./crds
 USER 65532:65532
 EXPOSE 8081
 # A young generation of at most 2 MB per semi-space: V8's default lets it grow to tens of MB
-# under a burst of syncs and keeps the pages, which put 500 publishers at 300 MB of RSS (over
-# the 256Mi limit); with this flag they stay under 200 MB at no measurable CPU cost
+# under a burst of syncs and keeps the pages, which put 500 publishers at 300 MiB of RSS (over
+# the manifests' 256Mi limit); with this flag 180 to 255 MiB, at no measurable CPU cost
 # (docs/performance.md).
 ENV NODE_OPTIONS=--max-semi-space-size=2
 ENTRYPOINT ["node", "dist/src/cli.js"]

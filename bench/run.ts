@@ -6,7 +6,7 @@
  *   node bench/run.ts --quick         a smoke run: few iterations, 20 publishers, short windows
  *   node bench/run.ts --json          print only the JSON object
  *   node bench/run.ts --only publish,noop,rotation,coldstart,fleet,serve
- *   node bench/run.ts --fleet 500 --concurrency 8 --profile /tmp/prof
+ *   node bench/run.ts --fleet 500 --concurrency 4 --profile /tmp/prof
  *   node bench/run.ts --from-source   run src/cli.ts (type stripping) instead of the built JavaScript
  *   node bench/run.ts --node-args='--max-semi-space-size=2'   Node flags for the operator and serve
  *                                     processes (default: the image's, from the Dockerfile)
@@ -87,7 +87,7 @@ const plan = quick
       serveMs: 10_000,
     };
 const fleetCount = values.fleet ? Number(values.fleet) : plan.fleet;
-const concurrency = values.concurrency ? Number(values.concurrency) : 8;
+const concurrency = values.concurrency ? Number(values.concurrency) : 4;
 const profileDir = values.profile;
 const nodeArgs = values['node-args']?.split(' ').filter(Boolean) ?? imageNodeArgs();
 if (profileDir) mkdirSync(profileDir, { recursive: true });

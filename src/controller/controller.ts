@@ -4,9 +4,7 @@
  * to status alone (our own writes) do not.
  */
 import { type KubeConfig, type KubernetesObject, makeInformer } from '@kubernetes/client-node';
-import { ConditionType } from '../api/conditions.ts';
 import { API_GROUP, API_PLURAL, API_VERSION, type OidcPublisher } from '../api/types.ts';
-import { findCondition } from '../core/conditions.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { ResilientInformer } from './informer.ts';
 import type { ClusterClient } from './kube.ts';
@@ -77,7 +75,7 @@ export class Controller {
         log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
       onSynced: () => {
         log.info({ count: this.informer.list().length }, 'watching OidcPublishers');
-        if (this.#watching) this.#retryFailed();
+        if (this.#watching) this.#resyncAll();
         this.#watching = true;
       },
     });
@@ -98,25 +96,17 @@ export class Controller {
   }
 
   /**
-   * The watch is back after an error: the API server was unreachable, and is again. Publishers
-   * whose last sync failed (waiting for a retry, or not Ready) may have failed for that reason,
-   * and their source may be that API server: sync them now rather than after their backoff or
-   * sync interval. After a restart with a new signing key, the key is published at once.
+   * The watch is back after an error: the API server was unreachable, and is again. Syncs made
+   * meanwhile failed, or could not record their status, and the API server may be the source of
+   * many publishers (after a restart with a new signing key, say): sync every publisher now
+   * rather than after its backoff or sync interval.
    */
-  #retryFailed(): void {
-    const names: string[] = [];
-    for (const o of this.informer.list()) {
-      const p = asPublisher(o);
-      const name = p.metadata.name;
-      if (this.#watchName && name !== this.#watchName) continue;
-      const ready = findCondition(p.status?.conditions, ConditionType.Ready)?.status === 'True';
-      if (!ready || this.queue.failures(name) > 0) names.push(name);
-    }
-    if (names.length === 0) return;
-    this.#log.info(
-      { count: names.length },
-      'the API server is back: retrying the publishers whose last sync failed',
-    );
+  #resyncAll(): void {
+    const names = this.informer
+      .list()
+      .map((o) => asPublisher(o).metadata.name)
+      .filter((name) => !this.#watchName || name === this.#watchName);
+    this.#log.info({ count: names.length }, 'the API server is back: syncing every publisher');
     for (const name of names) this.queue.add(name);
   }
 
