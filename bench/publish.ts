@@ -14,11 +14,11 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { OidcPublisherSpec } from '../src/api/types.ts';
 import type { KeyRecord } from '../src/core/keys.ts';
 import { prepare } from '../src/core/plan.ts';
 import { DISCOVERY_PATH, JWKS_PATH, objectKey, resolveSpec } from '../src/core/spec.ts';
+import { loadKubeAccess } from '../src/kube/access.ts';
 import { publishObjects, type WriteMemo } from '../src/publish/sync.ts';
 import { ApiServerSource, DISCOVERY_ENDPOINT, JWKS_ENDPOINT } from '../src/sources/apiserver.ts';
 import { S3Store } from '../src/stores/s3.ts';
@@ -53,9 +53,7 @@ function get(agent: Agent, url: string, accept: string): Promise<Buffer> {
 
 export async function measurePublish(bed: Bed, iterations: number, warmup = 5): Promise<PublishResult> {
   const s3 = bed.state.s3;
-  const kc = new KubeConfig();
-  kc.loadFromFile(bed.adminKubeconfig);
-  const source = new ApiServerSource(kc, { timeoutMs: 10_000 });
+  const source = new ApiServerSource(await loadKubeAccess(bed.adminKubeconfig, {}), { timeoutMs: 10_000 });
   const prefix = 'bench/publish';
   const store = new S3Store({
     bucket: s3.bucket,

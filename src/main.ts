@@ -2,8 +2,6 @@
  * Wiring: configuration, clients, controller, health endpoints, signals.
  * Nothing else reads the environment or exits the process.
  */
-import { KubeConfig } from '@kubernetes/client-node';
-import { runAuthnConfig } from './authn/cli.ts';
 import { type Config, parseConfig, usage } from './config.ts';
 import { Controller } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
@@ -12,28 +10,25 @@ import { LeaderElector } from './controller/leader.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { SourceCache } from './controller/sources.ts';
 import { describeError, isOidcPublisherError } from './errors.ts';
+import { loadKubeAccess } from './kube/access.ts';
 import { createLogger } from './log.ts';
-import { runPublish } from './publish/cli.ts';
 import { startHealthServer } from './server/health.ts';
 import { Metrics } from './server/metrics.ts';
-import { runServe } from './server/serve.ts';
 import { AnonymousIssuerReader } from './sources/relying-party.ts';
 import { StoreFactory } from './stores/factory.ts';
 import { VERSION } from './version.ts';
 
-export async function runOperator(config: Readonly<Config>): Promise<number> {
+export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessEnv): Promise<number> {
   const log = createLogger({ level: config.logLevel });
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
-  const cluster = new ClusterClient(kc);
+  const access = await loadKubeAccess(config.kubeconfig, env);
+  const cluster = new ClusterClient(access);
   const metrics = new Metrics();
-  const events = new EventRecorder(kc, config.leaderElection.identity, log);
+  const events = new EventRecorder(access, config.leaderElection.identity, log);
   const sources = new SourceCache({
     secrets: cluster,
     namespace: config.namespace,
     timeoutMs: config.sourceTimeoutMs,
-    defaultKubeConfig: kc,
+    defaultAccess: access,
   });
   const stores = new StoreFactory({
     secrets: cluster,
@@ -42,7 +37,6 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   });
   const issuerReader = new AnonymousIssuerReader();
   const controller = new Controller(
-    kc,
     cluster,
     (getObject) =>
       new Reconciler({ cluster, getObject, sources, stores, issuerReader, log, hooks: metrics, events }),
@@ -65,7 +59,8 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
     {
       version: VERSION,
       namespace: config.namespace,
-      server: kc.getCurrentCluster()?.server,
+      server: access.server,
+      ...(access.viaClientNode ? { kubeconfigVia: `client-node (${access.viaClientNode})` } : {}),
       concurrency: config.concurrency,
       leaderElection: config.leaderElection.enabled,
       identity: config.leaderElection.identity,
@@ -77,7 +72,7 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   let lostLeadership = false;
   const elector = config.leaderElection.enabled
     ? new LeaderElector(
-        kc,
+        access,
         {
           namespace: config.namespace,
           name: config.leaderElection.leaseName,
@@ -119,6 +114,8 @@ export async function runOperator(config: Readonly<Config>): Promise<number> {
   health?.close();
   sources.close();
   stores.close();
+  cluster.close();
+  events.close();
   issuerReader.close();
   return lostLeadership || !finished ? 1 : 0;
 }
@@ -133,9 +130,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  if (first === 'authn-config') return runAuthnConfig(rest, env);
-  if (first === 'publish') return runPublish(rest, env);
-  if (first === 'serve') return runServe(rest, env);
+  // Subcommands are loaded only when run: the operator does not carry their dependencies.
+  if (first === 'authn-config') return (await import('./authn/cli.ts')).runAuthnConfig(rest, env);
+  if (first === 'publish') return (await import('./publish/cli.ts')).runPublish(rest, env);
+  if (first === 'serve') return (await import('./server/serve.ts')).runServe(rest, env);
   const args = first === 'run' ? rest : argv;
   let config: Readonly<Config>;
   try {
@@ -145,7 +143,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return 2;
   }
   try {
-    return await runOperator(config);
+    return await runOperator(config, env);
   } catch (err) {
     process.stderr.write(
       `oidc-publisher: ${isOidcPublisherError(err) ? `${err.code}: ` : ''}${describeError(err)}\n`,

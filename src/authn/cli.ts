@@ -6,9 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, API_PLURAL, API_VERSION } from '../api/types.ts';
 import { describeError, OidcPublisherError } from '../errors.ts';
+import { loadKubeAccess } from '../kube/access.ts';
+import { KubeHttp, KubeHttpError } from '../kube/http.ts';
 import {
   AUTHN_API_VERSIONS,
   type AuthnConfigOptions,
@@ -66,26 +67,25 @@ export interface AuthnCliIo {
   stderr: (text: string) => void;
   readFile: (path: string) => string;
   /** spec.issuerURL of the named OidcPublisher, read with the given kubeconfig (or the default one). */
-  publisherIssuer: (name: string, kubeconfig: string | undefined) => Promise<string>;
+  publisherIssuer: (name: string, kubeconfig: string | undefined, env: NodeJS.ProcessEnv) => Promise<string>;
 }
 
-/** Reads spec.issuerURL of a (cluster-scoped) OidcPublisher through client-node. */
-export async function readPublisherIssuer(name: string, kubeconfig: string | undefined): Promise<string> {
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
+/** Reads spec.issuerURL of a (cluster-scoped) OidcPublisher. */
+export async function readPublisherIssuer(
+  name: string,
+  kubeconfig: string | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
+  const http = new KubeHttp(await loadKubeAccess(kubeconfig, env));
   let obj: unknown;
   try {
-    obj = await kc
-      .makeApiClient(CustomObjectsApi)
-      .getClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: API_PLURAL, name });
+    obj = await http.send(
+      'GET',
+      `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}/${encodeURIComponent(name)}`,
+    );
   } catch (err) {
-    if (err instanceof ApiException) {
-      const reason = (err.body as { reason?: string } | undefined)?.reason;
-      throw new OidcPublisherError(
-        'KUBE_API_ERROR',
-        `read oidcpublisher/${name}: HTTP ${err.code}${reason ? ` ${reason}` : ''}`,
-      );
+    if (err instanceof KubeHttpError) {
+      throw new OidcPublisherError('KUBE_API_ERROR', `read oidcpublisher/${name}: ${err.message}`);
     }
     const code = (err as { code?: string } | undefined)?.code;
     throw new OidcPublisherError(
@@ -95,6 +95,8 @@ export async function readPublisherIssuer(name: string, kubeconfig: string | und
         cause: err,
       },
     );
+  } finally {
+    http.close();
   }
   const issuer = (obj as { spec?: { issuerURL?: unknown } } | undefined)?.spec?.issuerURL;
   if (typeof issuer !== 'string' || issuer === '') {
@@ -212,7 +214,7 @@ export async function runAuthnConfig(
   let issuer = parsed.options.issuer;
   if (parsed.from !== undefined) {
     try {
-      issuer = await io.publisherIssuer(parsed.from, parsed.kubeconfig ?? (env.KUBECONFIG || undefined));
+      issuer = await io.publisherIssuer(parsed.from, parsed.kubeconfig ?? (env.KUBECONFIG || undefined), env);
     } catch (err) {
       return fail(1, err);
     }

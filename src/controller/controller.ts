@@ -3,10 +3,9 @@
  * names, drained by the reconciler. Watch events only enqueue names; changes
  * to status alone (our own writes) do not.
  */
-import { type KubeConfig, type KubernetesObject, makeInformer } from '@kubernetes/client-node';
-import { API_GROUP, API_PLURAL, API_VERSION, type OidcPublisher } from '../api/types.ts';
+import type { OidcPublisher } from '../api/types.ts';
 import { type Logger, serializeError } from '../log.ts';
-import { ResilientInformer } from './informer.ts';
+import { Informer } from './informer.ts';
 import type { ClusterClient } from './kube.ts';
 import { WorkQueue } from './queue.ts';
 import type { Reconciler } from './reconciler.ts';
@@ -17,11 +16,6 @@ export interface ControllerOptions {
   backoffMaxMs: number;
   /** Only this OidcPublisher, when set. */
   watchName?: string;
-}
-
-/** The informer holds the API server's JSON as it came; the CRD schema vouches for its shape. */
-function asPublisher(o: KubernetesObject): OidcPublisher {
-  return o as unknown as OidcPublisher;
 }
 
 /** What about an object makes it worth a reconcile; status is left out. */
@@ -35,16 +29,15 @@ function fingerprint(o: OidcPublisher): string {
 
 export class Controller {
   readonly queue: WorkQueue;
-  readonly informer: ResilientInformer<KubernetesObject>;
+  /** The informer holds the API server's JSON as it came; the CRD schema vouches for its shape. */
+  readonly informer: Informer<OidcPublisher>;
   readonly #seen = new Map<string, string>();
   readonly #log: Logger;
   readonly #watchName: string | undefined;
   readonly #reconciler: Reconciler;
   readonly #onDelete: ((name: string) => void) | undefined;
-  #watching = false;
 
   constructor(
-    kc: KubeConfig,
     cluster: ClusterClient,
     reconcilerFor: (getObject: (name: string) => OidcPublisher | undefined) => Reconciler,
     log: Logger,
@@ -60,29 +53,29 @@ export class Controller {
       maxDelayMs: opts.backoffMaxMs,
       onHandlerError: (key, err) => log.error({ err, oidcpublisher: key }, 'reconcile threw'),
     });
-    const path = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
-    const raw = makeInformer<KubernetesObject>(kc, path, () => cluster.listPublishers() as never);
-    this.informer = new ResilientInformer(raw, {
-      onAdd: (o) => this.#changed(asPublisher(o)),
-      onUpdate: (o) => this.#changed(asPublisher(o)),
-      onDelete: (o) => {
-        const name = asPublisher(o).metadata.name;
-        this.#seen.delete(name);
-        this.queue.remove(name);
-        this.#onDelete?.(name);
+    this.informer = new Informer<OidcPublisher>(
+      {
+        list: () => cluster.listPublishers(),
+        watch: (query, onEvent, streamOpts) => cluster.watchPublishers(query, onEvent, streamOpts),
       },
-      onError: (err, restartInMs) =>
-        log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
-      onSynced: () => {
-        log.info({ count: this.informer.list().length }, 'watching OidcPublishers');
-        if (this.#watching) this.#resyncAll();
-        this.#watching = true;
+      {
+        onAdd: (o) => this.#changed(o),
+        onUpdate: (o) => this.#changed(o),
+        onDelete: (o) => {
+          const name = o.metadata.name;
+          this.#seen.delete(name);
+          this.queue.remove(name);
+          this.#onDelete?.(name);
+        },
+        onError: (err, restartInMs) =>
+          log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
+        onSynced: (recovered) => {
+          log.info({ count: this.informer.list().length }, 'watching OidcPublishers');
+          if (recovered) this.#resyncAll();
+        },
       },
-    });
-    this.#reconciler = reconcilerFor((name) => {
-      const o = this.informer.get(name);
-      return o ? asPublisher(o) : undefined;
-    });
+    );
+    this.#reconciler = reconcilerFor((name) => this.informer.get(name));
   }
 
   /** Starts reconciling (on becoming leader): every known object, then whatever changes. */
@@ -90,7 +83,7 @@ export class Controller {
     const reconciler = this.#reconciler;
     this.queue.start((name) => reconciler.reconcile(name));
     for (const o of this.informer.list()) {
-      const name = asPublisher(o).metadata.name;
+      const name = o.metadata.name;
       if (!this.#watchName || name === this.#watchName) this.queue.add(name);
     }
   }
@@ -104,7 +97,7 @@ export class Controller {
   #resyncAll(): void {
     const names = this.informer
       .list()
-      .map((o) => asPublisher(o).metadata.name)
+      .map((o) => o.metadata.name)
       .filter((name) => !this.#watchName || name === this.#watchName);
     this.#log.info({ count: names.length }, 'the API server is back: syncing every publisher');
     for (const name of names) this.queue.add(name);

@@ -2,14 +2,14 @@
  * Records Events (events.k8s.io/v1) about OidcPublishers. Events of
  * cluster-scoped objects live in the "default" namespace. Recording is best
  * effort: a failure is logged, never fails a sync. Sent over a keep-alive
- * connection (kube-http.ts), not a new one per Event.
+ * connection (kube/http.ts), not a new one per Event.
  */
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, KIND, type OidcPublisher } from '../api/types.ts';
 import type { EventSpec } from '../core/events.ts';
+import type { KubeAccess } from '../kube/access.ts';
+import { KubeHttp } from '../kube/http.ts';
 import { type Logger, serializeError } from '../log.ts';
-import { KubeHttp } from './kube-http.ts';
 
 export const EVENTS_NAMESPACE = 'default';
 export const REPORTING_CONTROLLER = 'oidcpublisher.io/oidc-publisher';
@@ -24,8 +24,8 @@ export class EventRecorder {
   readonly #instance: string;
   readonly #log: Logger;
 
-  constructor(kc: KubeConfig, instance: string, log: Logger) {
-    this.#http = new KubeHttp(kc);
+  constructor(access: KubeAccess, instance: string, log: Logger) {
+    this.#http = new KubeHttp(access);
     this.#instance = instance;
     this.#log = log;
   }
@@ -58,5 +58,9 @@ export class EventRecorder {
         'could not record event',
       );
     }
+  }
+
+  close(): void {
+    this.#http.close();
   }
 }

@@ -1,17 +1,33 @@
 /**
- * client-node's informer stops for good after a watch or list error, and
- * reports an AbortError when it is stopped. This wrapper restarts it after
- * errors (one restart timer, capped backoff) and stays quiet while stopping.
+ * A cache of one kind of object kept current by list and watch, as client-go's
+ * reflector does: list, then watch from the list's resourceVersion with
+ * bookmarks; a watch the server ends is resumed from the last version seen; a
+ * version the server no longer has (410 Gone, after etcd compaction) means a
+ * fresh list. Any other error is reported and retried with capped backoff. A
+ * watch on which nothing arrives for its timeout and a margin is abandoned, so
+ * a connection that died silently does not freeze the cache.
  */
-import {
-  ADD,
-  DELETE,
-  ERROR,
-  type Informer,
-  type KubernetesObject,
-  type ObjectCache,
-  UPDATE,
-} from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeHttpError, type StreamOptions } from '../kube/http.ts';
+
+export interface Named {
+  metadata: { name: string; resourceVersion?: string };
+}
+
+export interface ListResult<T> {
+  metadata?: { resourceVersion?: string };
+  items: T[];
+}
+
+/** The two calls an informer makes; the watch streams events until it ends. */
+export interface ListWatch<T> {
+  list(): Promise<ListResult<T>>;
+  watch(
+    query: { resourceVersion: string; timeoutSeconds: number },
+    onEvent: (event: unknown) => void,
+    opts: StreamOptions,
+  ): Promise<void>;
+}
 
 export interface InformerHandlers<T> {
   onAdd(obj: T): void;
@@ -19,69 +35,157 @@ export interface InformerHandlers<T> {
   onDelete(obj: T): void;
   /** An error that will be followed by a restart. */
   onError(err: unknown, restartInMs: number): void;
-  /** The informer listed and is watching again (after the first start or a restart). */
-  onSynced?(): void;
+  /** Listed and watching: after the first start (`recovered` false) or after an error (true). */
+  onSynced?(recovered: boolean): void;
 }
 
-export class ResilientInformer<T extends KubernetesObject> {
-  readonly #informer: Informer<T> & ObjectCache<T>;
+class Gone extends Error {
+  override name = 'Gone';
+}
+
+/** Errors that end a watch the normal way: the version is too old, list again. */
+function isGone(err: unknown): boolean {
+  return err instanceof Gone || (err instanceof KubeHttpError && err.status === 410);
+}
+
+export class Informer<T extends Named> {
+  readonly #lw: ListWatch<T>;
   readonly #handlers: InformerHandlers<T>;
   readonly #maxDelayMs: number;
+  readonly #cache = new Map<string, T>();
+  #resourceVersion = '';
   #stopping = false;
   #synced = false;
-  #restartTimer: NodeJS.Timeout | undefined;
+  #everSynced = false;
   #failures = 0;
-  #errorDuringStart = false;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #abort: AbortController | undefined;
+  #loop: Promise<void> | undefined;
 
-  constructor(
-    informer: Informer<T> & ObjectCache<T>,
-    handlers: InformerHandlers<T>,
-    opts: { maxDelayMs?: number } = {},
-  ) {
-    this.#informer = informer;
+  constructor(lw: ListWatch<T>, handlers: InformerHandlers<T>, opts: { maxDelayMs?: number } = {}) {
+    this.#lw = lw;
     this.#handlers = handlers;
     this.#maxDelayMs = opts.maxDelayMs ?? 30_000;
-    informer.on(ADD, (o) => handlers.onAdd(o));
-    informer.on(UPDATE, (o) => handlers.onUpdate(o));
-    informer.on(DELETE, (o) => handlers.onDelete(o));
-    informer.on(ERROR, (err) => this.#failed(err));
   }
 
-  /** True after a successful list and watch, until the next error. */
+  /** True after a successful list, until the next error. */
   get synced(): boolean {
     return this.#synced;
   }
 
   get(name: string): T | undefined {
-    return this.#informer.get(name);
+    return this.#cache.get(name);
   }
 
-  list(): readonly T[] {
-    return this.#informer.list();
+  list(): T[] {
+    return [...this.#cache.values()];
   }
 
+  /** Lists once (resolves when that is done, or failed and a retry is scheduled), then watches. */
   async start(): Promise<void> {
     this.#stopping = false;
     await this.#run();
   }
 
   async #run(): Promise<void> {
-    this.#errorDuringStart = false;
+    if (this.#stopping) return;
     try {
-      await this.#informer.start();
+      await this.#relist();
     } catch (err) {
       this.#failed(err);
       return;
     }
-    if (!this.#errorDuringStart && !this.#stopping) {
-      this.#synced = true;
-      this.#failures = 0;
-      this.#handlers.onSynced?.();
+    if (this.#stopping) return;
+    this.#synced = true;
+    this.#failures = 0;
+    const recovered = this.#everSynced;
+    this.#everSynced = true;
+    this.#handlers.onSynced?.(recovered);
+    this.#loop = this.#watchLoop();
+  }
+
+  /** Replaces the cache with a list, reporting what was added, changed and removed meanwhile. */
+  async #relist(): Promise<void> {
+    const listed = await this.#lw.list();
+    if (this.#stopping) return;
+    const seen = new Set<string>();
+    for (const obj of listed.items ?? []) {
+      const name = obj.metadata.name;
+      seen.add(name);
+      const old = this.#cache.get(name);
+      this.#cache.set(name, obj);
+      if (!old) this.#handlers.onAdd(obj);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.#handlers.onUpdate(obj);
+    }
+    for (const [name, old] of this.#cache) {
+      if (!seen.has(name)) {
+        this.#cache.delete(name);
+        this.#handlers.onDelete(old);
+      }
+    }
+    this.#resourceVersion = listed.metadata?.resourceVersion ?? '';
+  }
+
+  #event(raw: unknown): void {
+    const { type, object } = (raw ?? {}) as { type?: unknown; object?: unknown };
+    if (type === 'ERROR') {
+      const status = (object ?? {}) as { code?: unknown; reason?: unknown };
+      if (status.code === 410) throw new Gone('resource version too old');
+      throw new KubeHttpError(
+        typeof status.code === 'number' ? status.code : 500,
+        typeof status.reason === 'string' ? status.reason : undefined,
+      );
+    }
+    const obj = object as T | undefined;
+    const name = obj?.metadata?.name;
+    if (!obj || typeof name !== 'string') throw new Error(`watch event ${String(type)} without an object`);
+    if (obj.metadata.resourceVersion) this.#resourceVersion = obj.metadata.resourceVersion;
+    if (type === 'BOOKMARK') return;
+    if (type === 'DELETED') {
+      const old = this.#cache.get(name);
+      this.#cache.delete(name);
+      this.#handlers.onDelete(old ?? obj);
+    } else if (type === 'ADDED' || type === 'MODIFIED') {
+      const existed = this.#cache.has(name);
+      this.#cache.set(name, obj);
+      if (existed) this.#handlers.onUpdate(obj);
+      else this.#handlers.onAdd(obj);
+    }
+  }
+
+  async #watchLoop(): Promise<void> {
+    while (!this.#stopping) {
+      // client-go's spread: a watch of 5 to 10 minutes, so replicas do not all re-watch at once.
+      const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
+      const abort = new AbortController();
+      this.#abort = abort;
+      const began = Date.now();
+      try {
+        await this.#lw.watch(
+          { resourceVersion: this.#resourceVersion, timeoutSeconds },
+          (e) => this.#event(e),
+          { signal: abort.signal, idleMs: (timeoutSeconds + 60) * 1000 },
+        );
+      } catch (err) {
+        if (this.#stopping) return;
+        if (isGone(err)) {
+          try {
+            await this.#relist();
+            continue;
+          } catch (listErr) {
+            this.#failed(listErr);
+            return;
+          }
+        }
+        this.#failed(err);
+        return;
+      }
+      // Ended by the server: resume. One that ends at once (a proxy closing it) is not retried in a tight loop.
+      if (Date.now() - began < 1000) await sleep(1000, undefined, { signal: abort.signal }).catch(() => {});
     }
   }
 
   #failed(err: unknown): void {
-    this.#errorDuringStart = true;
     if (this.#stopping) return;
     this.#synced = false;
     if (this.#restartTimer) return;
@@ -90,7 +194,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.#handlers.onError(err, delay);
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
-      if (!this.#stopping) void this.#run();
+      void this.#run();
     }, delay);
   }
 
@@ -99,6 +203,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.#synced = false;
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
     this.#restartTimer = undefined;
-    await this.#informer.stop();
+    this.#abort?.abort();
+    await this.#loop;
   }
 }

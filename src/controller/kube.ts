@@ -3,9 +3,8 @@
  * OidcPublishers, their status and finalizers, and Secrets in its namespace.
  * API errors are mapped here; their messages (which embed response bodies)
  * are never passed on. Requests share one keep-alive connection pool
- * (kube-http.ts): a Secret is read on every sync.
+ * (kube/http.ts): a Secret is read on every sync.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
 import {
   API_GROUP,
   API_PLURAL,
@@ -14,7 +13,8 @@ import {
   type OidcPublisherStatus,
 } from '../api/types.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { KubeHttp, KubeHttpError } from './kube-http.ts';
+import type { KubeAccess } from '../kube/access.ts';
+import { KubeHttp, KubeHttpError, type StreamOptions } from '../kube/http.ts';
 
 export interface OidcPublisherList {
   metadata?: { resourceVersion?: string };
@@ -39,12 +39,10 @@ const MERGE_PATCH = 'application/merge-patch+json';
 const PUBLISHERS = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
 
 export class ClusterClient {
-  readonly kc: KubeConfig;
   readonly #http: KubeHttp;
 
-  constructor(kc: KubeConfig) {
-    this.kc = kc;
-    this.#http = new KubeHttp(kc);
+  constructor(access: KubeAccess) {
+    this.#http = new KubeHttp(access);
   }
 
   async listPublishers(): Promise<OidcPublisherList> {
@@ -52,6 +50,30 @@ export class ClusterClient {
       return (await this.#http.send('GET', PUBLISHERS)) as OidcPublisherList;
     } catch (err) {
       throw apiError('list oidcpublishers', err);
+    }
+  }
+
+  /** Streams watch events of OidcPublishers from `resourceVersion` (see Informer). */
+  async watchPublishers(
+    query: { resourceVersion: string; timeoutSeconds: number },
+    onEvent: (event: unknown) => void,
+    opts: StreamOptions,
+  ): Promise<void> {
+    const params = new URLSearchParams({
+      watch: 'true',
+      allowWatchBookmarks: 'true',
+      timeoutSeconds: String(query.timeoutSeconds),
+      ...(query.resourceVersion ? { resourceVersion: query.resourceVersion } : {}),
+    });
+    try {
+      await this.#http.stream(`${PUBLISHERS}?${params}`, onEvent, opts);
+    } catch (err) {
+      // 410 Gone is how a watch says "list again": the informer sees it as it is.
+      if (err instanceof KubeHttpError && err.status === 410) throw err;
+      if (err instanceof KubeHttpError || typeof (err as { code?: unknown } | undefined)?.code === 'string') {
+        throw apiError('watch oidcpublishers', err);
+      }
+      throw err;
     }
   }
 

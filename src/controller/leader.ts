@@ -5,14 +5,25 @@
  * lease on shutdown so a standby takes over at once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  ApiException,
-  CoordinationV1Api,
-  type KubeConfig,
-  type V1Lease,
-  V1MicroTime,
-} from '@kubernetes/client-node';
+import type { KubeAccess } from '../kube/access.ts';
+import { KubeHttp, KubeHttpError } from '../kube/http.ts';
 import { type Logger, serializeError } from '../log.ts';
+import { microTime } from './events.ts';
+
+/** The fields of a coordination.k8s.io/v1 Lease this reads and writes. */
+interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+    [k: string]: unknown;
+  };
+}
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -29,13 +40,9 @@ export interface LeaderCallbacks {
   onStoppedLeading(): void;
 }
 
-function toMs(t: Date | string | undefined): number {
-  if (!t) return 0;
-  return (t instanceof Date ? t : new Date(t)).getTime();
-}
-
 export class LeaderElector {
-  readonly #api: CoordinationV1Api;
+  readonly #http: KubeHttp;
+  readonly #path: string;
   readonly #o: LeaderElectionOptions;
   readonly #log: Logger;
   #leading = false;
@@ -46,8 +53,10 @@ export class LeaderElector {
   #otherHolder: string | undefined;
   #loop: Promise<void> | undefined;
 
-  constructor(kc: KubeConfig, opts: LeaderElectionOptions, log: Logger) {
-    this.#api = kc.makeApiClient(CoordinationV1Api);
+  constructor(access: KubeAccess, opts: LeaderElectionOptions, log: Logger) {
+    // A request that outlives the renew deadline is of no use: the lease is lost by then.
+    this.#http = new KubeHttp(access, { timeoutMs: opts.renewDeadlineMs });
+    this.#path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(opts.namespace)}/leases`;
     this.#o = opts;
     this.#log = log.child({ lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
   }
@@ -92,27 +101,36 @@ export class LeaderElector {
     }
   }
 
+  async #read(): Promise<Lease | undefined> {
+    try {
+      return (await this.#http.send('GET', `${this.#path}/${encodeURIComponent(this.#o.name)}`)) as Lease;
+    } catch (err) {
+      if (err instanceof KubeHttpError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async #replace(lease: Lease): Promise<void> {
+    await this.#http.send('PUT', `${this.#path}/${encodeURIComponent(this.#o.name)}`, lease);
+  }
+
   async #tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.#o;
     this.#otherHolder = undefined;
-    const now = new V1MicroTime(Date.now());
+    const now = microTime(Date.now());
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
-    let lease: V1Lease;
-    try {
-      lease = await this.#api.readNamespacedLease({ name, namespace });
-    } catch (err) {
-      if (!(err instanceof ApiException && err.code === 404)) throw err;
-      await this.#api.createNamespacedLease({
-        namespace,
-        body: {
-          metadata: { name, namespace },
-          spec: {
-            holderIdentity: identity,
-            leaseDurationSeconds: durationSeconds,
-            acquireTime: now,
-            renewTime: now,
-            leaseTransitions: 0,
-          },
+    const lease = await this.#read();
+    if (!lease) {
+      await this.#http.send('POST', this.#path, {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name, namespace },
+        spec: {
+          holderIdentity: identity,
+          leaseDurationSeconds: durationSeconds,
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: 0,
         },
       });
       return true;
@@ -132,18 +150,17 @@ export class LeaderElector {
       return false;
     }
     const takingOver = holder !== identity;
-    const body: V1Lease = {
+    await this.#replace({
       ...lease,
       spec: {
         ...spec,
         holderIdentity: identity,
         leaseDurationSeconds: durationSeconds,
         renewTime: now,
-        acquireTime: takingOver ? now : spec.acquireTime ? new V1MicroTime(toMs(spec.acquireTime)) : now,
+        acquireTime: takingOver || !spec.acquireTime ? now : spec.acquireTime,
         leaseTransitions: (spec.leaseTransitions ?? 0) + (takingOver && holder !== '' ? 1 : 0),
       },
-    };
-    await this.#api.replaceNamespacedLease({ name, namespace, body });
+    });
     return true;
   }
 
@@ -151,29 +168,28 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.#stopped = true;
     await this.#loop?.catch(() => undefined);
-    if (!this.#leading) return;
+    if (!this.#leading) {
+      this.#http.close();
+      return;
+    }
     this.#leading = false;
-    const { namespace, name, identity } = this.#o;
     try {
-      const lease = await this.#api.readNamespacedLease({ name, namespace });
-      if (lease.spec?.holderIdentity !== identity) return;
-      await this.#api.replaceNamespacedLease({
-        name,
-        namespace,
-        body: {
-          ...lease,
-          spec: {
-            ...lease.spec,
-            holderIdentity: '',
-            leaseDurationSeconds: 1,
-            renewTime: new V1MicroTime(Date.now()),
-            acquireTime: lease.spec.acquireTime ? new V1MicroTime(toMs(lease.spec.acquireTime)) : undefined,
-          },
+      const lease = await this.#read();
+      if (lease?.spec?.holderIdentity !== this.#o.identity) return;
+      await this.#replace({
+        ...lease,
+        spec: {
+          ...lease.spec,
+          holderIdentity: '',
+          leaseDurationSeconds: 1,
+          renewTime: microTime(Date.now()),
         },
       });
       this.#log.info('released the lease');
     } catch (err) {
       this.#log.warn({ err: serializeError(err) }, 'could not release the lease');
+    } finally {
+      this.#http.close();
     }
   }
 }

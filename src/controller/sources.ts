@@ -5,9 +5,9 @@
  * next sync without a restart.
  */
 import { createHash } from 'node:crypto';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { ResolvedSpec } from '../core/spec.ts';
 import { OidcPublisherError } from '../errors.ts';
+import { type KubeAccess, StaticAccess } from '../kube/access.ts';
 import type { SecretReader } from '../secrets.ts';
 import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
 import { parseUntrustedKubeconfig } from '../sources/kubeconfig.ts';
@@ -16,7 +16,7 @@ export class SourceCache {
   readonly #secrets: SecretReader;
   readonly #namespace: string;
   readonly #timeoutMs: number;
-  readonly #defaultKc: KubeConfig;
+  readonly #defaultAccess: KubeAccess;
   #default: DocumentSource | undefined;
   readonly #fromSecrets = new Map<string, { hash: string; source: DocumentSource }>();
 
@@ -24,18 +24,18 @@ export class SourceCache {
     secrets: SecretReader;
     namespace: string;
     timeoutMs: number;
-    defaultKubeConfig: KubeConfig;
+    defaultAccess: KubeAccess;
   }) {
     this.#secrets = opts.secrets;
     this.#namespace = opts.namespace;
     this.#timeoutMs = opts.timeoutMs;
-    this.#defaultKc = opts.defaultKubeConfig;
+    this.#defaultAccess = opts.defaultAccess;
   }
 
   async get(spec: ResolvedSpec): Promise<DocumentSource> {
     const ref = spec.kubeconfigSecret;
     if (!ref) {
-      this.#default ??= new ApiServerSource(this.#defaultKc, { timeoutMs: this.#timeoutMs });
+      this.#default ??= new ApiServerSource(this.#defaultAccess, { timeoutMs: this.#timeoutMs });
       return this.#default;
     }
     const data = await this.#secrets.readSecret(this.#namespace, ref.name);
@@ -50,7 +50,7 @@ export class SourceCache {
     const hash = createHash('sha256').update(bytes).digest('hex');
     const cached = this.#fromSecrets.get(id);
     if (cached?.hash === hash) return cached.source;
-    const source = new ApiServerSource(parseUntrustedKubeconfig(bytes.toString('utf8')), {
+    const source = new ApiServerSource(new StaticAccess(parseUntrustedKubeconfig(bytes.toString('utf8'))), {
       timeoutMs: this.#timeoutMs,
     });
     cached?.source.close();

@@ -14,9 +14,9 @@ import { prepare } from '../core/plan.ts';
 import { azureAccountName, type StorageTarget } from '../core/spec.ts';
 import { standaloneSpec } from '../core/standalone.ts';
 import { describeError, isOidcPublisherError, OidcPublisherError } from '../errors.ts';
+import { loadKubeAccess } from '../kube/access.ts';
 import type { SecretReader } from '../secrets.ts';
 import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
-import { loadTrustedKubeConfig } from '../sources/trusted-kubeconfig.ts';
 import { StoreFactory } from '../stores/factory.ts';
 import { FileStore } from '../stores/file.ts';
 import type { ObjectStore } from '../stores/store.ts';
@@ -354,7 +354,9 @@ export async function runPublish(
   let store: ObjectStore | undefined;
   let stores: StoreFactory | undefined;
   try {
-    source = new ApiServerSource(loadTrustedKubeConfig(args.kubeconfig), { timeoutMs: SOURCE_TIMEOUT_MS });
+    source = new ApiServerSource(await loadKubeAccess(args.kubeconfig, env), {
+      timeoutMs: SOURCE_TIMEOUT_MS,
+    });
     const raw = await source.fetchDocuments();
     const prep = prepare(spec, raw, { previous: undefined, now: new Date() });
     if (prep.kind === 'invalid') throw prep.error;

@@ -18,9 +18,9 @@ import { formatDuration, parseDuration } from '../core/duration.ts';
 import { type DocumentSpec, prepare } from '../core/plan.ts';
 import { standaloneSpec } from '../core/standalone.ts';
 import { describeError, isOidcPublisherError, OidcPublisherError } from '../errors.ts';
+import { loadKubeAccess } from '../kube/access.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
-import { loadTrustedKubeConfig } from '../sources/trusted-kubeconfig.ts';
 import { startHealthServer } from './health.ts';
 import { ServeMetrics } from './serve-metrics.ts';
 import {
@@ -334,7 +334,7 @@ function closeServer(server: Server | undefined): Promise<void> {
 
 export async function runServe(
   argv: readonly string[],
-  _env: NodeJS.ProcessEnv,
+  env: NodeJS.ProcessEnv,
   io: ServeIo = defaultIo,
 ): Promise<number> {
   const fail = (code: number, err: unknown) => {
@@ -357,7 +357,7 @@ export async function runServe(
   const metrics = new ServeMetrics();
   let source: ApiServerSource;
   try {
-    source = new ApiServerSource(loadTrustedKubeConfig(args.kubeconfig), {
+    source = new ApiServerSource(await loadKubeAccess(args.kubeconfig, env), {
       timeoutMs: Math.min(MAX_SOURCE_TIMEOUT_MS, args.syncIntervalMs),
     });
   } catch (err) {

@@ -5,10 +5,10 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { MAX_DOCUMENT_BYTES } from '../core/documents.ts';
 import type { RawDocuments } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
+import type { KubeAccess } from '../kube/access.ts';
 
 export const DISCOVERY_ENDPOINT = '/.well-known/openid-configuration';
 export const JWKS_ENDPOINT = '/openid/v1/jwks';
@@ -36,24 +36,20 @@ const NETWORK_HINT: Record<string, string> = {
 
 export class ApiServerSource implements DocumentSource {
   readonly server: string;
-  readonly #kc: KubeConfig;
+  readonly #access: KubeAccess;
   readonly #timeoutMs: number;
   #agent: Agent | undefined;
 
-  constructor(kc: KubeConfig, opts: { timeoutMs: number }) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster)
-      throw new OidcPublisherError('KUBECONFIG_INVALID', 'kubeconfig invalid: no current cluster');
-    this.server = cluster.server.replace(/\/+$/, '');
-    this.#kc = kc;
+  constructor(access: KubeAccess, opts: { timeoutMs: number }) {
+    this.server = access.server;
+    this.#access = access;
     this.#timeoutMs = opts.timeoutMs;
   }
 
   /** Request options with the kubeconfig's current credentials (a rotating token file is re-read). */
   async #options(): Promise<RequestOptions> {
-    const opts: RequestOptions = {};
-    await this.#kc.applyToHTTPSOptions(opts);
-    if (!this.#kc.getCurrentCluster()?.proxyUrl) {
+    const opts = await this.#access.requestOptions();
+    if (!this.#access.ownAgent) {
       this.#agent ??= new Agent({
         keepAlive: true,
         maxSockets: 4,

@@ -2,13 +2,12 @@
  * Kubeconfigs from Secrets are untrusted input: one could make the operator run
  * a command (exec, auth-provider), read its own files (token-file, client-key
  * paths: the operator's ServiceAccount token) and send them to any server, or
- * switch TLS verification off. Only inline credentials are accepted, checked on
- * the raw YAML before client-node sees it (client-node reads token files while
- * it parses).
+ * switch TLS verification off. Only inline credentials are accepted; what
+ * passes is read without client-node, which never sees these kubeconfigs.
  */
-import { KubeConfig } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import { OidcPublisherError } from '../errors.ts';
+import { type AccessSpec, resolveKubeconfig } from '../kube/access.ts';
 
 const USER_FIELDS_ALLOWED = new Set(['token', 'client-certificate-data', 'client-key-data', 'extensions']);
 const USER_FIELDS_REFUSED: Record<string, string> = {
@@ -67,7 +66,7 @@ function named(list: unknown, field: string, what: string): Map<string, Entry> {
 }
 
 /** Parses an untrusted kubeconfig, refusing anything but inline credentials over verified TLS. */
-export function parseUntrustedKubeconfig(text: string): KubeConfig {
+export function parseUntrustedKubeconfig(text: string): AccessSpec {
   let doc: unknown;
   try {
     doc = parse(text, { maxAliasCount: 10 });
@@ -111,11 +110,10 @@ export function parseUntrustedKubeconfig(text: string): KubeConfig {
   if (typeof ctx.user !== 'string' || !users.has(ctx.user)) {
     throw invalidConfig(`context ${JSON.stringify(current)} names no known user`);
   }
-  const kc = new KubeConfig();
-  try {
-    kc.loadFromString(text);
-  } catch (err) {
-    throw invalidConfig('client-node could not load it', err);
-  }
-  return kc;
+  const resolved = resolveKubeconfig(cfg, '/nonexistent');
+  // Everything that needs client-node or a file was refused above.
+  if (resolved.kind !== 'static') throw refused(resolved.why);
+  const { ca, cert, key, token } = resolved.spec;
+  if ([ca, cert, key, token].some((m) => m && 'file' in m)) throw refused('reads a local file');
+  return resolved.spec;
 }

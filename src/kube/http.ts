@@ -1,0 +1,226 @@
+/**
+ * JSON requests to an API server over one keep-alive connection pool, and
+ * watches as streams of events. The access's current credentials are applied
+ * to each request, so a rotated token file is picked up.
+ */
+import type { IncomingMessage } from 'node:http';
+import { Agent, type RequestOptions, request } from 'node:https';
+import type { KubeAccess } from './access.ts';
+
+/** An answer other than 2xx: its status and the Status object's reason, never its message. */
+export class KubeHttpError extends Error {
+  override name = 'KubeHttpError';
+  readonly status: number;
+  readonly reason: string | undefined;
+
+  constructor(status: number, reason: string | undefined) {
+    super(`HTTP ${status}${reason ? ` ${reason}` : ''}`);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** One line of a watch: an event with its object. */
+const MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024;
+
+function timeoutError(): Error {
+  return Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' });
+}
+
+export interface StreamOptions {
+  /** Stops the stream; the promise then resolves. */
+  signal: AbortSignal;
+  /** Gives up (ETIMEDOUT) when nothing arrives for this long. */
+  idleMs: number;
+  /** The server answered 200: the watch is established. */
+  onOpen?: () => void;
+}
+
+export class KubeHttp {
+  readonly server: string;
+  readonly #access: KubeAccess;
+  readonly #timeoutMs: number;
+  #agent: Agent | undefined;
+
+  constructor(access: KubeAccess, opts: { timeoutMs?: number } = {}) {
+    this.#access = access;
+    this.server = access.server;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  async #options(): Promise<RequestOptions> {
+    const opts = await this.#access.requestOptions();
+    if (!this.#access.ownAgent) {
+      this.#agent ??= new Agent({
+        keepAlive: true,
+        maxSockets: 8,
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        ...(opts.servername ? { servername: opts.servername } : {}),
+        ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+      });
+      opts.agent = this.#agent;
+    }
+    return opts;
+  }
+
+  /** Sends `body` as JSON with `contentType`; resolves with the parsed answer; rejects with KubeHttpError or the network error. */
+  async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+  ): Promise<unknown> {
+    const base = await this.#options();
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (err: Error | undefined, value?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        if (err) reject(err);
+        else resolve(value);
+      };
+      const req = request(
+        `${this.server}${path}`,
+        {
+          ...base,
+          method,
+          headers: {
+            ...(base.headers as Record<string, string> | undefined),
+            accept: 'application/json',
+            ...(payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {}),
+          },
+        },
+        (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_RESPONSE_BYTES) req.destroy(new Error('response too large'));
+            else chunks.push(c);
+          });
+          res.on('error', (err) => settle(err));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            let json: unknown;
+            try {
+              json = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
+            } catch {
+              json = undefined;
+            }
+            if (status >= 200 && status < 300) settle(undefined, json);
+            else settle(new KubeHttpError(status, (json as { reason?: string } | undefined)?.reason));
+          });
+        },
+      );
+      const deadline = setTimeout(() => req.destroy(timeoutError()), this.#timeoutMs);
+      req.on('error', (err) => settle(err));
+      req.end(payload);
+    });
+  }
+
+  /**
+   * A streaming GET (a watch): calls `onEvent` with each newline-delimited JSON value. Resolves
+   * when the server ends the stream or `signal` aborts it; rejects with KubeHttpError for an
+   * answer other than 200, with what `onEvent` threw, or with the network error.
+   */
+  async stream(path: string, onEvent: (value: unknown) => void, opts: StreamOptions): Promise<void> {
+    const base = await this.#options();
+    if (opts.signal.aborted) return;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let idle: NodeJS.Timeout | undefined;
+      const settle = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(idle);
+        opts.signal.removeEventListener('abort', onAbort);
+        if (err && !opts.signal.aborted) reject(err);
+        else resolve();
+      };
+      const onAbort = () => {
+        req.destroy();
+        settle();
+      };
+      const touch = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => req.destroy(timeoutError()), opts.idleMs);
+      };
+      const req = request(
+        `${this.server}${path}`,
+        {
+          ...base,
+          method: 'GET',
+          headers: { ...(base.headers as Record<string, string> | undefined), accept: 'application/json' },
+        },
+        (res: IncomingMessage) => {
+          const status = res.statusCode ?? 0;
+          if (status !== 200) {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              let reason: string | undefined;
+              try {
+                reason = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reason?: string }).reason;
+              } catch {
+                reason = undefined;
+              }
+              settle(new KubeHttpError(status, reason));
+            });
+            res.on('error', settle);
+            return;
+          }
+          opts.onOpen?.();
+          res.setEncoding('utf8');
+          let pending = '';
+          const deliver = (line: string) => {
+            if (!line.trim()) return;
+            onEvent(JSON.parse(line));
+          };
+          res.on('data', (chunk: string) => {
+            touch();
+            pending += chunk;
+            try {
+              let nl = pending.indexOf('\n');
+              while (nl >= 0) {
+                const line = pending.slice(0, nl);
+                pending = pending.slice(nl + 1);
+                deliver(line);
+                nl = pending.indexOf('\n');
+              }
+              if (pending.length > MAX_WATCH_LINE_BYTES) throw new Error('watch event too large');
+            } catch (err) {
+              req.destroy();
+              settle(err);
+            }
+          });
+          res.on('error', settle);
+          // A connection cut mid-stream ends without 'end'.
+          res.on('close', () =>
+            settle(Object.assign(new Error('watch connection closed'), { code: 'ECONNRESET' })),
+          );
+          res.on('end', () => {
+            try {
+              deliver(pending);
+              settle();
+            } catch (err) {
+              settle(err);
+            }
+          });
+        },
+      );
+      opts.signal.addEventListener('abort', onAbort, { once: true });
+      touch();
+      req.on('error', settle);
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.#agent?.destroy();
+  }
+}
