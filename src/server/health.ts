@@ -1,6 +1,6 @@
 /** /healthz (the process is alive), /readyz (the informer is synced) and /metrics, on their own port. */
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Registry } from './prometheus.ts';
 
 export interface HealthChecks {
   ready(): boolean;
@@ -20,11 +20,7 @@ export function startHealthServer(addr: string, checks: HealthChecks): Promise<S
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/metrics' && checks.metrics) {
-      const registry = checks.metrics;
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
+      res.writeHead(200, { 'content-type': checks.metrics.contentType }).end(checks.metrics.metrics());
     } else if (path === '/readyz') {
       const ok = checks.ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');

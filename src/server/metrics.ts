@@ -1,8 +1,9 @@
 /** Prometheus metrics, on a registry made in main (no global state). */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
 import type { ReconcileHooks } from '../controller/reconciler.ts';
 import type { PlannedWrite } from '../core/plan.ts';
 import type { SyncOutcome } from '../core/status.ts';
+import { Counter, Gauge, Histogram, Registry } from './prometheus.ts';
 
 export class Metrics implements ReconcileHooks {
   readonly registry = new Registry();
@@ -21,84 +22,97 @@ export class Metrics implements ReconcileHooks {
   readonly verificationLatency: Histogram;
 
   constructor() {
-    const registers = [this.registry];
-    this.reconciles = new Counter({
-      name: 'oidc_publisher_reconcile_total',
-      help: 'Syncs by result: published (objects written), up_to_date, failed.',
-      labelNames: ['result'],
-      registers,
-    });
-    this.reconcileDuration = new Histogram({
-      name: 'oidc_publisher_reconcile_duration_seconds',
-      help: 'Duration of a sync: read the source, compare, write, update status.',
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
-    this.publishDuration = new Histogram({
-      name: 'oidc_publisher_publish_duration_seconds',
-      help: 'Duration of a sync that wrote objects.',
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
-    this.writes = new Counter({
-      name: 'oidc_publisher_storage_writes_total',
-      help: 'Objects written to storage.',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.skippedWrites = new Counter({
-      name: 'oidc_publisher_storage_skipped_writes_total',
-      help: 'Objects not written because storage already held them.',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.lastSuccess = new Gauge({
-      name: 'oidc_publisher_last_success_timestamp_seconds',
-      help: 'When the publisher last confirmed that storage holds the current documents (Unix time).',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.lastPublish = new Gauge({
-      name: 'oidc_publisher_last_publish_timestamp_seconds',
-      help: 'When the publisher last wrote an object (Unix time).',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.keys = new Gauge({
-      name: 'oidc_publisher_published_keys',
-      help: 'Keys in the published JWKS.',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.ready = new Gauge({
-      name: 'oidc_publisher_ready',
-      help: '1 when the publisher is Ready, else 0.',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.keyChanges = new Counter({
-      name: 'oidc_publisher_key_changes_total',
-      help: 'Changes of the published key set: added, retired (left the source, still published), removed, restored.',
-      labelNames: ['publisher', 'change'],
-      registers,
-    });
-    this.verified = new Gauge({
-      name: 'oidc_publisher_verified',
-      help: '1 when an anonymous reader of the public issuer last got exactly the published documents, else 0.',
-      labelNames: ['publisher'],
-      registers,
-    });
-    this.verificationLatency = new Histogram({
-      name: 'oidc_publisher_verification_duration_seconds',
-      help: 'Duration of the anonymous read-back of the public issuer (both documents).',
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
-      registers,
-    });
-    this.leader = new Gauge({
-      name: 'oidc_publisher_leader',
-      help: '1 when this replica is the leader, else 0.',
-      registers,
-    });
+    const r = <M extends { readonly name: string; render(): string }>(m: M) => this.registry.register(m);
+    this.reconciles = r(
+      new Counter({
+        name: 'oidc_publisher_reconcile_total',
+        help: 'Syncs by result: published (objects written), up_to_date, failed.',
+        labelNames: ['result'],
+      }),
+    );
+    this.reconcileDuration = r(
+      new Histogram({
+        name: 'oidc_publisher_reconcile_duration_seconds',
+        help: 'Duration of a sync: read the source, compare, write, update status.',
+        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      }),
+    );
+    this.publishDuration = r(
+      new Histogram({
+        name: 'oidc_publisher_publish_duration_seconds',
+        help: 'Duration of a sync that wrote objects.',
+        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      }),
+    );
+    this.writes = r(
+      new Counter({
+        name: 'oidc_publisher_storage_writes_total',
+        help: 'Objects written to storage.',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.skippedWrites = r(
+      new Counter({
+        name: 'oidc_publisher_storage_skipped_writes_total',
+        help: 'Objects not written because storage already held them.',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.lastSuccess = r(
+      new Gauge({
+        name: 'oidc_publisher_last_success_timestamp_seconds',
+        help: 'When the publisher last confirmed that storage holds the current documents (Unix time).',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.lastPublish = r(
+      new Gauge({
+        name: 'oidc_publisher_last_publish_timestamp_seconds',
+        help: 'When the publisher last wrote an object (Unix time).',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.keys = r(
+      new Gauge({
+        name: 'oidc_publisher_published_keys',
+        help: 'Keys in the published JWKS.',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.ready = r(
+      new Gauge({
+        name: 'oidc_publisher_ready',
+        help: '1 when the publisher is Ready, else 0.',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.keyChanges = r(
+      new Counter({
+        name: 'oidc_publisher_key_changes_total',
+        help: 'Changes of the published key set: added, retired (left the source, still published), removed, restored.',
+        labelNames: ['publisher', 'change'],
+      }),
+    );
+    this.verified = r(
+      new Gauge({
+        name: 'oidc_publisher_verified',
+        help: '1 when an anonymous reader of the public issuer last got exactly the published documents, else 0.',
+        labelNames: ['publisher'],
+      }),
+    );
+    this.verificationLatency = r(
+      new Histogram({
+        name: 'oidc_publisher_verification_duration_seconds',
+        help: 'Duration of the anonymous read-back of the public issuer (both documents).',
+        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      }),
+    );
+    this.leader = r(
+      new Gauge({
+        name: 'oidc_publisher_leader',
+        help: '1 when this replica is the leader, else 0.',
+      }),
+    );
   }
 
   synced(name: string, outcome: SyncOutcome, durationMs: number): void {

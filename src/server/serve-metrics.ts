@@ -1,5 +1,5 @@
 /** Prometheus metrics of `oidc-publisher serve`, on a registry made by its caller (no global state). */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from './prometheus.ts';
 
 export class ServeMetrics {
   readonly registry = new Registry();
@@ -9,28 +9,32 @@ export class ServeMetrics {
   readonly keys: Gauge;
 
   constructor() {
-    const registers = [this.registry];
-    this.requests = new Counter({
-      name: 'oidc_publisher_serve_requests_total',
-      help: 'HTTP requests to the issuer server, by path (one of the two documents, or "other") and status.',
-      labelNames: ['path', 'status'],
-      registers,
-    });
-    this.refreshes = new Counter({
-      name: 'oidc_publisher_serve_refresh_total',
-      help: 'Reads of the documents from the API server, by result: ok, or the error code or reason.',
-      labelNames: ['result'],
-      registers,
-    });
-    this.lastRefresh = new Gauge({
-      name: 'oidc_publisher_serve_last_refresh_success_timestamp_seconds',
-      help: 'When the documents were last read from the API server and validated (Unix time); 0 before.',
-      registers,
-    });
-    this.keys = new Gauge({
-      name: 'oidc_publisher_serve_published_keys',
-      help: 'Keys in the served JWKS.',
-      registers,
-    });
+    const r = <M extends { readonly name: string; render(): string }>(m: M) => this.registry.register(m);
+    this.requests = r(
+      new Counter({
+        name: 'oidc_publisher_serve_requests_total',
+        help: 'HTTP requests to the issuer server, by path (one of the two documents, or "other") and status.',
+        labelNames: ['path', 'status'],
+      }),
+    );
+    this.refreshes = r(
+      new Counter({
+        name: 'oidc_publisher_serve_refresh_total',
+        help: 'Reads of the documents from the API server, by result: ok, or the error code or reason.',
+        labelNames: ['result'],
+      }),
+    );
+    this.lastRefresh = r(
+      new Gauge({
+        name: 'oidc_publisher_serve_last_refresh_success_timestamp_seconds',
+        help: 'When the documents were last read from the API server and validated (Unix time); 0 before.',
+      }),
+    );
+    this.keys = r(
+      new Gauge({
+        name: 'oidc_publisher_serve_published_keys',
+        help: 'Keys in the served JWKS.',
+      }),
+    );
   }
 }
