@@ -47,6 +47,8 @@ export interface NoopResult {
   storageWrites: number;
   /** VmRSS of the same process once it ran `idleAfterS` seconds. */
   rssIdleMb: number;
+  /** Its anonymous part (RssAnon): heaps and stacks, without the mapped pages of the node binary. */
+  rssIdleAnonMb: number;
   idleAfterS: number;
 }
 
@@ -109,6 +111,7 @@ export async function measureNoop(ctx: OperatorContext, syncs: number, idleMs: n
       storageReads: per(sum(s3Delta, ['GetObject', 'HeadObject'])),
       storageWrites: per(sum(s3Delta, ['PutObject', 'CopyObject', 'DeleteObject', 'DeleteObjects'])),
       rssIdleMb: procMemoryMb(op.pid),
+      rssIdleAnonMb: procMemoryMb(op.pid, 'RssAnon'),
       idleAfterS: (Date.now() - op.spawnedAt) / 1000,
     };
   } finally {

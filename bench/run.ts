@@ -232,6 +232,7 @@ if (r.noop) {
     storage_writes: round(r.noop.storageWrites, 2),
   };
   out.rss_idle_mb = round(r.noop.rssIdleMb);
+  out.rss_idle_anon_mb = round(r.noop.rssIdleAnonMb);
   out.rss_idle_after_s = round(r.noop.idleAfterS, 0);
 }
 if (r.rotation) {
@@ -321,6 +322,7 @@ function table(o: Record<string, unknown>): string {
   row('cold_start_ms (to /readyz) max', 'cold_start_ms.max', 'ms', 1500);
   row('first sync after start p50', 'first_sync_ms.p50', 'ms');
   row('rss_idle_mb', 'rss_idle_mb', 'MB', 80);
+  row('  of which anonymous (RssAnon)', 'rss_idle_anon_mb', 'MB');
   row('fleet_ready_s', 'fleet.ready_s', 's', 30);
   row('rss_fleet_mb', 'fleet.rss_mb', 'MB', 200);
   row('fleet peak RSS', 'fleet.peak_rss_mb', 'MB');

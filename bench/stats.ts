@@ -16,7 +16,7 @@ export function round(n: number, digits = 1): number {
 }
 
 /** A /proc/<pid>/status field in kB (VmRSS, VmHWM), as MiB. */
-export function procMemoryMb(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+export function procMemoryMb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' = 'VmRSS'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
   return kb / 1024;

@@ -31,6 +31,7 @@ const FIGURES = [
   'cold_start_ms.max',
   'first_sync_ms.p50',
   'rss_idle_mb',
+  'rss_idle_anon_mb',
   'fleet.publishers',
   'fleet.ready_s',
   'fleet.rss_mb',
