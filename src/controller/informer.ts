@@ -52,6 +52,7 @@ export class Informer<T extends Named> {
   readonly #lw: ListWatch<T>;
   readonly #handlers: InformerHandlers<T>;
   readonly #maxDelayMs: number;
+  readonly #watchSeconds: number;
   readonly #cache = new Map<string, T>();
   #resourceVersion = '';
   #stopping = false;
@@ -62,10 +63,19 @@ export class Informer<T extends Named> {
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
 
-  constructor(lw: ListWatch<T>, handlers: InformerHandlers<T>, opts: { maxDelayMs?: number } = {}) {
+  /**
+   * `watchSeconds`: each watch asks the server to end it after this many seconds and up to as many
+   * more (client-go's spread of 5 to 10 minutes, so replicas do not all re-watch at once).
+   */
+  constructor(
+    lw: ListWatch<T>,
+    handlers: InformerHandlers<T>,
+    opts: { maxDelayMs?: number; watchSeconds?: number } = {},
+  ) {
     this.#lw = lw;
     this.#handlers = handlers;
     this.#maxDelayMs = opts.maxDelayMs ?? 30_000;
+    this.#watchSeconds = opts.watchSeconds ?? 300;
   }
 
   /** True after a successful list, until the next error. */
@@ -137,10 +147,15 @@ export class Informer<T extends Named> {
       );
     }
     const obj = object as T | undefined;
+    const rv = obj?.metadata?.resourceVersion;
+    // A bookmark carries only a resourceVersion: where to resume, with nothing changed.
+    if (type === 'BOOKMARK') {
+      if (typeof rv === 'string' && rv) this.#resourceVersion = rv;
+      return;
+    }
     const name = obj?.metadata?.name;
     if (!obj || typeof name !== 'string') throw new Error(`watch event ${String(type)} without an object`);
-    if (obj.metadata.resourceVersion) this.#resourceVersion = obj.metadata.resourceVersion;
-    if (type === 'BOOKMARK') return;
+    if (typeof rv === 'string' && rv) this.#resourceVersion = rv;
     if (type === 'DELETED') {
       const old = this.#cache.get(name);
       this.#cache.delete(name);
@@ -155,8 +170,7 @@ export class Informer<T extends Named> {
 
   async #watchLoop(): Promise<void> {
     while (!this.#stopping) {
-      // client-go's spread: a watch of 5 to 10 minutes, so replicas do not all re-watch at once.
-      const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
+      const timeoutSeconds = this.#watchSeconds + Math.floor(Math.random() * this.#watchSeconds);
       const abort = new AbortController();
       this.#abort = abort;
       const began = Date.now();
