@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Bed } from '../test/bed/bed.ts';
+import { imageNode } from '../test/bed/image.ts';
 import { ROOT } from '../test/e2e/harness.ts';
 import { buildOperator } from './build.ts';
 import { setUpOperator } from './fixtures.ts';
@@ -94,14 +95,8 @@ if (profileDir) mkdirSync(profileDir, { recursive: true });
 
 /** The Node flags the image runs with: its NODE_OPTIONS and those between "node" and the script in its ENTRYPOINT. */
 function imageNodeArgs(): string[] {
-  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const options = /^ENV\s+NODE_OPTIONS=(?:"([^"]*)"|(\S+))\s*$/m.exec(dockerfile);
-  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(dockerfile)?.[1];
-  const argv = entrypoint ? (JSON.parse(entrypoint) as string[]) : [];
-  return [
-    ...(options?.[1] ?? options?.[2] ?? '').split(' ').filter(Boolean),
-    ...argv.slice(1).filter((a) => a.startsWith('--')),
-  ];
+  const { nodeOptions, entrypointFlags } = imageNode(ROOT);
+  return [...nodeOptions, ...entrypointFlags];
 }
 
 const started = Date.now();

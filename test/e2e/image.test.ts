@@ -2,8 +2,10 @@
  * What the container image holds, built the way the Dockerfile builds it: the
  * production install (`npm ci --omit=dev --ignore-scripts`), the TypeScript
  * compiled by the repository's tsc to dist/src, crds/ and package.json. Run
- * with Node 24 as `node dist/src/cli.js`, with no devDependency in reach, it
- * answers --help and --version, every module loads, and it runs the operator.
+ * with Node 24 as the image runs it (`node <flags> dist/src/cli.js`, with the
+ * Dockerfile's NODE_OPTIONS and ENTRYPOINT flags), with no devDependency in
+ * reach, it answers --help and --version, every module loads, and it runs the
+ * operator.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -16,6 +18,7 @@ import { FLAGS } from '../../src/config.ts';
 import { VERSION } from '../../src/version.ts';
 import type { Bed } from '../bed/bed.ts';
 import { freePort } from '../bed/bed.ts';
+import { imageNode } from '../bed/image.ts';
 import { useBed } from '../bed/shared.ts';
 import {
   applyYaml,
@@ -46,8 +49,9 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson;
   const bin = Object.values(pkg.bin)[0] ?? '';
   let app: string;
-  /** Only what the image's environment has: no NODE_OPTIONS, no NODE_PATH, no loaders. */
+  /** Only what the image's environment has: its NODE_OPTIONS, no NODE_PATH, no loaders. */
   let env: NodeJS.ProcessEnv;
+  const { nodeOptions, entrypointFlags } = imageNode(ROOT);
 
   before(async () => {
     app = mkdtempSync(join(tmpdir(), 'oidc-image-'));
@@ -69,6 +73,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '/tmp',
       NODE_ENV: 'production',
+      ...(nodeOptions.length ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}),
       ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
     };
   });
@@ -101,7 +106,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
   });
 
   it('answers --help with the usage and every flag, and exits 0', async () => {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [bin, '--help'], {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [...entrypointFlags, bin, '--help'], {
       cwd: app,
       env,
       timeout: 30_000,
@@ -116,7 +121,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
   });
 
   it('answers --version with the version of package.json', async () => {
-    const { stdout } = await execFileAsync(process.execPath, [bin, '--version'], {
+    const { stdout } = await execFileAsync(process.execPath, [...entrypointFlags, bin, '--version'], {
       cwd: app,
       env,
       timeout: 30_000,
@@ -132,7 +137,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
     assert.ok(modules.some((m) => m.endsWith(join('stores', 's3.js'))));
     assert.ok(modules.some((m) => m.endsWith(join('stores', 'gcs.js'))));
     const script = `for (const m of ${JSON.stringify(modules)}) await import(m);`;
-    await execFileAsync(process.execPath, ['--input-type=module', '-e', script], {
+    await execFileAsync(process.execPath, [...entrypointFlags, '--input-type=module', '-e', script], {
       cwd: app,
       env,
       timeout: 60_000,
@@ -141,13 +146,34 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
 
   it('exits 2 with the usage on a bad flag', async () => {
     await assert.rejects(
-      execFileAsync(process.execPath, [bin, 'run', '--no-such-flag'], { cwd: app, env, timeout: 30_000 }),
+      execFileAsync(process.execPath, [...entrypointFlags, bin, 'run', '--no-such-flag'], {
+        cwd: app,
+        env,
+        timeout: 30_000,
+      }),
       (err: { code?: number; stderr?: string }) => {
         assert.equal(err.code, 2);
         assert.match(err.stderr ?? '', /Usage:/);
         return true;
       },
     );
+  });
+
+  it("keeps fetch working under the image's Node flags (the GCS SDK uses it; --lite-mode breaks it)", async () => {
+    const script = `
+      const { createServer } = process.getBuiltinModule('node:http');
+      const server = createServer((_, res) => res.end('ok')).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const res = await fetch('http://127.0.0.1:' + server.address().port + '/');
+      process.stdout.write(await res.text());
+      server.close();
+    `;
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [...entrypointFlags, '--input-type=module', '-e', script],
+      { cwd: app, env, timeout: 30_000 },
+    );
+    assert.equal(stdout, 'ok');
   });
 
   describe('running the compiled operator', () => {
@@ -176,6 +202,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
       const proc = spawn(
         process.execPath,
         [
+          ...entrypointFlags,
           bin,
           'run',
           '--kubeconfig',

@@ -826,11 +826,12 @@ describe('Dockerfile', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       bin: Record<string, string>;
     };
-    assert.deepEqual(
-      exec,
-      ['node', pkg.bin['oidc-publisher']],
-      'ENTRYPOINT (exec form) runs the CLI of package.json bin',
-    );
+    assert.ok(Array.isArray(exec), 'ENTRYPOINT in exec form');
+    const argv = exec as string[];
+    assert.equal(argv[0], 'node', 'ENTRYPOINT runs node');
+    assert.equal(argv.at(-1), pkg.bin['oidc-publisher'], 'ENTRYPOINT runs the CLI of package.json bin');
+    for (const flag of argv.slice(1, -1))
+      assert.match(flag, /^--[a-z0-9-]+(=\S+)?$/, 'only Node flags between');
     const cmd = final.instructions.find((i) => i.op === 'CMD')?.args;
     assert.deepEqual(cmd && (JSON.parse(cmd) as unknown), ['run'], 'CMD runs the operator');
     const expose = final.instructions.filter((i) => i.op === 'EXPOSE').map((i) => i.args);
