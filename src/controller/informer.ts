@@ -62,6 +62,9 @@ export class Informer<T extends Named> {
   #restartTimer: NodeJS.Timeout | undefined;
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
+  /** The run in progress: a list, then starting the watch loop. */
+  #current: Promise<void> | undefined;
+  #generation = 0;
 
   /**
    * `watchSeconds`: each watch asks the server to end it after this many seconds and up to as many
@@ -94,10 +97,12 @@ export class Informer<T extends Named> {
   /** Lists once (resolves when that is done, or failed and a retry is scheduled), then watches. */
   async start(): Promise<void> {
     this.#stopping = false;
-    await this.#run();
+    this.#current = this.#run(this.#generation);
+    await this.#current;
   }
 
-  async #run(): Promise<void> {
+  /** One list, then the watch loop; `generation` tells a run that a stop() came in between. */
+  async #run(generation: number): Promise<void> {
     if (this.#stopping) return;
     try {
       await this.#relist();
@@ -105,9 +110,8 @@ export class Informer<T extends Named> {
       this.#failed(err);
       return;
     }
-    if (this.#stopping) return;
+    if (this.#stopping || generation !== this.#generation) return;
     this.#synced = true;
-    this.#failures = 0;
     const recovered = this.#everSynced;
     this.#everSynced = true;
     this.#handlers.onSynced?.(recovered);
@@ -174,15 +178,27 @@ export class Informer<T extends Named> {
       const abort = new AbortController();
       this.#abort = abort;
       const began = Date.now();
+      let received = false;
+      // A watch that worked for a while (or delivered anything) ends a run of failures: the next
+      // error is retried quickly again. One that fails at once (a watch refused while lists are
+      // allowed) keeps backing off, instead of listing twice a second.
+      const worked = () => received || Date.now() - began >= 10_000;
       try {
         await this.#lw.watch(
           { resourceVersion: this.#resourceVersion, timeoutSeconds },
-          (e) => this.#event(e),
+          (e) => {
+            received = true;
+            this.#event(e);
+          },
           { signal: abort.signal, idleMs: (timeoutSeconds + 60) * 1000 },
         );
       } catch (err) {
         if (this.#stopping) return;
+        if (worked()) this.#failures = 0;
         if (isGone(err)) {
+          if (Date.now() - began < 1000)
+            await sleep(1000, undefined, { signal: abort.signal }).catch(() => {});
+          if (this.#stopping) return;
           try {
             await this.#relist();
             continue;
@@ -194,6 +210,7 @@ export class Informer<T extends Named> {
         this.#failed(err);
         return;
       }
+      if (worked()) this.#failures = 0;
       // Ended by the server: resume. One that ends at once (a proxy closing it) is not retried in a tight loop.
       if (Date.now() - began < 1000) await sleep(1000, undefined, { signal: abort.signal }).catch(() => {});
     }
@@ -206,18 +223,21 @@ export class Informer<T extends Named> {
     this.#failures += 1;
     const delay = Math.min(this.#maxDelayMs, 500 * 2 ** Math.min(this.#failures - 1, 10));
     this.#handlers.onError(err, delay);
+    const generation = this.#generation;
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
-      void this.#run();
+      this.#current = this.#run(generation).catch((e: unknown) => this.#failed(e));
     }, delay);
   }
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#generation += 1;
     this.#synced = false;
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
     this.#restartTimer = undefined;
     this.#abort?.abort();
+    await this.#current?.catch(() => undefined);
     await this.#loop;
   }
 }

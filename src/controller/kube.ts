@@ -107,7 +107,7 @@ export class ClusterClient {
         'PATCH',
         `${PUBLISHERS}/${encodeURIComponent(name)}/status`,
         { status },
-        MERGE_PATCH,
+        { contentType: MERGE_PATCH },
       );
     } catch (err) {
       if (err instanceof KubeHttpError && err.status === 404) return;
@@ -126,7 +126,7 @@ export class ClusterClient {
         'PATCH',
         `${PUBLISHERS}/${encodeURIComponent(name)}`,
         { metadata: { finalizers, ...(resourceVersion ? { resourceVersion } : {}) } },
-        MERGE_PATCH,
+        { contentType: MERGE_PATCH },
       );
     } catch (err) {
       if (err instanceof KubeHttpError && err.status === 404) return;

@@ -52,6 +52,9 @@ export class LeaderElector {
   /** Another identity holding an unexpired lease, as the last read saw it. */
   #otherHolder: string | undefined;
   #loop: Promise<void> | undefined;
+  #lastRenew = 0;
+  /** Aborted by stop(): ends the wait between attempts. */
+  readonly #wake = new AbortController();
 
   constructor(access: KubeAccess, opts: LeaderElectionOptions, log: Logger) {
     // A request that outlives the renew deadline is of no use: the lease is lost by then.
@@ -66,11 +69,34 @@ export class LeaderElector {
   }
 
   start(cb: LeaderCallbacks): void {
-    this.#loop = this.#run(cb);
+    this.#loop = this.#run(cb).catch((err: unknown) => {
+      // A callback threw: this replica can no longer vouch for its leadership.
+      this.#log.error({ err: serializeError(err) }, 'leader election stopped');
+      if (this.#leading) {
+        this.#leading = false;
+        cb.onStoppedLeading();
+      }
+    });
+  }
+
+  /**
+   * How long a Lease request may take: while leading, no longer than until the renew deadline,
+   * so a hung request cannot keep this replica leading past it (the standby takes over once the
+   * lease duration, longer than the deadline, has passed).
+   */
+  #budgetMs(): number {
+    if (!this.#leading) return this.#o.renewDeadlineMs;
+    return Math.max(0, this.#lastRenew + this.#o.renewDeadlineMs - Date.now());
+  }
+
+  #send(method: string, path: string, body?: unknown): Promise<unknown> {
+    const timeoutMs = this.#budgetMs();
+    if (timeoutMs <= 0)
+      return Promise.reject(Object.assign(new Error('renew deadline passed'), { code: 'ETIMEDOUT' }));
+    return this.#http.send(method, path, body, { timeoutMs });
   }
 
   async #run(cb: LeaderCallbacks): Promise<void> {
-    let lastRenew = 0;
     while (!this.#stopped) {
       const ok = await this.#tryAcquireOrRenew().catch((err: unknown) => {
         this.#log.warn({ err: serializeError(err) }, 'lease update failed');
@@ -79,7 +105,7 @@ export class LeaderElector {
       if (this.#stopped) break;
       const now = Date.now();
       if (ok) {
-        lastRenew = now;
+        this.#lastRenew = now;
         if (!this.#leading) {
           this.#leading = true;
           this.#log.info('became leader');
@@ -91,19 +117,22 @@ export class LeaderElector {
         this.#log.error({ holder: this.#otherHolder }, 'lost the lease: another replica holds it');
         cb.onStoppedLeading();
         return;
-      } else if (this.#leading && now - lastRenew > this.#o.renewDeadlineMs) {
+      } else if (this.#leading && now - this.#lastRenew >= this.#o.renewDeadlineMs) {
         this.#leading = false;
         this.#log.error('lost the lease: could not renew it in time');
         cb.onStoppedLeading();
         return;
       }
-      await sleep(this.#o.retryPeriodMs);
+      const wait = this.#leading
+        ? Math.min(this.#o.retryPeriodMs, Math.max(0, this.#lastRenew + this.#o.renewDeadlineMs - Date.now()))
+        : this.#o.retryPeriodMs;
+      await sleep(wait, undefined, { signal: this.#wake.signal }).catch(() => undefined);
     }
   }
 
   async #read(): Promise<Lease | undefined> {
     try {
-      return (await this.#http.send('GET', `${this.#path}/${encodeURIComponent(this.#o.name)}`)) as Lease;
+      return (await this.#send('GET', `${this.#path}/${encodeURIComponent(this.#o.name)}`)) as Lease;
     } catch (err) {
       if (err instanceof KubeHttpError && err.status === 404) return undefined;
       throw err;
@@ -111,7 +140,7 @@ export class LeaderElector {
   }
 
   async #replace(lease: Lease): Promise<void> {
-    await this.#http.send('PUT', `${this.#path}/${encodeURIComponent(this.#o.name)}`, lease);
+    await this.#send('PUT', `${this.#path}/${encodeURIComponent(this.#o.name)}`, lease);
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
@@ -121,7 +150,7 @@ export class LeaderElector {
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     const lease = await this.#read();
     if (!lease) {
-      await this.#http.send('POST', this.#path, {
+      await this.#send('POST', this.#path, {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: { name, namespace },
@@ -167,7 +196,8 @@ export class LeaderElector {
   /** Stops campaigning; if leading, releases the lease so a standby takes over at once. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#loop?.catch(() => undefined);
+    this.#wake.abort();
+    await this.#loop;
     if (!this.#leading) {
       this.#http.close();
       return;

@@ -21,11 +21,83 @@ export class KubeHttpError extends Error {
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** Of an error answer to a watch, only the Status object's reason is read. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** One line of a watch: an event with its object. */
 const MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024;
 
 function timeoutError(): Error {
   return Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' });
+}
+
+function sameBytes(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  return typeof a === 'string' && typeof b === 'string' ? a === b : false;
+}
+
+/**
+ * Keep-alive agents with the TLS material of the current request options (a kubeconfig's CA,
+ * client certificate and key). Node lets an agent's TLS options win over a request's, so when
+ * the material changes (a rotated client certificate file) a new agent takes over; the old one
+ * is destroyed after `graceMs`, when the requests it still carries are over (a watch on it ends
+ * and is resumed on the new one).
+ */
+export class TlsAgents {
+  readonly #maxSockets: number;
+  readonly #graceMs: number;
+  #agent: Agent | undefined;
+  #material: Pick<RequestOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'> = {};
+  readonly #retiring = new Set<NodeJS.Timeout>();
+
+  constructor(maxSockets: number, graceMs = 60_000) {
+    this.#maxSockets = maxSockets;
+    this.#graceMs = graceMs;
+  }
+
+  for(opts: RequestOptions): Agent {
+    const m = this.#material;
+    const same =
+      sameBytes(m.ca, opts.ca) &&
+      sameBytes(m.cert, opts.cert) &&
+      sameBytes(m.key, opts.key) &&
+      m.servername === opts.servername &&
+      m.rejectUnauthorized === opts.rejectUnauthorized;
+    if (this.#agent && same) return this.#agent;
+    const old = this.#agent;
+    if (old) {
+      const t = setTimeout(() => {
+        this.#retiring.delete(t);
+        old.destroy();
+      }, this.#graceMs);
+      t.unref();
+      this.#retiring.add(t);
+    }
+    this.#material = {
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      servername: opts.servername,
+      rejectUnauthorized: opts.rejectUnauthorized,
+    };
+    this.#agent = new Agent({
+      keepAlive: true,
+      maxSockets: this.#maxSockets,
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      ...(opts.servername ? { servername: opts.servername } : {}),
+      ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+    });
+    return this.#agent;
+  }
+
+  destroy(): void {
+    for (const t of this.#retiring) clearTimeout(t);
+    this.#retiring.clear();
+    this.#agent?.destroy();
+    this.#agent = undefined;
+  }
 }
 
 export interface StreamOptions {
@@ -41,7 +113,7 @@ export class KubeHttp {
   readonly server: string;
   readonly #access: KubeAccess;
   readonly #timeoutMs: number;
-  #agent: Agent | undefined;
+  readonly #agents = new TlsAgents(8);
 
   constructor(access: KubeAccess, opts: { timeoutMs?: number } = {}) {
     this.#access = access;
@@ -51,28 +123,23 @@ export class KubeHttp {
 
   async #options(): Promise<RequestOptions> {
     const opts = await this.#access.requestOptions();
-    if (!this.#access.ownAgent) {
-      this.#agent ??= new Agent({
-        keepAlive: true,
-        maxSockets: 8,
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        ...(opts.servername ? { servername: opts.servername } : {}),
-        ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-      });
-      opts.agent = this.#agent;
-    }
+    if (!this.#access.ownAgent) opts.agent = this.#agents.for(opts);
     return opts;
   }
 
-  /** Sends `body` as JSON with `contentType`; resolves with the parsed answer; rejects with KubeHttpError or the network error. */
+  /**
+   * Sends `body` as JSON (`contentType`, default application/json); resolves with the parsed
+   * answer; rejects with KubeHttpError or the network error, ETIMEDOUT after `timeoutMs` (default:
+   * the client's).
+   */
   async send(
     method: string,
     path: string,
     body?: unknown,
-    contentType = 'application/json',
+    opts: { contentType?: string; timeoutMs?: number } = {},
   ): Promise<unknown> {
+    const contentType = opts.contentType ?? 'application/json';
+    const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
     const base = await this.#options();
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
@@ -117,7 +184,7 @@ export class KubeHttp {
           });
         },
       );
-      const deadline = setTimeout(() => req.destroy(timeoutError()), this.#timeoutMs);
+      const deadline = setTimeout(() => req.destroy(timeoutError()), timeoutMs);
       req.on('error', (err) => settle(err));
       req.end(payload);
     });
@@ -161,7 +228,11 @@ export class KubeHttp {
           const status = res.statusCode ?? 0;
           if (status !== 200) {
             const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
+            let size = 0;
+            res.on('data', (c: Buffer) => {
+              size += c.length;
+              if (size <= MAX_ERROR_BODY_BYTES) chunks.push(c);
+            });
             res.on('end', () => {
               let reason: string | undefined;
               try {
@@ -221,6 +292,6 @@ export class KubeHttp {
   }
 
   close(): void {
-    this.#agent?.destroy();
+    this.#agents.destroy();
   }
 }

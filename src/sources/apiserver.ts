@@ -4,11 +4,12 @@
  * a timeout, a size limit, and no redirects.
  */
 import type { IncomingMessage } from 'node:http';
-import { Agent, type RequestOptions, request } from 'node:https';
+import { type RequestOptions, request } from 'node:https';
 import { MAX_DOCUMENT_BYTES } from '../core/documents.ts';
 import type { RawDocuments } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { KubeAccess } from '../kube/access.ts';
+import { TlsAgents } from '../kube/http.ts';
 
 export const DISCOVERY_ENDPOINT = '/.well-known/openid-configuration';
 export const JWKS_ENDPOINT = '/openid/v1/jwks';
@@ -38,7 +39,7 @@ export class ApiServerSource implements DocumentSource {
   readonly server: string;
   readonly #access: KubeAccess;
   readonly #timeoutMs: number;
-  #agent: Agent | undefined;
+  readonly #agents = new TlsAgents(4);
 
   constructor(access: KubeAccess, opts: { timeoutMs: number }) {
     this.server = access.server;
@@ -50,15 +51,7 @@ export class ApiServerSource implements DocumentSource {
   async #options(): Promise<RequestOptions> {
     const opts = await this.#access.requestOptions();
     if (!this.#access.ownAgent) {
-      this.#agent ??= new Agent({
-        keepAlive: true,
-        maxSockets: 4,
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        ...(opts.servername ? { servername: opts.servername } : {}),
-      });
-      opts.agent = this.#agent;
+      opts.agent = this.#agents.for(opts);
     }
     return opts;
   }
@@ -146,6 +139,6 @@ export class ApiServerSource implements DocumentSource {
   }
 
   close(): void {
-    this.#agent?.destroy();
+    this.#agents.destroy();
   }
 }

@@ -9,14 +9,19 @@
  * - pass: bytes flow both ways;
  * - delay: every chunk, both ways, is held `ms` milliseconds (order kept);
  * - stall: the client's connection is accepted and then nothing ever comes
- *   back: no TLS handshake, no bytes; only the client can end it.
+ *   back: no TLS handshake, no bytes; only the client can end it;
+ * - reset: the connection is accepted and closed at once (a quick failure).
  *
  * Every connection is recorded with when it opened and closed, and which side
  * closed it, so a test can tell how long a client waited before giving up.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
-export type ProxyMode = { kind: 'pass' } | { kind: 'delay'; ms: number } | { kind: 'stall' };
+export type ProxyMode =
+  | { kind: 'pass' }
+  | { kind: 'delay'; ms: number }
+  | { kind: 'stall' }
+  | { kind: 'reset' };
 
 export interface ConnectionRecord {
   mode: ProxyMode['kind'];
@@ -98,6 +103,11 @@ export class TcpProxy {
     client.on('error', () => finish('client'));
     client.on('close', () => finish('client'));
     const mode = this.#mode;
+    if (mode.kind === 'reset') {
+      record.closedBy = 'proxy';
+      client.resetAndDestroy();
+      return;
+    }
     if (mode.kind === 'stall') {
       client.on('data', () => undefined);
       return;

@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import type { OidcPublisher } from '../../src/api/types.ts';
 import { Informer } from '../../src/controller/informer.ts';
 import { ClusterClient } from '../../src/controller/kube.ts';
-import { loadKubeAccess } from '../../src/kube/access.ts';
+import { loadKubeAccess, StaticAccess } from '../../src/kube/access.ts';
+import { parseUntrustedKubeconfig } from '../../src/sources/kubeconfig.ts';
 import type { Bed } from '../bed/bed.ts';
 import { useBed } from '../bed/shared.ts';
 import { applyYaml, eventually, installOperator } from '../e2e/harness.ts';
@@ -162,5 +163,62 @@ describe('informer against the API server', () => {
     await applyYaml(bed, publisher('informer-c', 'informer/c'));
     await eventually('informer-c seen by the long watch', async () => long.get('informer-c'));
     assert.deepEqual(longWatches.length, 1, 'still the first watch');
+  });
+
+  it('backs off when the watch is refused while lists are allowed, instead of listing in a loop', async () => {
+    // A ServiceAccount that may list OidcPublishers but not watch them.
+    await applyYaml(
+      bed,
+      JSON.stringify({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'informer-list-only' },
+        rules: [{ apiGroups: ['oidcpublisher.io'], resources: ['oidcpublishers'], verbs: ['list'] }],
+      }),
+    );
+    await bed.serviceAccountKubeconfig('informer-check', 'list-only');
+    await bed.kubectl([
+      'create',
+      'clusterrolebinding',
+      'informer-list-only',
+      '--clusterrole=informer-list-only',
+      '--serviceaccount=informer-check:list-only',
+    ]);
+    const token = await bed.mintToken({ namespace: 'informer-check', serviceAccount: 'list-only' });
+    const listOnly = new ClusterClient(
+      new StaticAccess(parseUntrustedKubeconfig(bed.inlineKubeconfig(token))),
+    );
+    let listed = 0;
+    const delays: number[] = [];
+    let resynced = 0;
+    const refused = new Informer<OidcPublisher>(
+      {
+        list: () => {
+          listed += 1;
+          return listOnly.listPublishers();
+        },
+        watch: (query, onEvent, opts) => listOnly.watchPublishers(query, onEvent, opts),
+      },
+      {
+        onAdd: () => undefined,
+        onUpdate: () => undefined,
+        onDelete: () => undefined,
+        onError: (_err, restartInMs) => delays.push(restartInMs),
+        onSynced: (recovered) => {
+          if (recovered) resynced += 1;
+        },
+      },
+    );
+    try {
+      await refused.start();
+      await new Promise((r) => setTimeout(r, 6000));
+    } finally {
+      await refused.stop();
+      listOnly.close();
+    }
+    // Retries after 0.5, 1, 2 and 4 s: at most 4 lists in 6 s, not one every half second.
+    assert.ok(listed >= 2 && listed <= 4, `listed ${listed} times in 6 s; retry delays ${delays.join(', ')}`);
+    assert.deepEqual(delays.slice(0, 3), [500, 1000, 2000], 'the delays double');
+    assert.equal(resynced, listed - 1, 'each relist after an error counts as a recovery');
   });
 });
