@@ -39,7 +39,7 @@ describe('faults: a leader whose API server hangs', () => {
     await proxy?.close();
   });
 
-  it('steps down by its renew deadline when requests start to hang after quick failures', async () => {
+  it('steps down by its renew deadline when requests start to hang after quick failures', async (t) => {
     const resolved = resolveKubeconfig(
       parse(readFileSync(bed.adminKubeconfig, 'utf8')),
       dirname(bed.adminKubeconfig),
@@ -80,6 +80,9 @@ describe('faults: a leader whose API server hangs', () => {
     proxy.setMode({ kind: 'stall' });
     await eventually('stepped down', async () => (stoppedAt ? true : undefined), 20_000);
     const after = stoppedAt - lastGood;
+    t.diagnostic(
+      `stepped down ${after} ms after the last renewal it could have made (renew deadline ${RENEW_DEADLINE_MS} ms)`,
+    );
     assert.ok(
       after <= RENEW_DEADLINE_MS + 1000,
       `stepped down ${after} ms after the last possible renewal; the renew deadline is ${RENEW_DEADLINE_MS} ms`,
