@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from './core/duration.ts';
 import { OidcPublisherError } from './errors.ts';
+import { parseListenAddress } from './server/listen-address.ts';
 
 export interface Config {
   /** Kubeconfig of the cluster the operator runs against; default in-cluster or KUBECONFIG. */
@@ -92,7 +93,7 @@ export const FLAGS = {
   'health-addr': {
     type: 'string',
     env: 'OIDC_PUBLISHER_HEALTH_ADDR',
-    help: 'host:port for /healthz, /readyz and /metrics, empty to disable (default :8081)',
+    help: 'host:port ([::1]:port for IPv6) for /healthz, /readyz and /metrics, empty to disable (default :8081, every interface)',
   },
   'leader-elect': {
     type: 'string',
@@ -175,7 +176,7 @@ export function parseConfig(
   }
   const healthAddr =
     (values as Record<string, string | undefined>)['health-addr'] ?? env[FLAGS['health-addr'].env] ?? ':8081';
-  if (healthAddr !== '' && !/^[^:]*:\d{1,5}$/.test(healthAddr)) {
+  if (healthAddr !== '' && !parseListenAddress(healthAddr)) {
     problems.push(`--health-addr: ${JSON.stringify(healthAddr)} is not host:port`);
   }
   const leaderText = raw('leader-elect') ?? 'true';

@@ -1,21 +1,31 @@
 /** /healthz (the process is alive), /readyz (the informer is synced) and /metrics, on their own port. */
 import type { Server } from 'node:http';
+import { OidcPublisherError } from '../errors.ts';
+import { createLimitedServer, HEALTH_LIMITS, type HttpLimits, listen } from './http-server.ts';
+import { parseListenAddress } from './listen-address.ts';
 import type { Registry } from './prometheus.ts';
-
-// `import ... from 'node:http'` would load Node's whole bundled undici (its ESM namespace reads
-// the lazy WebSocket and MessageEvent exports): about 12 MB of memory for nothing used here.
-const { createServer } = process.getBuiltinModule('node:http') as typeof import('node:http');
 
 export interface HealthChecks {
   ready(): boolean;
   metrics?: Registry;
 }
 
-export function startHealthServer(addr: string, checks: HealthChecks): Promise<Server> {
-  const idx = addr.lastIndexOf(':');
-  const host = addr.slice(0, idx) || undefined;
-  const port = Number(addr.slice(idx + 1));
-  const server = createServer((req, res) => {
+/**
+ * Listens on `addr` (host:port; `:8081` is every interface, which kubelet probes and Prometheus
+ * need: they connect to the Pod's IP, not to its loopback).
+ */
+export function startHealthServer(
+  addr: string,
+  checks: HealthChecks,
+  limits: HttpLimits = HEALTH_LIMITS,
+): Promise<Server> {
+  const address = parseListenAddress(addr);
+  if (!address) {
+    return Promise.reject(
+      new OidcPublisherError('CONFIG_INVALID', `health address ${JSON.stringify(addr)} is not host:port`),
+    );
+  }
+  const server = createLimitedServer(limits, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -32,8 +42,5 @@ export function startHealthServer(addr: string, checks: HealthChecks): Promise<S
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
-  });
+  return listen(server, address);
 }

@@ -22,6 +22,8 @@ import { loadKubeAccess } from '../kube/access.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
 import { startHealthServer } from './health.ts';
+import { createLimitedServer, type HttpLimits, listen, SERVE_LIMITS } from './http-server.ts';
+import { type ListenAddress, parseListenAddress } from './listen-address.ts';
 import { ServeMetrics } from './serve-metrics.ts';
 import {
   type HeldDocuments,
@@ -30,10 +32,6 @@ import {
   type ServePaths,
   servePaths,
 } from './serve-response.ts';
-
-// `import ... from 'node:http'` would load Node's whole bundled undici (its ESM namespace reads
-// the lazy WebSocket and MessageEvent exports): about 12 MB of memory for nothing used here.
-const { createServer } = process.getBuiltinModule('node:http') as typeof import('node:http');
 
 const OPTIONS = {
   kubeconfig: { type: 'string' },
@@ -91,11 +89,6 @@ Exit codes:
 `;
 }
 
-export interface ListenAddress {
-  host?: string;
-  port: number;
-}
-
 export interface ServeArgs {
   help: false;
   kubeconfig?: string;
@@ -107,13 +100,6 @@ export interface ServeArgs {
   /** host:port for /healthz, /readyz and /metrics, or '' for none. */
   healthAddr: string;
   logLevel: (typeof LOG_LEVELS)[number];
-}
-
-function parseAddress(text: string): ListenAddress | undefined {
-  const m = /^([^:]*):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[2]);
-  if (!m || port > 65535) return undefined;
-  return m[1] ? { host: m[1], port } : { port };
 }
 
 /** Parses the arguments without I/O: CONFIG_INVALID naming every problem at once. */
@@ -133,10 +119,10 @@ export function parseServeArgs(argv: readonly string[]): { help: true } | ServeA
   });
   problems.push(...specProblems);
   const listenText = values.listen ?? ':8080';
-  const listen = parseAddress(listenText);
+  const listen = parseListenAddress(listenText);
   if (!listen) problems.push(`--listen: ${JSON.stringify(listenText)} is not host:port`);
   const healthAddr = values['health-addr'] ?? ':8081';
-  if (healthAddr !== '' && !parseAddress(healthAddr)) {
+  if (healthAddr !== '' && !parseListenAddress(healthAddr)) {
     problems.push(`--health-addr: ${JSON.stringify(healthAddr)} is not host:port`);
   }
   if (listen && healthAddr !== '' && listenText === healthAddr) {
@@ -285,10 +271,11 @@ export class IssuerDocuments {
 
 /** The HTTP server of the two documents. */
 export function startIssuerServer(
-  listen: ListenAddress,
+  address: ListenAddress,
   deps: { paths: ServePaths; documents: () => HeldDocuments | undefined; metrics: ServeMetrics },
+  limits: HttpLimits = SERVE_LIMITS,
 ): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createLimitedServer(limits, (req, res) => {
     const ifNoneMatch = req.headers['if-none-match'];
     const answer = respond(
       { method: req.method ?? 'GET', url: req.url ?? '/', ifNoneMatch },
@@ -300,15 +287,7 @@ export function startIssuerServer(
     res.writeHead(answer.status, answer.headers);
     res.end(answer.body);
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
+  return listen(server, address);
 }
 
 export interface ServeIo {
