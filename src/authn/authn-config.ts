@@ -81,6 +81,12 @@ const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** Characters a username prefix may use: no quotes, backslashes, spaces or control characters. */
 const PREFIX_CHARS = /^[A-Za-z0-9._~:/@#%+=,-]+$/;
 const VISIBLE_ASCII = /^[!-~]+$/;
+/**
+ * Whitespace and control characters (C0, DEL, C1, Unicode spaces and line separators). new URL()
+ * drops tabs and newlines, so an issuer holding them parses; written into the header comment as
+ * given, a newline would end the comment.
+ */
+const WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/u;
 
 /** A CEL string literal. Inputs are already restricted; the escaping keeps it safe regardless. */
 function celString(value: string): string {
@@ -104,6 +110,9 @@ function normalizeApiVersion(v: string | undefined): AuthnApiVersion | undefined
 }
 
 function issuerProblems(issuer: string): string[] {
+  if (WHITESPACE_OR_CONTROL.test(issuer)) {
+    return ['--issuer: must not contain whitespace or control characters'];
+  }
   let url: URL;
   try {
     url = new URL(issuer);

@@ -148,6 +148,43 @@ describe('authn-config: refusals', () => {
       o: { issuer: 'https://u:p@oidc.example.com' },
       problem: /user name/,
     },
+    // new URL() drops tabs and newlines, so such an issuer parses; written raw into the header
+    // comment, a newline would end the comment and start YAML of the caller's choosing.
+    {
+      name: 'an issuer with a newline (it would end the YAML comment)',
+      o: { issuer: `${ISSUER}\njwt: []` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
+    {
+      name: 'an issuer with a carriage return',
+      o: { issuer: `${ISSUER}\r# x` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
+    {
+      name: 'an issuer with a tab',
+      o: { issuer: `https://oidc.example.com/\tclusters` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
+    {
+      name: 'an issuer with a space',
+      o: { issuer: `${ISSUER} x` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
+    {
+      name: 'an issuer with a NUL',
+      o: { issuer: `${ISSUER}\u0000` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
+    {
+      name: 'an issuer with a C1 next-line character',
+      o: { issuer: `${ISSUER}\u0085x` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
+    {
+      name: 'an issuer with a Unicode line separator',
+      o: { issuer: `${ISSUER}\u2028x` },
+      problem: /--issuer: must not contain whitespace or control characters/,
+    },
     { name: 'no audience', o: { audiences: [] }, problem: /--audience: at least one/ },
     { name: 'an empty audience', o: { audiences: [''] }, problem: /is empty or has spaces/ },
     { name: 'a duplicate audience', o: { audiences: ['b', 'b'] }, problem: /given twice/ },
@@ -194,6 +231,25 @@ describe('authn-config: refusals', () => {
       );
     });
   }
+
+  it('never writes an issuer with a line break into the header comment, from --issuer or --from', async () => {
+    const hostile = `${ISSUER}\nkind: Evil`;
+    assert.throws(() => renderAuthnConfig({ issuer: hostile, audiences: ['b'] }), /whitespace or control/);
+    const fromFlag: string[] = [];
+    const fromCluster: string[] = [];
+    const fake = (out: string[]): AuthnCliIo => ({
+      stdout: (t) => out.push(t),
+      stderr: () => {},
+      readFile: () => '',
+      publisherIssuer: async () => hostile,
+    });
+    assert.equal(await runAuthnConfig(['--issuer', hostile, '--audience', 'b'], {}, fake(fromFlag)), 2);
+    assert.equal(
+      await runAuthnConfig(['--from', 'oidcpublisher/x', '--audience', 'b'], {}, fake(fromCluster)),
+      2,
+    );
+    assert.deepEqual([fromFlag, fromCluster], [[], []], 'nothing is printed');
+  });
 
   it('reports every problem at once', () => {
     const problems = authnConfigProblems({ issuer: 'http://x', audiences: [], namespaces: ['A'] });
