@@ -82,11 +82,11 @@ const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const PREFIX_CHARS = /^[A-Za-z0-9._~:/@#%+=,-]+$/;
 const VISIBLE_ASCII = /^[!-~]+$/;
 /**
- * Whitespace and control characters (C0, DEL, C1, Unicode spaces and line separators). new URL()
- * drops tabs and newlines, so an issuer holding them parses; written into the header comment as
- * given, a newline would end the comment.
+ * Whitespace (Unicode spaces and line separators too), control characters (C0, DEL, C1) and
+ * invisible format characters. new URL() drops tabs and newlines, so an issuer holding them
+ * parses; written into the header comment as given, a newline would end the comment.
  */
-const WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/u;
+const WHITESPACE_OR_CONTROL = /[\s\p{Cc}\p{Cf}]/u;
 
 /** A CEL string literal. Inputs are already restricted; the escaping keeps it safe regardless. */
 function celString(value: string): string {
