@@ -43,7 +43,8 @@ export class OidcPublisherError extends Error {
   readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    // Messages become conditions, Events and log lines: a URL in one never carries credentials.
+    super(redactUrls(message), options);
     this.code = code;
   }
 
@@ -63,6 +64,28 @@ export function retryClassOf(err: unknown): RetryClass {
 
 /** A one-line description of any thrown value, safe to log. */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+  return redactUrls(err instanceof Error ? err.message : String(err));
+}
+
+const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'`<>]+/gi;
+
+/**
+ * `url` without what may carry credentials: the user name and password become `[redacted]`, the
+ * query and fragment `?[redacted]` and `#[redacted]`.
+ */
+export function redactUrl(url: string): string {
+  const sep = url.indexOf('://');
+  const scheme = sep < 0 ? 0 : sep + 3;
+  let authorityEnd = url.slice(scheme).search(/[/?#\\]/);
+  authorityEnd = authorityEnd < 0 ? url.length : scheme + authorityEnd;
+  const at = url.lastIndexOf('@', authorityEnd - 1);
+  let out = at >= scheme ? `${url.slice(0, scheme)}[redacted]${url.slice(at)}` : url;
+  const q = out.search(/[?#]/);
+  if (q >= 0) out = `${out.slice(0, q + 1)}[redacted]`;
+  return out;
+}
+
+/** `text` with every URL in it redacted as redactUrl() does. */
+export function redactUrls(text: string): string {
+  return text.replace(URL_IN_TEXT, redactUrl);
 }

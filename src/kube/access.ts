@@ -13,7 +13,7 @@ import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError, redactUrl } from '../errors.ts';
 
 export interface KubeAccess {
   /** The API server URL, without a trailing slash. */
@@ -133,10 +133,36 @@ const CLIENT_NODE_USER_FIELDS: Record<string, string> = {
   username: 'basic authentication',
   password: 'basic authentication',
   as: 'impersonation',
-  'as-groups': 'impersonation',
-  'as-uid': 'impersonation',
-  'as-user-extra': 'impersonation',
 };
+
+/**
+ * Fields of a kubeconfig v1 user entry that nothing here acts on: client-node 2.0.1 sends only
+ * Impersonate-User (from `as`), so requests would go out without the impersonation asked for.
+ */
+const UNSUPPORTED_USER_FIELDS: Record<string, string> = {
+  'as-groups': 'impersonating groups',
+  'as-uid': 'impersonating a UID',
+  'as-user-extra': 'impersonating extra user fields',
+};
+
+/** Every field of a kubeconfig v1 user entry (AuthInfo); any other is a mistake, not ignored. */
+const KNOWN_USER_FIELDS = new Set([
+  'client-certificate',
+  'client-certificate-data',
+  'client-key',
+  'client-key-data',
+  'token',
+  'tokenFile',
+  'as',
+  'as-uid',
+  'as-groups',
+  'as-user-extra',
+  'username',
+  'password',
+  'auth-provider',
+  'exec',
+  'extensions',
+]);
 
 export type ResolvedKubeconfig = { kind: 'static'; spec: AccessSpec } | { kind: 'clientNode'; why: string };
 
@@ -146,9 +172,42 @@ function str(v: unknown, what: string): string | undefined {
   return v;
 }
 
+/** Standard base64 with padding, as kubectl writes and Go decodes it; line breaks allowed. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
 function base64(v: unknown, what: string): Material | undefined {
   const s = str(v, what);
-  return s === undefined ? undefined : { data: Buffer.from(s, 'base64') };
+  if (s === undefined) return undefined;
+  const compact = s.replace(/\s+/g, '');
+  // Buffer.from() skips what is not base64 and returns whatever is left: refuse instead.
+  if (!compact || !BASE64.test(compact)) throw invalid(`${what} is not valid base64`);
+  return { data: Buffer.from(compact, 'base64') };
+}
+
+function set(entry: Entry, field: string): boolean {
+  const v = Object.hasOwn(entry, field) ? entry[field] : undefined;
+  return v !== undefined && v !== null && v !== '';
+}
+
+/**
+ * Why a kubeconfig server URL is refused, or undefined. Node sends a URL's user name and password
+ * as basic authentication, and they would show in every message naming the server; a query or
+ * fragment has no meaning for an API server and may carry a token.
+ */
+export function serverUrlProblem(server: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    return 'is not a URL';
+  }
+  if (url.username || url.password || /^[a-z][a-z0-9+.-]*:\/\/[^/?#\\]*@/i.test(server)) {
+    return 'must not contain a user name or password';
+  }
+  if (url.search || url.hash || server.includes('?') || server.includes('#')) {
+    return 'must not contain a query or fragment';
+  }
+  return undefined;
 }
 
 /**
@@ -166,36 +225,67 @@ export function resolveKubeconfig(doc: unknown, baseDir: string): ResolvedKubeco
   const cluster = entry(cfg.clusters, clusterName, 'cluster', 'clusters');
   const userName = str(ctx.user, `context ${JSON.stringify(current)} user`);
   const user = userName ? entry(cfg.users, userName, 'user', 'users') : {};
+  const c = `cluster ${JSON.stringify(clusterName)}`;
+  const u = `user ${JSON.stringify(userName)}`;
+  const server = str(cluster.server, `${c} server`);
+  if (!server) throw invalid(`${c} has no server`);
+  const serverProblem = serverUrlProblem(server);
+  if (serverProblem) throw invalid(`${c} server ${serverProblem}`);
+  for (const field of Object.keys(user)) {
+    if (!KNOWN_USER_FIELDS.has(field)) {
+      const hint = field === 'token-file' ? ' (kubectl reads tokenFile)' : '';
+      throw invalid(`${u} has unknown field ${JSON.stringify(field)}${hint}`);
+    }
+    if (Object.hasOwn(UNSUPPORTED_USER_FIELDS, field) && set(user, field)) {
+      throw invalid(`${u} sets ${field} (${UNSUPPORTED_USER_FIELDS[field]}), which is not supported`);
+    }
+  }
+  const insecure = cluster['insecure-skip-tls-verify'];
+  if (insecure !== undefined && typeof insecure !== 'boolean') {
+    throw invalid(`${c} insecure-skip-tls-verify is not a boolean`);
+  }
+  if (insecure && (set(cluster, 'certificate-authority-data') || set(cluster, 'certificate-authority'))) {
+    throw invalid(`${c} sets a certificate authority and insecure-skip-tls-verify: true; use one`);
+  }
+  for (const [data, file] of [
+    ['client-certificate-data', 'client-certificate'],
+    ['client-key-data', 'client-key'],
+  ] as const) {
+    if (set(user, data) && set(user, file)) throw invalid(`${u} sets both ${data} and ${file}`);
+  }
+  if (set(user, 'token') && (set(user, 'username') || set(user, 'password'))) {
+    throw invalid(`${u} sets both a token and basic authentication`);
+  }
+  const ca = base64(cluster['certificate-authority-data'], `${c} certificate-authority-data`);
+  const certData = base64(user['client-certificate-data'], `${u} client-certificate-data`);
+  const keyData = base64(user['client-key-data'], `${u} client-key-data`);
   for (const [field, what] of Object.entries(CLIENT_NODE_USER_FIELDS)) {
-    if (user[field] !== undefined && user[field] !== null && user[field] !== '') {
-      return { kind: 'clientNode', why: `user ${JSON.stringify(userName)} uses ${what}` };
+    if (set(user, field)) {
+      // client-node reads `token-file`, not kubectl's `tokenFile`: it would send no token.
+      if (set(user, 'tokenFile')) {
+        throw invalid(`${u} sets tokenFile, which is not supported together with ${what}`);
+      }
+      return { kind: 'clientNode', why: `${u} uses ${what}` };
     }
   }
   if (str(cluster['proxy-url'], 'proxy-url')) {
-    return { kind: 'clientNode', why: `cluster ${JSON.stringify(clusterName)} uses a proxy` };
+    if (set(user, 'tokenFile')) {
+      throw invalid(`${u} sets tokenFile, which is not supported together with a proxy`);
+    }
+    return { kind: 'clientNode', why: `${c} uses a proxy` };
   }
-  const server = str(cluster.server, `cluster ${JSON.stringify(clusterName)} server`);
-  if (!server) throw invalid(`cluster ${JSON.stringify(clusterName)} has no server`);
   const path = (v: unknown, what: string): Material | undefined => {
     const p = str(v, what);
     return p === undefined ? undefined : { file: isAbsolute(p) ? p : resolve(baseDir, p) };
   };
-  const insecure = cluster['insecure-skip-tls-verify'];
-  if (insecure !== undefined && typeof insecure !== 'boolean') {
-    throw invalid(`cluster ${JSON.stringify(clusterName)} insecure-skip-tls-verify is not a boolean`);
-  }
   const spec: AccessSpec = { server };
-  const ca =
-    base64(cluster['certificate-authority-data'], 'certificate-authority-data') ??
-    path(cluster['certificate-authority'], 'certificate-authority');
-  const cert =
-    base64(user['client-certificate-data'], 'client-certificate-data') ??
-    path(user['client-certificate'], 'client-certificate');
-  const key = base64(user['client-key-data'], 'client-key-data') ?? path(user['client-key'], 'client-key');
+  const caFile = ca ?? path(cluster['certificate-authority'], 'certificate-authority');
+  const cert = certData ?? path(user['client-certificate'], 'client-certificate');
+  const key = keyData ?? path(user['client-key'], 'client-key');
   const tokenText = str(user.token, 'token');
   const token = tokenText ? { data: Buffer.from(tokenText) } : path(user.tokenFile, 'tokenFile');
   const servername = str(cluster['tls-server-name'], 'tls-server-name');
-  if (ca) spec.ca = ca;
+  if (caFile) spec.ca = caFile;
   if (cert) spec.cert = cert;
   if (key) spec.key = key;
   if (token) spec.token = token;
@@ -258,7 +348,7 @@ function requireHttps(access: KubeAccess, where: string): KubeAccess {
   if (!access.server.startsWith('https://')) {
     throw new OidcPublisherError(
       'KUBECONFIG_INVALID',
-      `kubeconfig ${where} names a server that is not https: ${JSON.stringify(access.server)}`,
+      `kubeconfig ${where} names a server that is not https: ${JSON.stringify(redactUrl(access.server))}`,
     );
   }
   return access;

@@ -7,7 +7,7 @@
  */
 import { parse } from 'yaml';
 import { OidcPublisherError } from '../errors.ts';
-import { type AccessSpec, resolveKubeconfig } from '../kube/access.ts';
+import { type AccessSpec, resolveKubeconfig, serverUrlProblem } from '../kube/access.ts';
 
 const USER_FIELDS_ALLOWED = new Set(['token', 'client-certificate-data', 'client-key-data', 'extensions']);
 const USER_FIELDS_REFUSED: Record<string, string> = {
@@ -80,7 +80,8 @@ export function parseUntrustedKubeconfig(text: string): AccessSpec {
   const contexts = named(cfg.contexts, 'context', 'contexts');
   for (const [name, user] of users) {
     for (const field of Object.keys(user)) {
-      const why = USER_FIELDS_REFUSED[field];
+      // Own properties only: "constructor" or "__proto__" would otherwise find Object.prototype's.
+      const why = Object.hasOwn(USER_FIELDS_REFUSED, field) ? USER_FIELDS_REFUSED[field] : undefined;
       if (why) throw refused(`user ${JSON.stringify(name)} ${why}`);
       if (!USER_FIELDS_ALLOWED.has(field))
         throw refused(`user ${JSON.stringify(name)} has unsupported field ${JSON.stringify(field)}`);
@@ -88,7 +89,7 @@ export function parseUntrustedKubeconfig(text: string): AccessSpec {
   }
   for (const [name, cluster] of clusters) {
     for (const field of Object.keys(cluster)) {
-      const why = CLUSTER_FIELDS_REFUSED[field];
+      const why = Object.hasOwn(CLUSTER_FIELDS_REFUSED, field) ? CLUSTER_FIELDS_REFUSED[field] : undefined;
       if (field === 'insecure-skip-tls-verify' && cluster[field] === false) continue;
       if (why) throw refused(`cluster ${JSON.stringify(name)} ${why}`);
       if (!CLUSTER_FIELDS_ALLOWED.has(field)) {
@@ -99,6 +100,8 @@ export function parseUntrustedKubeconfig(text: string): AccessSpec {
     if (typeof server !== 'string' || !server.startsWith('https://')) {
       throw refused(`cluster ${JSON.stringify(name)} server must be an https URL`);
     }
+    const problem = serverUrlProblem(server);
+    if (problem) throw refused(`cluster ${JSON.stringify(name)} server ${problem}`);
   }
   const current = cfg['current-context'];
   if (typeof current !== 'string' || !current) throw invalidConfig('no current-context');

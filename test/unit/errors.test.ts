@@ -7,6 +7,8 @@ import {
   isOidcPublisherError,
   OidcPublisherError,
   type RetryClass,
+  redactUrl,
+  redactUrls,
   retryClassOf,
 } from '../../src/errors.ts';
 
@@ -79,5 +81,53 @@ describe('retryClassOf and describeError', () => {
   it('describes an Error by its message and anything else as a string', () => {
     assert.equal(describeError(new Error('disk full')), 'disk full');
     assert.equal(describeError(42), '42');
+  });
+});
+
+describe('URLs in messages', () => {
+  const urls: { name: string; input: string; expected: string }[] = [
+    {
+      name: 'keeps a URL without credentials',
+      input: 'https://h:6443/openid/v1/jwks',
+      expected: 'https://h:6443/openid/v1/jwks',
+    },
+    {
+      name: 'redacts a user name and password',
+      input: 'https://admin:pw@h:6443/x',
+      expected: 'https://[redacted]@h:6443/x',
+    },
+    { name: 'redacts a user name alone', input: 'https://tok@h', expected: 'https://[redacted]@h' },
+    {
+      name: 'redacts up to the last @ of the authority',
+      input: 'https://a@b:c@h/p@q',
+      expected: 'https://[redacted]@h/p@q',
+    },
+    { name: 'redacts a query', input: 'https://h/c/k?sv=1&sig=abc', expected: 'https://h/c/k?[redacted]' },
+    { name: 'redacts a fragment', input: 'https://h/#access_token=abc', expected: 'https://h/#[redacted]' },
+    { name: 'redacts both', input: 'https://u:p@h/x?t=1#f', expected: 'https://[redacted]@h/x?[redacted]' },
+  ];
+  for (const { name, input, expected } of urls) {
+    it(name, () => assert.equal(redactUrl(input), expected));
+  }
+
+  it('redacts every URL in a text, quoted or not, and leaves the rest', () => {
+    assert.equal(
+      redactUrls(
+        'GET https://u:pw@a.example.com/x: HTTP 500; see "http://b.example.com/?token=t" and s3://bucket/key',
+      ),
+      'GET https://[redacted]@a.example.com/x: HTTP 500; see "http://b.example.com/?[redacted]" and s3://bucket/key',
+    );
+  });
+
+  it('never puts credentials of a URL into an error message, a condition or a log line', () => {
+    const err = new OidcPublisherError(
+      'SOURCE_UNREACHABLE',
+      'GET https://admin:s3cret@h:6443/openid/v1/jwks: refused',
+    );
+    assert.equal(err.message, 'GET https://[redacted]@h:6443/openid/v1/jwks: refused');
+    assert.equal(
+      describeError(new Error('fetch https://h/?access_token=s3cret failed')),
+      'fetch https://h/?[redacted] failed',
+    );
   });
 });

@@ -122,6 +122,198 @@ describe('resolveKubeconfig', () => {
   }
 });
 
+describe('resolveKubeconfig: what kubectl or client-node would not do as written', () => {
+  const CA = Buffer.from('CA').toString('base64');
+  const refusals: {
+    name: string;
+    cluster?: Record<string, unknown>;
+    user?: Record<string, unknown>;
+    message: RegExp;
+  }[] = [
+    {
+      name: 'a server URL with a user name and password (Node would send them as basic authentication)',
+      cluster: { server: 'https://admin:s3cret-pw@api.example.com:6443' },
+      user: { token: 't' },
+      message: /^kubeconfig invalid: cluster "c" server must not contain a user name or password$/,
+    },
+    {
+      name: 'a server URL with a user name only',
+      cluster: { server: 'https://s3cret-pw@api.example.com' },
+      message: /^kubeconfig invalid: cluster "c" server must not contain a user name or password$/,
+    },
+    {
+      name: 'credentials in the server URL of a kubeconfig that needs client-node',
+      cluster: { server: 'https://admin:s3cret-pw@api.example.com' },
+      user: { exec: { command: 'true' } },
+      message: /^kubeconfig invalid: cluster "c" server must not contain a user name or password$/,
+    },
+    {
+      name: 'a server URL with a query',
+      cluster: { server: 'https://api.example.com/?access_token=s3cret-pw' },
+      message: /^kubeconfig invalid: cluster "c" server must not contain a query or fragment$/,
+    },
+    {
+      name: 'a server URL with a fragment',
+      cluster: { server: 'https://api.example.com/#s3cret-pw' },
+      message: /^kubeconfig invalid: cluster "c" server must not contain a query or fragment$/,
+    },
+    {
+      name: 'a server that is not a URL',
+      cluster: { server: 'https://s3cret-pw@[not a host' },
+      message: /^kubeconfig invalid: cluster "c" server is not a URL$/,
+    },
+    {
+      name: 'as-groups, which client-node ignores',
+      user: { token: 't', as: 'alice', 'as-groups': ['team'] },
+      message:
+        /^kubeconfig invalid: user "u" sets as-groups \(impersonating groups\), which is not supported$/,
+    },
+    {
+      name: 'as-groups without as',
+      user: { token: 't', 'as-groups': ['system:masters'] },
+      message: /user "u" sets as-groups \(impersonating groups\), which is not supported/,
+    },
+    {
+      name: 'as-uid, which client-node ignores',
+      user: { token: 't', as: 'alice', 'as-uid': '42' },
+      message: /user "u" sets as-uid \(impersonating a UID\), which is not supported/,
+    },
+    {
+      name: 'as-user-extra, which client-node ignores',
+      user: { token: 't', as: 'alice', 'as-user-extra': { scopes: ['x'] } },
+      message: /user "u" sets as-user-extra \(impersonating extra user fields\), which is not supported/,
+    },
+    {
+      name: 'tokenFile together with what needs client-node (it reads only token-file)',
+      user: { as: 'alice', tokenFile: '/var/run/token' },
+      message: /user "u" sets tokenFile, which is not supported together with impersonation/,
+    },
+    {
+      name: 'a CA together with insecure-skip-tls-verify (kubectl refuses it too)',
+      cluster: { 'certificate-authority-data': CA, 'insecure-skip-tls-verify': true },
+      message:
+        /^kubeconfig invalid: cluster "c" sets a certificate authority and insecure-skip-tls-verify: true; use one$/,
+    },
+    {
+      name: 'a CA file together with insecure-skip-tls-verify',
+      cluster: { 'certificate-authority': '/ca.crt', 'insecure-skip-tls-verify': true },
+      message: /cluster "c" sets a certificate authority and insecure-skip-tls-verify: true; use one/,
+    },
+    {
+      name: 'a CA together with insecure-skip-tls-verify in a kubeconfig that needs client-node',
+      cluster: { 'certificate-authority-data': CA, 'insecure-skip-tls-verify': true },
+      user: { exec: { command: 'true' } },
+      message: /cluster "c" sets a certificate authority and insecure-skip-tls-verify: true; use one/,
+    },
+    {
+      name: 'a misspelled credential field (requests would go out anonymous)',
+      user: { tokn: 'abc' },
+      message: /^kubeconfig invalid: user "u" has unknown field "tokn"$/,
+    },
+    {
+      name: "client-node's token-file, which kubectl does not read",
+      user: { 'token-file': '/var/run/token' },
+      message: /^kubeconfig invalid: user "u" has unknown field "token-file" \(kubectl reads tokenFile\)$/,
+    },
+    {
+      name: 'a user field named __proto__',
+      user: JSON.parse('{"__proto__": {"token": "t"}}') as Record<string, unknown>,
+      message: /^kubeconfig invalid: user "u" has unknown field "__proto__"$/,
+    },
+    {
+      name: 'a user field named constructor',
+      user: { constructor: 'x' },
+      message: /^kubeconfig invalid: user "u" has unknown field "constructor"$/,
+    },
+    {
+      name: 'client-certificate-data that is not base64',
+      user: {
+        'client-certificate-data': 'not base64!',
+        'client-key-data': Buffer.from('K').toString('base64'),
+      },
+      message: /^kubeconfig invalid: user "u" client-certificate-data is not valid base64$/,
+    },
+    {
+      name: 'client-key-data that is not base64, in a kubeconfig that needs client-node',
+      user: { as: 'alice', 'client-certificate-data': CA, 'client-key-data': 'a2V5%%' },
+      message: /^kubeconfig invalid: user "u" client-key-data is not valid base64$/,
+    },
+    {
+      name: 'certificate-authority-data that is not base64',
+      cluster: { 'certificate-authority-data': '-----BEGIN CERTIFICATE-----' },
+      message: /^kubeconfig invalid: cluster "c" certificate-authority-data is not valid base64$/,
+    },
+    {
+      name: 'empty base64 data',
+      cluster: { 'certificate-authority-data': '====' },
+      message: /cluster "c" certificate-authority-data is not valid base64/,
+    },
+    {
+      name: 'client-certificate-data and client-certificate both set (kubectl refuses it)',
+      user: { 'client-certificate-data': CA, 'client-certificate': '/c.crt', 'client-key-data': CA },
+      message: /user "u" sets both client-certificate-data and client-certificate/,
+    },
+    {
+      name: 'a token together with basic authentication (kubectl refuses it)',
+      user: { token: 't', username: 'a', password: 'b' },
+      message: /user "u" sets both a token and basic authentication/,
+    },
+  ];
+  for (const { name, cluster = {}, user = {}, message } of refusals) {
+    it(`refuses ${name}`, () => {
+      assert.throws(
+        () => resolveKubeconfig(kubeconfig(cluster, user), '/'),
+        (err: unknown) => {
+          assert.ok(err instanceof OidcPublisherError, `expected an OidcPublisherError, got ${String(err)}`);
+          assert.equal(err.code, 'KUBECONFIG_INVALID', err.message);
+          assert.match(err.message, message);
+          assert.doesNotMatch(
+            err.message,
+            /s3cret-pw|\[object Object\]/,
+            'no credential, no [object Object]',
+          );
+          return true;
+        },
+      );
+    });
+  }
+
+  const accepted: { name: string; cluster?: Record<string, unknown>; user?: Record<string, unknown> }[] = [
+    {
+      name: 'a server URL with a path (a proxy in front of the API server)',
+      cluster: { server: 'https://h/k8s/c-1' },
+    },
+    { name: 'a server URL with a port and IPv6 host', cluster: { server: 'https://[fd00::1]:6443' } },
+    { name: 'insecure-skip-tls-verify: true without a CA', cluster: { 'insecure-skip-tls-verify': true } },
+    {
+      name: 'a CA with insecure-skip-tls-verify: false',
+      cluster: { 'certificate-authority-data': CA, 'insecure-skip-tls-verify': false },
+    },
+    {
+      name: 'base64 with a line break in it',
+      cluster: { 'certificate-authority-data': `${CA.slice(0, 2)}\n${CA.slice(2)}` },
+    },
+    { name: 'impersonation of a user with as', user: { token: 't', as: 'alice' } },
+    { name: 'extensions', user: { token: 't', extensions: [{ name: 'x', extension: {} }] } },
+  ];
+  for (const { name, cluster = {}, user = {} } of accepted) {
+    it(`accepts ${name}`, () => {
+      assert.doesNotThrow(() => resolveKubeconfig(kubeconfig(cluster, user), '/'));
+    });
+  }
+
+  it("refuses credentials in the server URL of the operator's own kubeconfig without echoing them", async () => {
+    const p = join(dir, 'userinfo.yaml');
+    writeFileSync(p, stringify(kubeconfig({ server: 'http://admin:s3cret-pw@plain:8080' }, {})));
+    await assert.rejects(loadKubeAccess(p, {}), (err: unknown) => {
+      assert.ok(err instanceof OidcPublisherError);
+      assert.match(err.message, /server must not contain a user name or password/);
+      assert.doesNotMatch(err.message, /s3cret-pw/);
+      return true;
+    });
+  });
+});
+
 describe('StaticAccess', () => {
   it('sends the token as a bearer header and reads a token file again once it is stale', async () => {
     const tokenFile = join(dir, 'token');

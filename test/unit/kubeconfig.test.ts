@@ -158,7 +158,59 @@ describe('parseUntrustedKubeconfig', () => {
     {
       name: 'refuses a user field named after an Object.prototype member',
       input: withUser({ token: 't', constructor: 'x' }),
-      expected: /user "reader"/,
+      expected: /^kubeconfig refused: user "reader" has unsupported field "constructor"$/,
+    },
+    {
+      name: 'refuses a user field named __proto__, naming it',
+      input: `${VALID.replace('    token: ', '    __proto__: {}\n    token: ')}`,
+      expected: /^kubeconfig refused: user "reader" has unsupported field "__proto__"$/,
+    },
+    {
+      name: 'refuses a cluster field named after an Object.prototype member',
+      input: withCluster({ toString: 'x' }),
+      expected: /^kubeconfig refused: cluster "remote" has unsupported field "toString"$/,
+    },
+    {
+      name: 'refuses a cluster field named __proto__, naming it',
+      input: `${VALID.replace('    tls-server-name: ', '    __proto__: {}\n    tls-server-name: ')}`,
+      expected: /^kubeconfig refused: cluster "remote" has unsupported field "__proto__"$/,
+    },
+    {
+      name: 'refuses a user name and password in the server URL, without echoing them',
+      input: withCluster({ server: 'https://admin:s3cret-pw@api.remote.example.com:6443' }),
+      expected: /^kubeconfig refused: cluster "remote" server must not contain a user name or password$/,
+    },
+    {
+      name: 'refuses a user name alone in the server URL',
+      input: withCluster({ server: 'https://s3cret-pw@api.remote.example.com' }),
+      expected: /^kubeconfig refused: cluster "remote" server must not contain a user name or password$/,
+    },
+    {
+      name: 'refuses credentials in the server URL of a cluster the current context does not use',
+      input: variant((cfg) => {
+        cfg.clusters.push({ name: 'other', cluster: { server: 'https://u:s3cret-pw@other.example.com' } });
+      }),
+      expected: /^kubeconfig refused: cluster "other" server must not contain a user name or password$/,
+    },
+    {
+      name: 'refuses a query in the server URL',
+      input: withCluster({ server: 'https://api.remote.example.com/?token=s3cret-pw' }),
+      expected: /^kubeconfig refused: cluster "remote" server must not contain a query or fragment$/,
+    },
+    {
+      name: 'refuses a fragment in the server URL',
+      input: withCluster({ server: 'https://api.remote.example.com/#s3cret-pw' }),
+      expected: /^kubeconfig refused: cluster "remote" server must not contain a query or fragment$/,
+    },
+    {
+      name: 'refuses a server that is not a URL',
+      input: withCluster({ server: 'https://s3cret-pw@[::1' }),
+      expected: /^kubeconfig refused: cluster "remote" server is not a URL$/,
+    },
+    {
+      name: 'refuses impersonation of groups',
+      input: withUser({ token: 't', 'as-groups': ['system:masters'] }),
+      expected: /^kubeconfig refused: user "reader" impersonates groups$/,
     },
     {
       name: 'refuses insecure-skip-tls-verify',
@@ -206,7 +258,14 @@ describe('parseUntrustedKubeconfig', () => {
     },
   ];
   for (const { name, input, expected } of refused) {
-    it(name, () => assertFails(input, 'KUBECONFIG_REFUSED', expected));
+    it(name, () => {
+      assertFails(input, 'KUBECONFIG_REFUSED', expected);
+      assert.throws(
+        () => parseUntrustedKubeconfig(input),
+        (err: Error) => !/s3cret-pw|\[object Object\]|function/.test(err.message),
+        'the message carries no credential and names fields as written',
+      );
+    });
   }
 
   const invalid: { name: string; input: string; expected: RegExp }[] = [
@@ -299,6 +358,26 @@ describe('parseUntrustedKubeconfig', () => {
       expected: /contexts has more than one entry named "remote"/,
     },
   ];
+  invalid.push(
+    {
+      name: 'reports client-key-data that is not base64 as invalid',
+      input: withUser({ 'client-certificate-data': 'Y2VydA==', 'client-key-data': 'a2V5!' }),
+      expected: /^kubeconfig invalid: user "reader" client-key-data is not valid base64$/,
+    },
+    {
+      name: 'reports client-certificate-data that is not base64 as invalid',
+      input: withUser({
+        'client-certificate-data': '-----BEGIN CERTIFICATE-----',
+        'client-key-data': 'a2V5',
+      }),
+      expected: /^kubeconfig invalid: user "reader" client-certificate-data is not valid base64$/,
+    },
+    {
+      name: 'reports certificate-authority-data that is not base64 as invalid',
+      input: withCluster({ 'certificate-authority-data': 'not base64' }),
+      expected: /^kubeconfig invalid: cluster "remote" certificate-authority-data is not valid base64$/,
+    },
+  );
   for (const { name, input, expected } of invalid) {
     it(name, () => assertFails(input, 'KUBECONFIG_INVALID', expected));
   }
