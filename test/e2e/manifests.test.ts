@@ -1,11 +1,17 @@
 /**
  * What we ship besides the code: `kubectl apply -k config/default`, the Helm chart
- * in charts/oidc-publisher, config/prometheus and the Dockerfile.
+ * in charts/oidc-publisher, config/prometheus, config/network-policy and the Dockerfile.
  *
  * The renders are accepted by the real API server (server-side dry run, strict
- * field validation), grant the operator's ServiceAccount the same RBAC, run it
- * hardened enough for the restricted Pod Security Standard, hand it settings that
- * src/config.ts really reads, and the chart's CRD is the repository's.
+ * field validation), grant the operator's ServiceAccount the same RBAC and the
+ * same NetworkPolicy rules, run it hardened enough for the restricted Pod Security
+ * Standard, hand it settings that src/config.ts really reads, and the chart's CRD
+ * is the repository's.
+ *
+ * No network plugin in the bed enforces NetworkPolicy (the bed has an API server,
+ * no nodes and no CNI): these tests prove the policies are valid, select the
+ * operator's pods and allow the same traffic in config/ and the chart, not that
+ * a network plugin blocks anything.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -125,6 +131,28 @@ interface ServiceMonitorObject extends K8sObject {
 }
 interface PrometheusRuleObject extends K8sObject {
   spec: { groups: { name: string; rules: { alert?: string; expr: string }[] }[] };
+}
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: unknown[];
+}
+interface PolicyPeer {
+  ipBlock?: { cidr: string; except?: string[] };
+  namespaceSelector?: LabelSelector;
+  podSelector?: LabelSelector;
+}
+interface PolicyPort {
+  port?: number | string;
+  protocol?: string;
+  endPort?: number;
+}
+interface NetworkPolicyObject extends K8sObject {
+  spec: {
+    podSelector: LabelSelector;
+    policyTypes?: string[];
+    ingress?: { from?: PolicyPeer[]; ports?: PolicyPort[] }[];
+    egress?: { to?: PolicyPeer[]; ports?: PolicyPort[] }[];
+  };
 }
 
 /** Every object in a multi-document YAML stream (empty documents skipped). */
@@ -263,6 +291,65 @@ function rbacOf(objects: readonly K8sObject[], what: string): Rbac {
   return { rules, bindings, problems };
 }
 
+/**
+ * What a NetworkPolicy allows, as comparable tuples: one per (direction, peer,
+ * port) of every rule (a rule allows any of its peers on any of its ports). The
+ * operator's pods appear as a placeholder, after checking the policy selects
+ * exactly the Deployment's pods in its namespace.
+ */
+function networkPolicyRules(objects: readonly K8sObject[], what: string): Set<string> {
+  const d = only<DeploymentObject>(objects, 'Deployment', what);
+  const np = only<NetworkPolicyObject>(objects, 'NetworkPolicy', what);
+  assert.equal(
+    np.metadata.namespace,
+    d.metadata.namespace,
+    `${what}: the NetworkPolicy is beside the Deployment`,
+  );
+  const podSelector = np.spec.podSelector.matchLabels ?? {};
+  assert.ok(
+    Object.keys(podSelector).length > 0 &&
+      selects(podSelector, d.spec.template.metadata.labels) &&
+      selects(podSelector, d.spec.selector.matchLabels),
+    `${what}: the NetworkPolicy selects the operator's pods (and only them): ${JSON.stringify(np.spec.podSelector)}`,
+  );
+  assert.deepEqual(
+    [...(np.spec.policyTypes ?? [])].sort(),
+    ['Egress', 'Ingress'],
+    `${what}: the NetworkPolicy restricts both directions`,
+  );
+  const labels = (s: LabelSelector | undefined) =>
+    s === undefined
+      ? '*'
+      : `{${Object.entries(s.matchLabels ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .sort()
+          .join(',')}${s.matchExpressions?.length ? ` ${JSON.stringify(s.matchExpressions)}` : ''}}`;
+  const peer = (p: PolicyPeer) =>
+    p.ipBlock
+      ? `ipBlock ${p.ipBlock.cidr} except [${[...(p.ipBlock.except ?? [])].sort().join(',')}]`
+      : `namespaces ${p.namespaceSelector ? labels(p.namespaceSelector) : '<own>'} pods ${labels(
+          p.podSelector && Object.keys(p.podSelector).length === 0 ? undefined : p.podSelector,
+        )}`;
+  const healthPort = manager(d, what).ports?.find((p) => p.name === 'health')?.containerPort;
+  const port = (p: PolicyPort) => {
+    const n = typeof p.port === 'string' && p.port === 'health' ? healthPort : p.port;
+    return `${n ?? 'any'}${p.endPort ? `-${p.endPort}` : ''}/${p.protocol ?? 'TCP'}`;
+  };
+  const tuples = new Set<string>();
+  for (const [direction, rules] of [
+    ['ingress from', (np.spec.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports }))],
+    ['egress to', (np.spec.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports }))],
+  ] as const) {
+    for (const r of rules) {
+      for (const p of r.peers?.length ? r.peers.map(peer) : ['anyone']) {
+        for (const q of r.ports?.length ? r.ports.map(port) : ['any port'])
+          tuples.add(`${direction} ${p} on ${q}`);
+      }
+    }
+  }
+  return tuples;
+}
+
 /** Fails with the tuples one side has and the other lacks. */
 function assertSameSet(actual: Set<string>, expected: Set<string>, what: string): void {
   const extra = [...actual].filter((t) => !expected.has(t)).sort();
@@ -333,6 +420,10 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
   let chartMonitoringYaml: string;
   let chartOther: K8sObject[];
   let chartOtherYaml: string;
+  let networkPolicyYaml: string;
+  let networkPolicy: K8sObject[];
+  let chartNetworkPolicyYaml: string;
+  let chartNetworkPolicy: K8sObject[];
 
   async function helm(args: readonly string[]): Promise<string> {
     const { stdout } = await execFileAsync(helmBin, [...args], {
@@ -420,6 +511,12 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
     chartMonitoring = parseObjects(chartMonitoringYaml, 'helm template (monitoring)');
     chartOtherYaml = await template(OTHER_RELEASE, OTHER_NAMESPACE);
     chartOther = parseObjects(chartOtherYaml, `helm template ${OTHER_RELEASE}`);
+    networkPolicyYaml = await bed.kubectl(['kustomize', join(ROOT, 'config', 'network-policy')]);
+    networkPolicy = parseObjects(networkPolicyYaml, 'kubectl kustomize config/network-policy');
+    chartNetworkPolicyYaml = await template('oidc-publisher', OPERATOR_NAMESPACE, {
+      networkPolicy: { enabled: true },
+    });
+    chartNetworkPolicy = parseObjects(chartNetworkPolicyYaml, 'helm template (networkPolicy.enabled)');
   });
 
   after(() => {
@@ -447,7 +544,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         '--strict',
         CHART,
         '--set',
-        'metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true',
+        'metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true',
       ]);
     } catch (err) {
       assert.fail(`helm lint --strict failed:\n${(err as { stdout?: string }).stdout ?? ''}${stderrOf(err)}`);
@@ -739,6 +836,102 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
           `${rule.alert}: ${metric} is a metric of src/server/metrics.ts`,
         );
       }
+    }
+  });
+
+  it('config/network-policy and the chart with networkPolicy.enabled pass server dry run; the chart renders none by default', async () => {
+    const lines = await dryRun('config/network-policy', ['-k', join(ROOT, 'config', 'network-policy')]);
+    assert.deepEqual(
+      lines,
+      ['networkpolicy.networking.k8s.io/oidc-publisher created (server dry run)'],
+      'config/network-policy is one NetworkPolicy, accepted',
+    );
+    const chartLines = await dryRun(
+      'the chart with networkPolicy.enabled',
+      ['-f', '-'],
+      chartNetworkPolicyYaml,
+    );
+    assert.equal(
+      chartLines.length,
+      chartNetworkPolicy.length,
+      `one line per object, got:\n${chartLines.join('\n')}`,
+    );
+    assert.ok(
+      chartLines.includes('networkpolicy.networking.k8s.io/oidc-publisher created (server dry run)'),
+      `the chart's NetworkPolicy was applied:\n${chartLines.join('\n')}`,
+    );
+    assert.equal(ofKind(chartNetworkPolicy, 'NetworkPolicy').length, 1, 'a NetworkPolicy when enabled');
+    assert.equal(ofKind(chartDefault, 'NetworkPolicy').length, 0, 'no NetworkPolicy by default');
+    assert.equal(ofKind(kustomized, 'NetworkPolicy').length, 0, 'config/default has none: it is opt-in');
+  });
+
+  it('config/network-policy and the chart allow the same traffic: API server, DNS, storage out; the health port in from monitoring', () => {
+    // config/network-policy is applied beside config/default: judge it against that Deployment.
+    const expected = networkPolicyRules([...kustomized, ...networkPolicy], 'config/network-policy');
+    const actual = networkPolicyRules(chartNetworkPolicy, 'the chart (networkPolicy.enabled)');
+    assertSameSet(actual, expected, 'NetworkPolicy rules differ between the chart and config/network-policy');
+    const anywhere = 'ipBlock 0.0.0.0/0 except [169.254.0.0/16]';
+    assertSameSet(
+      expected,
+      new Set([
+        'ingress from namespaces {kubernetes.io/metadata.name=monitoring} pods * on 8081/TCP',
+        `egress to ${anywhere} on 443/TCP`,
+        `egress to ${anywhere} on 6443/TCP`,
+        'egress to namespaces {kubernetes.io/metadata.name=kube-system} pods {k8s-app=kube-dns} on 53/UDP',
+        'egress to namespaces {kubernetes.io/metadata.name=kube-system} pods {k8s-app=kube-dns} on 53/TCP',
+      ]),
+      'the rules are the documented ones (docs/network.md)',
+    );
+  });
+
+  it('the chart renders the NetworkPolicy values it is given, and values.schema.json refuses bad ones', async () => {
+    const values = {
+      networkPolicy: {
+        enabled: true,
+        metrics: {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } },
+          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
+        },
+        apiServer: { ipBlocks: [{ cidr: '172.18.0.2/32' }], ports: [6443] },
+        storage: {
+          ipBlocks: [{ cidr: '52.216.0.0/15' }, { cidr: '10.0.0.0/8', except: ['10.96.0.0/12'] }],
+          ports: [443, 9000],
+        },
+        extraEgress: [
+          { to: [{ ipBlock: { cidr: '169.254.170.23/32' } }], ports: [{ port: 80, protocol: 'TCP' }] },
+        ],
+      },
+    };
+    const yaml = await template(OTHER_RELEASE, OTHER_NAMESPACE, values);
+    const objects = parseObjects(yaml, 'helm template (networkPolicy values)');
+    await dryRun('the chart with networkPolicy values', ['-f', '-'], yaml);
+    const rules = networkPolicyRules(objects, 'the chart (networkPolicy values)');
+    assertSameSet(
+      rules,
+      new Set([
+        'ingress from namespaces {kubernetes.io/metadata.name=observability} pods {app.kubernetes.io/name=prometheus} on 8081/TCP',
+        'egress to ipBlock 172.18.0.2/32 except [] on 6443/TCP',
+        'egress to namespaces {kubernetes.io/metadata.name=kube-system} pods {k8s-app=kube-dns} on 53/UDP',
+        'egress to namespaces {kubernetes.io/metadata.name=kube-system} pods {k8s-app=kube-dns} on 53/TCP',
+        'egress to ipBlock 52.216.0.0/15 except [] on 443/TCP',
+        'egress to ipBlock 52.216.0.0/15 except [] on 9000/TCP',
+        'egress to ipBlock 10.0.0.0/8 except [10.96.0.0/12] on 443/TCP',
+        'egress to ipBlock 10.0.0.0/8 except [10.96.0.0/12] on 9000/TCP',
+        'egress to ipBlock 169.254.170.23/32 except [] on 80/TCP',
+      ]),
+      'the chart renders the configured peers and ports',
+    );
+    for (const [bad, field] of [
+      [{ apiServer: { ipBlocks: [{ cidr: 'kubernetes.default' }], ports: [443] } }, 'cidr'],
+      [{ storage: { ipBlocks: [], ports: [443] } }, 'ipBlocks'],
+      [{ storage: { ipBlocks: [{ cidr: '0.0.0.0/0' }], ports: [0] } }, 'ports'],
+      [{ metrics: { namespaceSelector: { name: 'monitoring' } } }, 'namespaceSelector'],
+    ] as const) {
+      await assert.rejects(
+        template('oidc-publisher', OPERATOR_NAMESPACE, { networkPolicy: { enabled: true, ...bad } }),
+        (err: unknown) => new RegExp(field).test(stderrOf(err)),
+        `values.schema.json refuses networkPolicy ${JSON.stringify(bad)}`,
+      );
     }
   });
 
