@@ -4,7 +4,7 @@
  * redacted as a second line of defence.
  */
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { isOidcPublisherError } from './errors.ts';
+import { isOidcPublisherError, redactUrls } from './errors.ts';
 
 export type { Logger };
 
@@ -66,7 +66,7 @@ export function serializeError(err: unknown): Record<string, unknown> {
   const e = err as { name?: unknown; message?: unknown; code?: unknown; cause?: unknown };
   const out: Record<string, unknown> = {
     type: typeof e.name === 'string' ? e.name : (err.constructor?.name ?? 'Object'),
-    message: typeof e.message === 'string' ? e.message : 'non-Error value thrown',
+    message: typeof e.message === 'string' ? redactUrls(e.message) : 'non-Error value thrown',
   };
   // client-node's ApiException embeds the response headers and body in its message: log the code and reason only.
   const body = (err as { body?: unknown }).body;

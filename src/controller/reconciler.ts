@@ -20,7 +20,13 @@ import {
   sameStatus,
 } from '../core/status.ts';
 import { judge, servedAsRendered } from '../core/verify.ts';
-import { ErrorCodes, isOidcPublisherError, OidcPublisherError, retryClassOf } from '../errors.ts';
+import {
+  describeError,
+  ErrorCodes,
+  isOidcPublisherError,
+  OidcPublisherError,
+  retryClassOf,
+} from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { publishObjects, type WriteMemo } from '../publish/sync.ts';
 import type { IssuerReader } from '../sources/relying-party.ts';
@@ -55,7 +61,7 @@ export interface ReconcileHooks {
 
 function failed(err: unknown): FailedStep {
   if (isOidcPublisherError(err)) return { code: err.code, message: err.message };
-  return { code: 'STORAGE_ERROR', message: err instanceof Error ? err.message : String(err) };
+  return { code: 'STORAGE_ERROR', message: describeError(err) };
 }
 
 export class Reconciler {

@@ -21,6 +21,13 @@ describe('serializeError', () => {
     assert.doesNotMatch(JSON.stringify(out), /should-not-appear|secret-ish|Bearer/);
   });
 
+  it('logs the message of an error not ours without the user info, query or fragment of a URL in it', () => {
+    const out = serializeError(
+      new TypeError('fetch failed: https://admin:s3cret@h:6443/x?token=s3cret#s3cret'),
+    );
+    assert.equal(out.message, 'fetch failed: https://[redacted]@h:6443/x?[redacted]');
+  });
+
   it('keeps the message of an ordinary error, with its code and the codes of its causes', () => {
     const cause = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     const out = serializeError(
