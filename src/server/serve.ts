@@ -76,7 +76,8 @@ Flags:
   --sync-interval <d>       how often to read the documents again, 1s to 24h (default 1m)
   --stale-after <d>         /readyz answers 503 once the last good read is older than this; longer
                             than --sync-interval (default 5m). /healthz stays 200.
-  --health-addr <host:port> /healthz, /readyz and /metrics; empty to disable (default :8081)
+  --health-addr <host:port> /healthz, /readyz and /metrics; empty to disable (default :8081,
+                            every interface: kubelet probes connect to the Pod's IP)
   --jwks-uri <url>          jwks_uri written into the discovery document
                             (default: <issuer>/openid/v1/jwks)
   --cache-control <value>   Cache-Control of the documents (default "public, max-age=300")
