@@ -26,6 +26,8 @@ export interface Config {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   /** host:port of /healthz, /readyz and /metrics; empty to disable. */
   healthAddr: string;
+  /** Accept an OidcPublisher's jwksURI on another origin than its issuerURL. */
+  allowForeignJwksURI: boolean;
   leaderElection: {
     enabled: boolean;
     leaseName: string;
@@ -120,6 +122,11 @@ export const FLAGS = {
     env: 'OIDC_PUBLISHER_RETRY_PERIOD',
     help: 'interval between lease attempts (default 2s)',
   },
+  'allow-foreign-jwks-uri': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_ALLOW_FOREIGN_JWKS_URI',
+    help: "accept an OidcPublisher's jwksURI on another origin than its issuerURL: true or false (default false)",
+  },
   'pod-name': {
     type: 'string',
     env: 'POD_NAME',
@@ -179,6 +186,10 @@ export function parseConfig(
   if (healthAddr !== '' && !parseListenAddress(healthAddr)) {
     problems.push(`--health-addr: ${JSON.stringify(healthAddr)} is not host:port`);
   }
+  const foreignJwksText = raw('allow-foreign-jwks-uri') ?? 'false';
+  if (foreignJwksText !== 'true' && foreignJwksText !== 'false') {
+    problems.push(`--allow-foreign-jwks-uri: ${JSON.stringify(foreignJwksText)} is not true or false`);
+  }
   const leaderText = raw('leader-elect') ?? 'true';
   if (leaderText !== 'true' && leaderText !== 'false') {
     problems.push(`--leader-elect: ${JSON.stringify(leaderText)} is not true or false`);
@@ -202,6 +213,7 @@ export function parseConfig(
     shutdownGraceMs: duration('shutdown-grace', '20s'),
     logLevel: logLevel as Config['logLevel'],
     healthAddr,
+    allowForeignJwksURI: foreignJwksText === 'true',
     leaderElection: {
       enabled: leaderText !== 'false',
       leaseName: raw('leader-election-id') ?? 'oidc-publisher',

@@ -18,6 +18,10 @@ export const ErrorCodes = {
   SPEC_INVALID: { retry: 'terminal', summary: 'the OidcPublisher spec is invalid' },
   SECRET_NOT_FOUND: { retry: 'persistent', summary: 'a referenced Secret or key does not exist' },
   SECRET_FORBIDDEN: { retry: 'persistent', summary: 'the operator may not read a referenced Secret' },
+  SECRET_NOT_ALLOWED: {
+    retry: 'persistent',
+    summary: 'a referenced Secret does not name this OidcPublisher in its allowed-publishers annotation',
+  },
   KUBECONFIG_INVALID: { retry: 'persistent', summary: 'a kubeconfig could not be parsed' },
   KUBECONFIG_REFUSED: { retry: 'persistent', summary: 'a kubeconfig would run commands or read local files' },
   SOURCE_UNREACHABLE: { retry: 'transient', summary: 'the API server could not be reached' },
@@ -33,6 +37,14 @@ export const ErrorCodes = {
   STORAGE_UNREACHABLE: { retry: 'transient', summary: 'the storage service could not be reached' },
   STORAGE_ERROR: { retry: 'transient', summary: 'the storage service answered with an error' },
   STORAGE_CREDENTIALS_INVALID: { retry: 'persistent', summary: 'the storage credentials are malformed' },
+  OBJECT_NOT_OWNED: {
+    retry: 'persistent',
+    summary: 'an object at the storage target was not written by this OidcPublisher',
+  },
+  TARGET_CONFLICT: {
+    retry: 'persistent',
+    summary: 'an earlier OidcPublisher publishes to the same storage objects',
+  },
   KUBE_API_ERROR: { retry: 'transient', summary: "the operator's own API server call failed" },
 } as const satisfies Record<string, { retry: RetryClass; summary: string }>;
 

@@ -38,8 +38,19 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
   const issuerReader = new AnonymousIssuerReader();
   const controller = new Controller(
     cluster,
-    (getObject) =>
-      new Reconciler({ cluster, getObject, sources, stores, issuerReader, log, hooks: metrics, events }),
+    (getObject, listObjects) =>
+      new Reconciler({
+        cluster,
+        getObject,
+        listObjects,
+        sources,
+        stores,
+        issuerReader,
+        log,
+        hooks: metrics,
+        events,
+        specPolicy: { allowForeignJwksURI: config.allowForeignJwksURI },
+      }),
     log,
     {
       concurrency: config.concurrency,

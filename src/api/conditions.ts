@@ -38,6 +38,11 @@ export const Reason = {
   SourceError: 'SourceError',
   /** False: a document is not valid JSON, not a valid discovery document or JWKS, or carries private key material. */
   InvalidDocuments: 'InvalidDocuments',
+  /**
+   * False: a referenced Secret (kubeconfig here; storage credentials under Published) lacks the
+   * annotation oidcpublisher.io/allowed-publishers naming this OidcPublisher (or "*"); it is not used.
+   */
+  SecretNotAllowed: 'SecretNotAllowed',
 
   // IssuerMatched
   /** True: the source's issuer equals spec.issuerURL. */
@@ -64,6 +69,18 @@ export const Reason = {
   StorageUnreachable: 'StorageUnreachable',
   /** False: the storage service answered with another error. */
   StorageError: 'StorageError',
+  /**
+   * False: an object at the target was written by another OidcPublisher (another metadata.uid) or by
+   * something else, and is not one this resource published before; nothing was written, and
+   * deletionPolicy: Delete leaves it in place.
+   */
+  ObjectNotOwned: 'ObjectNotOwned',
+  /**
+   * False: an earlier OidcPublisher (by creationTimestamp, then name) publishes to the same objects
+   * (same backend, bucket or account and container, and prefix); this one writes nothing until the
+   * earlier one is deleted or moved.
+   */
+  TargetConflict: 'TargetConflict',
 
   // Verified
   /** True: an anonymous GET of the discovery document and of its jwks_uri returned exactly what was published. */

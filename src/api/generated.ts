@@ -135,7 +135,7 @@ export interface OidcPublisherStatus {
   storageURL?: string;
   /** How many keys the published JWKS holds. */
   keyCount?: number;
-  /** The keys in the published JWKS. */
+  /** The keys in the published JWKS: the API server's (at most 100) and the retired ones still within keyRetention (at most 100). Written by the operator; the times here are input to key retention, but key material is not: a retired key is published only when the JWKS the operator last wrote to storage holds the same key. Who may write this status can still keep a retired key published longer, so oidcpublishers/status is as sensitive as the signing key. */
   keys?: OidcPublisherStatusKeysItem[];
   /** The published objects. */
   objects?: OidcPublisherStatusObjectsItem[];
@@ -168,20 +168,20 @@ export interface OidcPublisherStatusKeysItem {
   /** Key ID. */
   kid: string;
   /** Key type (RSA, EC, OKP). */
-  kty: string;
+  kty: "RSA" | "EC" | "OKP";
   /** Signature algorithm. */
   alg?: string;
   /** When the operator first saw the key in the source. */
   firstSeen?: string;
-  /** When the key disappeared from the source. A retired key stays published until expiresAt. */
+  /** When the key disappeared from the source. A retired key stays published until expiresAt. A time later than now counts as now. */
   retiredAt?: string;
-  /** When the retired key leaves the published JWKS (retiredAt + keyRetention). */
+  /** When the retired key leaves the published JWKS (retiredAt + keyRetention); recomputed at every sync, never read. */
   expiresAt?: string;
-  /** The key's public parameters, kept so that a retired key can still be published after the source dropped it (public material only). */
+  /** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters. */
   jwk?: OidcPublisherStatusKeysItemJwk;
 }
 
-/** The key's public parameters, kept so that a retired key can still be published after the source dropped it (public material only). */
+/** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters. */
 export interface OidcPublisherStatusKeysItemJwk {
   /** Key type. */
   kty?: string;
@@ -193,7 +193,7 @@ export interface OidcPublisherStatusKeysItemJwk {
   alg?: string;
   /** Curve of an EC or OKP key. */
   crv?: string;
-  /** RSA modulus (base64url). */
+  /** RSA modulus (base64url, at most 16384 bits). */
   n?: string;
   /** RSA public exponent (base64url). */
   e?: string;

@@ -17,6 +17,8 @@ export const FINALIZER = 'oidcpublisher.io/cleanup';
 export interface ObjectMeta {
   name: string;
   uid?: string;
+  /** RFC 3339; orders OidcPublishers that name the same storage target. */
+  creationTimestamp?: string;
   generation?: number;
   resourceVersion?: string;
   deletionTimestamp?: string | Date;

@@ -3,7 +3,9 @@
  * names, drained by the reconciler. Watch events only enqueue names; changes
  * to status alone (our own writes) do not.
  */
+import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisher } from '../api/types.ts';
+import { findCondition } from '../core/conditions.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { Informer } from './informer.ts';
 import type { ClusterClient } from './kube.ts';
@@ -39,7 +41,10 @@ export class Controller {
 
   constructor(
     cluster: ClusterClient,
-    reconcilerFor: (getObject: (name: string) => OidcPublisher | undefined) => Reconciler,
+    reconcilerFor: (
+      getObject: (name: string) => OidcPublisher | undefined,
+      listObjects: () => readonly OidcPublisher[],
+    ) => Reconciler,
     log: Logger,
     opts: ControllerOptions,
     onDelete?: (name: string) => void,
@@ -66,6 +71,7 @@ export class Controller {
           this.#seen.delete(name);
           this.queue.remove(name);
           this.#onDelete?.(name);
+          this.#wakeConflicting();
         },
         onError: (err, restartInMs) =>
           log.warn({ err: serializeError(err), restartInMs }, 'watch of OidcPublishers failed; restarting'),
@@ -75,7 +81,10 @@ export class Controller {
         },
       },
     );
-    this.#reconciler = reconcilerFor((name) => this.informer.get(name));
+    this.#reconciler = reconcilerFor(
+      (name) => this.informer.get(name),
+      () => this.informer.list(),
+    );
   }
 
   /** Starts reconciling (on becoming leader): every known object, then whatever changes. */
@@ -108,8 +117,24 @@ export class Controller {
     if (this.#watchName && name !== this.#watchName) return;
     const fp = fingerprint(o);
     if (this.#seen.get(name) === fp) return;
+    const known = this.#seen.has(name);
     this.#seen.set(name, fp);
     this.queue.add(name);
+    // A publisher that moved to another target, or is being deleted, may free one that waits for it.
+    if (known) this.#wakeConflicting();
+  }
+
+  /**
+   * Queues every publisher refused for a target an earlier one writes (Ready=False/TargetConflict):
+   * after that one is deleted or changed, the next in line takes over now, not at its next sync.
+   */
+  #wakeConflicting(): void {
+    for (const o of this.informer.list()) {
+      const name = o.metadata.name;
+      if (this.#watchName && name !== this.#watchName) continue;
+      if (findCondition(o.status?.conditions, ConditionType.Ready)?.reason === Reason.TargetConflict)
+        this.queue.add(name);
+    }
   }
 
   /** Starts watching; objects are queued but not reconciled until startWorkers(). */

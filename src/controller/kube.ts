@@ -15,6 +15,7 @@ import {
 import { OidcPublisherError } from '../errors.ts';
 import type { KubeAccess } from '../kube/access.ts';
 import { KubeHttp, KubeHttpError, type StreamOptions } from '../kube/http.ts';
+import { secretAllows, secretNotAllowed } from '../secrets.ts';
 
 export interface OidcPublisherList {
   metadata?: { resourceVersion?: string };
@@ -77,16 +78,19 @@ export class ClusterClient {
     }
   }
 
-  /** The Secret's data, decoded; SECRET_NOT_FOUND when it does not exist. */
-  async readSecret(namespace: string, name: string): Promise<Map<string, Buffer>> {
+  /**
+   * The Secret's data, decoded; SECRET_NOT_FOUND when it does not exist, SECRET_NOT_ALLOWED when its
+   * allowed-publishers annotation does not name `publisher` (see secrets.ts).
+   */
+  async readSecret(namespace: string, name: string, publisher: string): Promise<Map<string, Buffer>> {
+    let secret:
+      | { metadata?: { annotations?: Record<string, string> }; data?: Record<string, string> }
+      | undefined;
     try {
-      const secret = (await this.#http.send(
+      secret = (await this.#http.send(
         'GET',
         `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`,
-      )) as { data?: Record<string, string> } | undefined;
-      const out = new Map<string, Buffer>();
-      for (const [k, v] of Object.entries(secret?.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
-      return out;
+      )) as typeof secret;
     } catch (err) {
       if (err instanceof KubeHttpError && err.status === 404) {
         throw new OidcPublisherError('SECRET_NOT_FOUND', `Secret ${namespace}/${name} not found`);
@@ -99,6 +103,11 @@ export class ClusterClient {
       }
       throw apiError(`read Secret ${namespace}/${name}`, err);
     }
+    if (!secretAllows(secret?.metadata?.annotations, publisher))
+      throw secretNotAllowed(namespace, name, publisher);
+    const out = new Map<string, Buffer>();
+    for (const [k, v] of Object.entries(secret?.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
+    return out;
   }
 
   async patchStatus(name: string, status: OidcPublisherStatus): Promise<void> {

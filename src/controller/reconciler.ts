@@ -10,8 +10,22 @@ import { FINALIZER } from '../api/types.ts';
 import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
 import type { KeyRecord } from '../core/keys.ts';
-import { type PlannedWrite, type planWrites, prepare, type RawDocuments } from '../core/plan.ts';
-import { DISCOVERY_PATH, JWKS_PATH, objectKey, type ResolvedSpec, resolveSpec } from '../core/spec.ts';
+import {
+  type Ownership,
+  type PlannedWrite,
+  type planWrites,
+  prepare,
+  type RawDocuments,
+} from '../core/plan.ts';
+import {
+  DISCOVERY_PATH,
+  JWKS_PATH,
+  objectKey,
+  type ResolvedSpec,
+  resolveSpec,
+  type SpecPolicy,
+  storageURL,
+} from '../core/spec.ts';
 import {
   type FailedStep,
   invalidSpecStatus,
@@ -19,6 +33,7 @@ import {
   type SyncOutcome,
   sameStatus,
 } from '../core/status.ts';
+import { type Claimant, conflictFor, targetObjects } from '../core/targets.ts';
 import { judge, servedAsRendered } from '../core/verify.ts';
 import {
   describeError,
@@ -28,7 +43,7 @@ import {
   retryClassOf,
 } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { publishObjects, type WriteMemo } from '../publish/sync.ts';
+import { deleteObjects, publishObjects, type WriteMemo } from '../publish/sync.ts';
 import type { IssuerReader } from '../sources/relying-party.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
@@ -50,6 +65,13 @@ export interface ReconcilerDeps {
   hooks?: ReconcileHooks;
   /** Records Events; optional. */
   events?: Pick<EventRecorder, 'record'>;
+  /**
+   * Every OidcPublisher, from the informer's cache: a publisher whose objects an earlier one
+   * writes is refused (TargetConflict). Without it, no publisher is compared with another.
+   */
+  listObjects?(): readonly OidcPublisher[];
+  /** The operator's settings for what a spec may say (--allow-foreign-jwks-uri). */
+  specPolicy?: SpecPolicy;
 }
 
 /** Observers of what a sync did (metrics, events); optional. */
@@ -57,6 +79,14 @@ export interface ReconcileHooks {
   synced?(name: string, outcome: SyncOutcome, durationMs: number): void;
   written?(name: string, write: PlannedWrite): void;
   skipped?(name: string, key: string): void;
+}
+
+/** What this OidcPublisher may overwrite or delete: objects with its UID, or the hashes its status recorded. */
+function ownershipOf(obj: OidcPublisher): Ownership {
+  return {
+    owner: { uid: obj.metadata.uid ?? '', name: obj.metadata.name },
+    recorded: new Map((obj.status?.objects ?? []).map((o) => [o.key, o.sha256])),
+  };
 }
 
 function failed(err: unknown): FailedStep {
@@ -69,6 +99,8 @@ export class Reconciler {
   readonly #now: () => Date;
   /** Per store: what this reconciler last wrote or saw there, so a write it must make needs no HEAD first. */
   readonly #memos = new WeakMap<ObjectStore, WriteMemo>();
+  /** The objects each OidcPublisher writes, per object version from the informer's cache. */
+  readonly #targets = new WeakMap<OidcPublisher, string[] | undefined>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -88,7 +120,7 @@ export class Reconciler {
       if (retry === 'terminal') return { done: true };
       let syncIntervalMs: number | undefined;
       try {
-        syncIntervalMs = resolveSpec(obj.spec).syncIntervalMs;
+        syncIntervalMs = resolveSpec(obj.spec, this.#d.specPolicy).syncIntervalMs;
       } catch {
         syncIntervalMs = undefined;
       }
@@ -111,17 +143,30 @@ export class Reconciler {
     if (!finalizers.includes(FINALIZER)) return { done: true };
     let spec: ResolvedSpec | undefined;
     try {
-      spec = resolveSpec(obj.spec);
+      // Where the objects are is all deletion needs: a jwksURI refused by policy does not matter here.
+      spec = resolveSpec(obj.spec, { ...this.#d.specPolicy, allowForeignJwksURI: true });
     } catch {
       spec = undefined;
     }
     if (spec?.deletionPolicy === 'Delete') {
-      const store = await this.#d.stores.get(spec.storage);
-      // Discovery document first, so no reader sees one whose JWKS is gone.
-      for (const path of [DISCOVERY_PATH, JWKS_PATH]) {
-        const key = objectKey(spec.storage.prefix, path);
-        await store.delete(key);
+      const store = await this.#d.stores.get(spec.storage, obj.metadata.name);
+      // Discovery document first, so no reader sees one whose JWKS is gone. Only objects this
+      // publisher wrote are deleted; anything else at its keys stays, and the finalizer still goes.
+      const keys = [DISCOVERY_PATH, JWKS_PATH].map((path) => objectKey(spec.storage.prefix, path));
+      const { deleted, kept } = await deleteObjects(store, keys, ownershipOf(obj), this.#memos.get(store));
+      for (const key of deleted)
         log.info({ key, store: store.describe }, 'deleted published object (deletionPolicy: Delete)');
+      for (const { key, why } of kept) {
+        log.warn(
+          { key, store: store.describe, why },
+          'left an object this OidcPublisher did not write in place',
+        );
+        await this.#d.events?.record(obj, {
+          type: 'Warning',
+          reason: Reason.ObjectNotOwned,
+          action: 'Sync',
+          note: `deletionPolicy: Delete left ${why} in place`,
+        });
       }
     } else {
       log.info('leaving published objects in place (deletionPolicy: Retain)');
@@ -140,7 +185,7 @@ export class Reconciler {
     const generation = obj.metadata.generation ?? 0;
     let spec: ResolvedSpec;
     try {
-      spec = resolveSpec(obj.spec);
+      spec = resolveSpec(obj.spec, this.#d.specPolicy);
     } catch (err) {
       if (!(err instanceof OidcPublisherError)) throw err;
       log.warn({ err }, 'spec is invalid; waiting for it to change');
@@ -150,9 +195,10 @@ export class Reconciler {
     await this.#ensureFinalizer(obj);
 
     const outcome: SyncOutcome = {};
+    const conflict = this.#conflict(obj);
     let raw: RawDocuments | undefined;
     try {
-      const source = await this.#d.sources.get(spec);
+      const source = await this.#d.sources.get(spec, name);
       raw = await source.fetchDocuments();
     } catch (err) {
       outcome.sourceError = failed(err);
@@ -163,7 +209,8 @@ export class Reconciler {
         previous: obj.status?.keys as KeyRecord[] | undefined,
         now,
       });
-      if (outcome.preparation.kind === 'ready') {
+      if (conflict && outcome.preparation.kind === 'ready') outcome.publishError = conflict;
+      else if (outcome.preparation.kind === 'ready') {
         const objects = outcome.preparation.objects;
         // The last read-back saw other bytes than the metadata promises: rewrite whatever HEAD says.
         const rewrite =
@@ -178,7 +225,7 @@ export class Reconciler {
           for (const o of objects) this.#d.hooks?.skipped?.(name, o.key);
         } else {
           try {
-            outcome.written = await this.#publish(name, spec, objects, log, rewrite);
+            outcome.written = await this.#publish(name, spec, objects, log, rewrite, ownershipOf(obj));
           } catch (err) {
             outcome.publishError = failed(err);
           }
@@ -226,8 +273,9 @@ export class Reconciler {
     objects: Parameters<typeof planWrites>[0],
     log: Logger,
     rewrite: boolean,
+    ownership: Ownership,
   ): Promise<PlannedWrite[]> {
-    const store: ObjectStore = await this.#d.stores.get(spec.storage);
+    const store: ObjectStore = await this.#d.stores.get(spec.storage, name);
     let memo = this.#memos.get(store);
     if (!memo) {
       memo = new Map();
@@ -236,6 +284,7 @@ export class Reconciler {
     const { writes } = await publishObjects(store, objects, {
       memo,
       rewrite,
+      ownership,
       skipped: (o) => this.#d.hooks?.skipped?.(name, o.key),
       written: (w) => {
         this.#d.hooks?.written?.(name, w);
@@ -243,6 +292,36 @@ export class Reconciler {
       },
     });
     return writes;
+  }
+
+  /**
+   * TARGET_CONFLICT when an earlier OidcPublisher (by creationTimestamp, then name) writes one of
+   * this one's objects; the informer's cache has them all.
+   */
+  #conflict(obj: OidcPublisher): FailedStep | undefined {
+    const others = this.#d.listObjects?.();
+    if (!others) return undefined;
+    const claimant = (o: OidcPublisher): Claimant => {
+      if (!this.#targets.has(o)) this.#targets.set(o, targetObjects(o.spec?.storage));
+      return {
+        name: o.metadata.name,
+        creationTimestamp: o.metadata.creationTimestamp,
+        objects: this.#targets.get(o),
+      };
+    };
+    const earlier = conflictFor(claimant(obj), others.map(claimant));
+    if (!earlier) return undefined;
+    const target = (() => {
+      try {
+        return storageURL(resolveSpec(obj.spec, { allowForeignJwksURI: true }).storage);
+      } catch {
+        return 'its storage target';
+      }
+    })();
+    return {
+      code: 'TARGET_CONFLICT',
+      message: `OidcPublisher ${JSON.stringify(earlier.name)}, created earlier, publishes to the same objects (${target}); nothing was written. This one takes over when that one is deleted or moves to another target`,
+    };
   }
 
   async #writeStatus(obj: OidcPublisher, status: NonNullable<OidcPublisher['status']>): Promise<void> {

@@ -32,13 +32,14 @@ export class SourceCache {
     this.#defaultAccess = opts.defaultAccess;
   }
 
-  async get(spec: ResolvedSpec): Promise<DocumentSource> {
+  /** The source of `spec`, read through a kubeconfig Secret only when it allows the OidcPublisher `publisher`. */
+  async get(spec: ResolvedSpec, publisher: string): Promise<DocumentSource> {
     const ref = spec.kubeconfigSecret;
     if (!ref) {
       this.#default ??= new ApiServerSource(this.#defaultAccess, { timeoutMs: this.#timeoutMs });
       return this.#default;
     }
-    const data = await this.#secrets.readSecret(this.#namespace, ref.name);
+    const data = await this.#secrets.readSecret(this.#namespace, ref.name, publisher);
     const bytes = data.get(ref.key);
     if (!bytes) {
       throw new OidcPublisherError(

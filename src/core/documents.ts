@@ -51,6 +51,10 @@ const CURVES: Record<string, { kty: 'EC' | 'OKP'; bytes: number }> = {
 };
 
 const MIN_RSA_MODULUS_BYTES = 256;
+/** 16384 bits: no signing key is larger, and status.keys bounds what it records. */
+const MAX_RSA_MODULUS_BYTES = 2048;
+/** 64 bits: RSA public exponents are small (65537 in practice). */
+const MAX_RSA_EXPONENT_BYTES = 8;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 function invalid(what: string, problems: string[]): OidcPublisherError {
@@ -120,8 +124,7 @@ export function validateDiscovery(raw: Uint8Array | string): ValidatedDiscovery 
   return { issuer: issuer as string, jwksURI: jwksURI as string, document: doc };
 }
 
-function checkKey(raw: unknown, index: number, problems: string[]): PublicJwk | undefined {
-  const at = `keys[${index}]`;
+function checkKey(raw: unknown, at: string, problems: string[]): PublicJwk | undefined {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     problems.push(`${at} is not an object`);
     return undefined;
@@ -167,9 +170,12 @@ function checkKey(raw: unknown, index: number, problems: string[]): PublicJwk | 
   if (kty === 'RSA') {
     const n = b64('n');
     const e = b64('e');
-    if (n && Buffer.from(n, 'base64url').length < MIN_RSA_MODULUS_BYTES) {
+    const modulus = n ? Buffer.from(n, 'base64url').length : 0;
+    if (n && modulus < MIN_RSA_MODULUS_BYTES)
       problems.push(`${label} has an RSA modulus shorter than 2048 bits`);
-    }
+    if (modulus > MAX_RSA_MODULUS_BYTES) problems.push(`${label} has an RSA modulus longer than 16384 bits`);
+    if (e && Buffer.from(e, 'base64url').length > MAX_RSA_EXPONENT_BYTES)
+      problems.push(`${label} has an RSA public exponent longer than 64 bits`);
     if (n) out.n = n;
     if (e) out.e = e;
   } else {
@@ -178,14 +184,28 @@ function checkKey(raw: unknown, index: number, problems: string[]): PublicJwk | 
     if (!curve || curve.kty !== kty)
       problems.push(`${label} has unsupported "crv" ${JSON.stringify(crv)} for ${kty}`);
     else out.crv = crv as string;
-    const x = b64('x');
-    if (x) out.x = x;
-    if (kty === 'EC') {
-      const y = b64('y');
-      if (y) out.y = y;
-    }
+    // A coordinate is exactly as long as the curve's field (RFC 7518 6.2.1.2, RFC 8037 2).
+    const coordinate = (name: 'x' | 'y'): void => {
+      const v = b64(name);
+      if (!v) return;
+      if (curve && curve.kty === kty && Buffer.from(v, 'base64url').length !== curve.bytes)
+        problems.push(`${label} has a "${name}" that is not ${curve.bytes} bytes long, as ${crv} needs`);
+      out[name] = v;
+    };
+    coordinate('x');
+    if (kty === 'EC') coordinate('y');
   }
   return problems.length === before ? out : undefined;
+}
+
+/**
+ * The checks every published key passes, for one key outside a JWKS document: a key retained
+ * from an earlier sync passes the same ones as the source's keys.
+ */
+export function checkPublicKey(raw: unknown, at: string): { key: PublicJwk } | { problems: string[] } {
+  const problems: string[] = [];
+  const key = checkKey(raw, at, problems);
+  return key && problems.length === 0 ? { key } : { problems };
 }
 
 /** Validates the source's /openid/v1/jwks: a non-empty set of public signature keys with unique kids. */
@@ -200,7 +220,7 @@ export function validateJwks(raw: Uint8Array | string): PublicJwk[] {
   const keys: PublicJwk[] = [];
   const seen = new Set<string>();
   doc.keys.forEach((raw, i) => {
-    const key = checkKey(raw, i, problems);
+    const key = checkKey(raw, `keys[${i}]`, problems);
     if (!key) return;
     if (seen.has(key.kid)) problems.push(`keys[${i}] repeats kid ${JSON.stringify(key.kid)}`);
     seen.add(key.kid);

@@ -5,7 +5,7 @@
 import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisherStatus } from '../api/types.ts';
 import { findCondition } from './conditions.ts';
-import type { KeyChangeKind } from './keys.ts';
+import type { KeyChange, KeyChangeKind } from './keys.ts';
 import type { SyncOutcome } from './status.ts';
 
 export interface EventSpec {
@@ -22,18 +22,45 @@ export const KEY_EVENT_REASONS: Record<KeyChangeKind, string> = {
   retired: 'KeyRetired',
   removed: 'KeyRemoved',
   restored: 'KeyRestored',
+  retained: 'KeyRetained',
+  refused: 'KeyRefused',
 };
 
-function keyNote(kind: KeyChangeKind, kid: string, expiresAt: string | undefined): string {
-  switch (kind) {
+/** At most this many KeyRefused Events per sync; the rest are counted in one more. */
+export const MAX_REFUSED_EVENTS = 10;
+
+/**
+ * The key changes of a sync, for Events and the key-change metric: none unless it published.
+ * A retained key counts when the sync wrote the JWKS with it, taken again from storage (not in
+ * the sync that retired it, which says so already).
+ */
+export function keyChangesOf(outcome: SyncOutcome): KeyChange[] {
+  const prep = outcome.preparation;
+  if (!outcome.written || prep?.kind !== 'ready') return [];
+  const changes = [...prep.retention.changes];
+  if (outcome.written.some((w) => w.object.role === 'jwks')) {
+    const retiring = new Set(changes.filter((c) => c.kind === 'retired').map((c) => c.kid));
+    for (const kid of prep.retention.fromStorage)
+      if (!retiring.has(kid)) changes.push({ kind: 'retained', kid });
+  }
+  return changes;
+}
+
+function keyNote(change: KeyChange, expiresAt: string | undefined): string {
+  const kid = JSON.stringify(change.kid.slice(0, 100));
+  switch (change.kind) {
     case 'added':
-      return `published new key ${kid}`;
+      return `published new key ${change.kid}`;
     case 'retired':
-      return `key ${kid} left the source; it stays published until ${expiresAt ?? 'keyRetention ends'}`;
+      return `key ${change.kid} left the source; it stays published until ${expiresAt ?? 'keyRetention ends'}`;
     case 'removed':
-      return `key ${kid} removed from the published JWKS: its retention ended`;
+      return `key ${change.kid} removed from the published JWKS: ${change.why ?? 'its retention ended'}`;
     case 'restored':
-      return `key ${kid} is served by the source again; it is no longer retired`;
+      return `key ${change.kid} is served by the source again; it is no longer retired`;
+    case 'retained':
+      return `key ${change.kid} is not served by the source; republished from the JWKS the operator last wrote to storage (its SHA-256 verified) until ${expiresAt ?? 'keyRetention ends'}`;
+    case 'refused':
+      return `status.keys records key ${kid}, which the source does not serve; not published: ${change.why ?? 'not trusted'}`;
   }
 }
 
@@ -52,16 +79,24 @@ export function eventsFor(
       note: `wrote ${written.map((w) => `${w.object.key} (${w.why})`).join(', ')}`,
     });
   }
-  if (outcome.written && outcome.preparation?.kind === 'ready') {
-    for (const change of outcome.preparation.retention.changes) {
-      const record = next.keys?.find((k) => k.kid === change.kid);
-      events.push({
-        type: 'Normal',
-        reason: KEY_EVENT_REASONS[change.kind],
-        action: 'Publish',
-        note: keyNote(change.kind, change.kid, record?.expiresAt),
-      });
-    }
+  let refused = 0;
+  for (const change of keyChangesOf(outcome)) {
+    if (change.kind === 'refused' && ++refused > MAX_REFUSED_EVENTS) continue;
+    const record = next.keys?.find((k) => k.kid === change.kid);
+    events.push({
+      type: change.kind === 'refused' ? 'Warning' : 'Normal',
+      reason: KEY_EVENT_REASONS[change.kind],
+      action: 'Publish',
+      note: keyNote(change, record?.expiresAt),
+    });
+  }
+  if (refused > MAX_REFUSED_EVENTS) {
+    events.push({
+      type: 'Warning',
+      reason: KEY_EVENT_REASONS.refused,
+      action: 'Publish',
+      note: `${refused - MAX_REFUSED_EVENTS} more status.keys records were refused and not published`,
+    });
   }
   const wasReady = findCondition(prev?.conditions, ConditionType.Ready);
   const ready = findCondition(next.conditions, ConditionType.Ready);

@@ -3,11 +3,16 @@
  * spec.keyRetention, because tokens it signed stay valid for their lifetime and
  * relying parties cache the old key set. New keys are published at once.
  *
- * The state lives in the OidcPublisher's status (status.keys, with the public
- * parameters of every key), so it survives operator restarts and leader
- * changes without reading the bucket back. Pure: `now` is passed in.
+ * The times live in the OidcPublisher's status (status.keys), so they survive
+ * operator restarts and leader changes. The key material of a retained key does
+ * not come from the status: anyone who may write the status could otherwise get
+ * a key of their own published. A retained key is taken from the JWKS the
+ * operator itself wrote to storage (its bytes matching the SHA-256 recorded with
+ * it), only when status records the same key under that kid, and only when it
+ * passes the checks a source key passes. Status times are clamped to `now`.
+ * Pure: `now` and the stored JWKS are passed in.
  */
-import type { PublicJwk } from './documents.ts';
+import { checkPublicKey, MAX_DOCUMENT_BYTES, type PublicJwk, sha256Hex } from './documents.ts';
 
 /** One published key as status records it. */
 export interface KeyRecord {
@@ -20,70 +25,145 @@ export interface KeyRecord {
   retiredAt?: string;
   /** When a retired key leaves the published JWKS. */
   expiresAt?: string;
-  /** The public parameters, so a retired key can still be published. */
+  /** The public parameters, as published; a retired key is published only when they match the stored JWKS. */
   jwk?: Partial<PublicJwk>;
 }
 
-export type KeyChangeKind = 'added' | 'retired' | 'removed' | 'restored';
+/**
+ * added, retired (left the source, still published), removed (retention ended), restored (served
+ * by the source again), retained (republished from the stored JWKS in a write of the JWKS),
+ * refused (a status record not published: not what the operator published before, or a key
+ * that fails the checks).
+ */
+/** A record as retention writes it: of a key that passed the checks. */
+export interface PublishedKeyRecord extends KeyRecord {
+  kty: PublicJwk['kty'];
+}
+
+export type KeyChangeKind = 'added' | 'retired' | 'removed' | 'restored' | 'retained' | 'refused';
 
 export interface KeyChange {
   kind: KeyChangeKind;
   kid: string;
+  /** Why a record was refused. */
+  why?: string;
 }
 
 export interface Retention {
   /** What to publish: the source's keys and the retained ones. */
   published: PublicJwk[];
   /** The new status.keys, sorted by kid. */
-  records: KeyRecord[];
+  records: PublishedKeyRecord[];
   changes: KeyChange[];
+  /** Kids of the retained keys, each taken from the stored JWKS. */
+  fromStorage: string[];
   /** Milliseconds until the next retained key expires, when one is retained. */
   nextExpiryInMs?: number;
+}
+
+/**
+ * The JWKS the operator last wrote to storage, as a sync read it back: `verified` when its bytes
+ * match the SHA-256 recorded with them (the keys are still unchecked input), else why not.
+ */
+export type StoredJwks =
+  | { state: 'verified'; keys: readonly unknown[] }
+  | { state: 'missing' }
+  | { state: 'unverified'; why: string };
+
+/** At most this many retired keys stay published; with the source's 100 keys, status.keys stays within its maxItems. */
+export const MAX_RETAINED_KEYS = 100;
+
+/** Reads back a stored JWKS: its bytes must hash to what was recorded when it was written. */
+export function storedJwks(body: Uint8Array | undefined, recordedSha256: string | undefined): StoredJwks {
+  if (!body) return { state: 'missing' };
+  if (!recordedSha256) return { state: 'unverified', why: 'the stored JWKS carries no recorded SHA-256' };
+  if (body.byteLength > MAX_DOCUMENT_BYTES)
+    return { state: 'unverified', why: `the stored JWKS is larger than ${MAX_DOCUMENT_BYTES} bytes` };
+  if (sha256Hex(body) !== recordedSha256)
+    return {
+      state: 'unverified',
+      why: 'the stored JWKS does not match the SHA-256 recorded when it was written (changed in storage)',
+    };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch {
+    return { state: 'unverified', why: 'the stored JWKS is not valid JSON' };
+  }
+  const keys = doc !== null && typeof doc === 'object' ? (doc as { keys?: unknown }).keys : undefined;
+  if (!Array.isArray(keys)) return { state: 'unverified', why: 'the stored JWKS has no "keys" array' };
+  return { state: 'verified', keys };
 }
 
 function stamp(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-const PUBLIC_MEMBERS = ['kty', 'kid', 'use', 'alg', 'crv', 'n', 'e', 'x', 'y'] as const;
-
-/** A stored record's key, if it carries enough to publish it again; its public members only. */
-function storedJwk(r: KeyRecord): PublicJwk | undefined {
-  if (!r.jwk) return undefined;
-  const stored = r.jwk as Record<string, unknown>;
-  // Status is input here: whatever else a record holds is neither published nor kept.
-  const j = Object.fromEntries(
-    PUBLIC_MEMBERS.flatMap((m) => (typeof stored[m] === 'string' ? [[m, stored[m]]] : [])),
-  ) as Partial<PublicJwk>;
-  if (j.kid !== r.kid || typeof j.alg !== 'string') return undefined;
-  if (j.kty === 'RSA' && j.n && j.e) return { ...j, kty: 'RSA', kid: r.kid, alg: j.alg };
-  // An EC public key needs both coordinates (RFC 7518 6.2.1); OKP keys have x only.
-  if ((j.kty === 'EC' || j.kty === 'OKP') && j.crv && j.x && (j.kty === 'OKP' || j.y))
-    return { ...j, kty: j.kty, kid: r.kid, alg: j.alg };
-  return undefined;
+/** A time status recorded, as milliseconds no later than now; unreadable means now. */
+function clampedTime(value: string | undefined, nowMs: number): number {
+  const ms = value === undefined ? Number.NaN : Date.parse(value);
+  return Number.isNaN(ms) || ms > nowMs ? nowMs : ms;
 }
 
-function record(key: PublicJwk, firstSeen: string): KeyRecord {
+const PUBLIC_MEMBERS = ['kty', 'kid', 'use', 'alg', 'crv', 'n', 'e', 'x', 'y'] as const;
+
+/** The public members a record or a key holds as strings. */
+function publicMembers(jwk: object): Record<string, string> {
+  const o = jwk as Record<string, unknown>;
+  return Object.fromEntries(
+    PUBLIC_MEMBERS.flatMap((m) => (Object.hasOwn(o, m) && typeof o[m] === 'string' ? [[m, o[m]]] : [])),
+  );
+}
+
+function sameMembers(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+const shown = (kid: string): string => JSON.stringify(kid.slice(0, 100));
+
+/** The key to keep publishing for a retired record: from the stored JWKS, equal to the record's, checked. */
+function trustedKey(r: KeyRecord & { jwk: object }, stored: StoredJwks | undefined): PublicJwk | string {
+  if (!stored || stored.state === 'missing')
+    return 'the JWKS in storage is missing, so the key cannot be taken from what the operator published';
+  if (stored.state === 'unverified') return stored.why;
+  const matches = stored.keys.filter(
+    (k) => k !== null && typeof k === 'object' && (k as { kid?: unknown }).kid === r.kid,
+  );
+  if (matches.length === 0) return 'the JWKS the operator last published does not hold this kid';
+  if (matches.length > 1) return 'the JWKS in storage repeats this kid';
+  const checked = checkPublicKey(matches[0], `key ${shown(r.kid)}`);
+  if ('problems' in checked) return checked.problems.join('; ');
+  if (!sameMembers(publicMembers(r.jwk), publicMembers(checked.key)))
+    return 'status records other key parameters than the JWKS the operator published under this kid';
+  return checked.key;
+}
+
+function record(key: PublicJwk, firstSeen: string): PublishedKeyRecord {
   return { kid: key.kid, kty: key.kty, alg: key.alg, firstSeen, jwk: { ...key } };
 }
 
 /**
- * The keys to publish now, given what the source serves and what status
- * recorded. A retired key's expiry follows the current retention, so shortening
- * keyRetention takes effect at once.
+ * The keys to publish now, given what the source serves, what status recorded and the JWKS
+ * the operator last wrote to storage. A retired key's expiry follows the current retention
+ * (shortening keyRetention takes effect at once) from its retiredAt, clamped to now.
  */
 export function retainKeys(
   source: readonly PublicJwk[],
   previous: readonly KeyRecord[] | undefined,
   now: Date,
   retentionMs: number,
+  stored?: StoredJwks,
 ): Retention {
   const nowMs = now.getTime();
-  const prev = new Map((previous ?? []).map((r) => [r.kid, r]));
+  const prev = new Map<string, KeyRecord>();
+  // Status is input, and may repeat a kid: the first record counts.
+  for (const r of previous ?? []) if (!prev.has(r.kid)) prev.set(r.kid, r);
   const inSource = new Set(source.map((k) => k.kid));
   const published: PublicJwk[] = [];
-  const records: KeyRecord[] = [];
+  const records: PublishedKeyRecord[] = [];
   const changes: KeyChange[] = [];
+  const fromStorage: string[] = [];
   let nextExpiryInMs: number | undefined;
 
   for (const key of source) {
@@ -91,32 +171,74 @@ export function retainKeys(
     if (!before) changes.push({ kind: 'added', kid: key.kid });
     else if (before.retiredAt) changes.push({ kind: 'restored', kid: key.kid });
     published.push(key);
-    records.push(record(key, before?.firstSeen ?? stamp(nowMs)));
+    records.push(record(key, stamp(clampedTime(before?.firstSeen, nowMs))));
   }
 
-  const kept = new Set<string>();
-  for (const r of previous ?? []) {
-    // A kid the source serves, or one already retained: status is input, and may repeat a kid.
-    if (inSource.has(r.kid) || kept.has(r.kid)) continue;
-    const jwk = storedJwk(r);
-    const retiredMs = r.retiredAt ? Date.parse(r.retiredAt) : nowMs;
-    const expiresMs = (Number.isNaN(retiredMs) ? nowMs : retiredMs) + retentionMs;
-    if (!jwk || expiresMs <= nowMs) {
+  const candidates: { r: KeyRecord; key: PublicJwk; retiredMs: number; expiresMs: number }[] = [];
+  for (const r of prev.values()) {
+    if (inSource.has(r.kid)) continue;
+    const retiredMs = clampedTime(r.retiredAt, nowMs);
+    const expiresMs = retiredMs + retentionMs;
+    // A record without a jwk comes from before key retention: nothing to keep.
+    if (!r.jwk || expiresMs <= nowMs) {
       changes.push({ kind: 'removed', kid: r.kid });
       continue;
     }
+    const key = trustedKey(r as KeyRecord & { jwk: object }, stored);
+    if (typeof key === 'string') changes.push({ kind: 'refused', kid: r.kid, why: key });
+    else candidates.push({ r, key, retiredMs, expiresMs });
+  }
+  // The most recently retired first; beyond the bound, the oldest leave.
+  candidates.sort((a, b) => b.retiredMs - a.retiredMs || (a.r.kid < b.r.kid ? -1 : 1));
+  candidates.forEach(({ r, key, retiredMs, expiresMs }, i) => {
+    if (i >= MAX_RETAINED_KEYS) {
+      changes.push({ kind: 'removed', kid: r.kid, why: `more than ${MAX_RETAINED_KEYS} retired keys` });
+      return;
+    }
     if (!r.retiredAt) changes.push({ kind: 'retired', kid: r.kid });
-    kept.add(r.kid);
-    published.push(jwk);
+    published.push(key);
+    fromStorage.push(key.kid);
     records.push({
-      ...record(jwk, r.firstSeen),
-      retiredAt: stamp(Number.isNaN(retiredMs) ? nowMs : retiredMs),
+      ...record(key, stamp(Math.min(clampedTime(r.firstSeen, nowMs), retiredMs))),
+      retiredAt: stamp(retiredMs),
       expiresAt: stamp(expiresMs),
     });
     const left = expiresMs - nowMs;
     nextExpiryInMs = nextExpiryInMs === undefined ? left : Math.min(nextExpiryInMs, left);
-  }
+  });
 
   records.sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
-  return { published, records, changes, ...(nextExpiryInMs !== undefined ? { nextExpiryInMs } : {}) };
+  return {
+    published,
+    records,
+    changes,
+    fromStorage,
+    ...(nextExpiryInMs !== undefined ? { nextExpiryInMs } : {}),
+  };
+}
+
+/**
+ * Whether status records a key (with its parameters) that the source's JWKS does not serve:
+ * only then does retention need the stored JWKS. A JWKS that does not parse needs nothing
+ * (prepare refuses it).
+ */
+export function needsStoredJwks(
+  sourceJwks: Uint8Array | string,
+  previous: readonly KeyRecord[] | undefined,
+): boolean {
+  if (!previous?.some((r) => r.jwk)) return false;
+  let keys: unknown;
+  try {
+    const text = typeof sourceJwks === 'string' ? sourceJwks : Buffer.from(sourceJwks).toString('utf8');
+    keys = (JSON.parse(text) as { keys?: unknown } | null)?.keys;
+  } catch {
+    return false;
+  }
+  if (!Array.isArray(keys)) return false;
+  const served = new Set(
+    keys.map((k: unknown) =>
+      k !== null && typeof k === 'object' ? (k as { kid?: unknown }).kid : undefined,
+    ),
+  );
+  return previous.some((r) => r.jwk && !served.has(r.kid));
 }

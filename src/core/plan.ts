@@ -44,6 +44,72 @@ export interface StoredObject {
   sha256?: string;
   contentType?: string;
   cacheControl?: string;
+  /** metadata.uid of the OidcPublisher that wrote it, from the object's metadata; absent when none is recorded. */
+  ownerUID?: string;
+  /** Its name, for messages: names are reused, so only the UID decides. */
+  ownerName?: string;
+}
+
+/** The OidcPublisher a write is made for, recorded in the object's metadata. */
+export interface ObjectOwner {
+  uid: string;
+  name: string;
+}
+
+/** What an OidcPublisher may write or delete: objects it owns, and those it recorded publishing. */
+export interface Ownership {
+  owner: ObjectOwner;
+  /**
+   * Per object key, the SHA-256 this publisher recorded in status.objects: an object without owner
+   * metadata (written before owners were recorded) with that hash is its own.
+   */
+  recorded: ReadonlyMap<string, string>;
+}
+
+/**
+ * Whose an object is, for an OidcPublisher: absent; owned (its UID in the metadata); recorded (no
+ * owner in the metadata, and the hash this publisher recorded publishing there); or foreign
+ * (another owner, or no owner and another hash). Only a foreign object is refused.
+ */
+export type Claim = 'absent' | 'owned' | 'recorded' | 'foreign';
+
+export function claimOf(key: string, stored: StoredObject | undefined, ownership: Ownership): Claim {
+  if (!stored) return 'absent';
+  if (stored.ownerUID !== undefined) return stored.ownerUID === ownership.owner.uid ? 'owned' : 'foreign';
+  const recorded = ownership.recorded.get(key);
+  return recorded !== undefined && stored.sha256 === recorded ? 'recorded' : 'foreign';
+}
+
+/** Why an object is not this publisher's, for a condition or an Event. */
+export function describeForeign(key: string, stored: StoredObject): string {
+  if (stored.ownerUID !== undefined) {
+    const who = stored.ownerName
+      ? `OidcPublisher ${JSON.stringify(stored.ownerName)}`
+      : 'another OidcPublisher';
+    return `${key} was written by ${who} (uid ${stored.ownerUID})`;
+  }
+  return `${key} exists and was not written by this OidcPublisher (no owner metadata, and not the content it recorded publishing)`;
+}
+
+/**
+ * OBJECT_NOT_OWNED naming every foreign object among `keys`, or undefined when this publisher may
+ * write them all; `stored[i]` is what holds `keys[i]`.
+ */
+export function refuseForeign(
+  keys: readonly string[],
+  stored: readonly (StoredObject | undefined)[],
+  ownership: Ownership,
+  doing: string,
+): OidcPublisherError | undefined {
+  const foreign = keys.flatMap((key, i) => {
+    const s = stored[i];
+    return s && claimOf(key, s, ownership) === 'foreign' ? [describeForeign(key, s)] : [];
+  });
+  if (foreign.length === 0) return undefined;
+  return new OidcPublisherError(
+    'OBJECT_NOT_OWNED',
+    `${foreign.join('; ')}: ${doing}. To hand the objects to this OidcPublisher, delete them from the bucket`,
+  );
 }
 
 export type Preparation =
@@ -124,15 +190,20 @@ export function prepare(spec: DocumentSpec, raw: RawDocuments, retention?: Reten
 
 export interface PlannedWrite {
   object: RenderedObject;
-  why: 'missing' | 'content changed' | 'headers changed' | 'served content differs';
+  why: 'missing' | 'content changed' | 'headers changed' | 'served content differs' | 'owner not recorded';
 }
 
-/** The writes that bring the bucket to `objects`, in order; `stored[i]` is what holds `objects[i].key`. */
+/**
+ * The writes that bring the bucket to `objects`, in order; `stored[i]` is what holds `objects[i].key`.
+ * With an owner, an object that does not record it is rewritten to record it (the caller refuses
+ * foreign objects first, see refuseForeign).
+ */
 export function planWrites(
   objects: readonly RenderedObject[],
   stored: readonly (StoredObject | undefined)[],
   /** Rewrite every object whatever its metadata says: the last verification saw other bytes served. */
   rewrite = false,
+  owner?: ObjectOwner,
 ): PlannedWrite[] {
   const writes: PlannedWrite[] = [];
   objects.forEach((object, i) => {
@@ -142,7 +213,7 @@ export function planWrites(
     else if (current.sha256 !== object.sha256) writes.push({ object, why: 'content changed' });
     else if (current.contentType !== object.contentType || current.cacheControl !== object.cacheControl) {
       writes.push({ object, why: 'headers changed' });
-    }
+    } else if (owner && current.ownerUID !== owner.uid) writes.push({ object, why: 'owner not recorded' });
   });
   return writes;
 }

@@ -97,13 +97,47 @@ export function storageURL(target: StorageTarget): string {
   return `${scheme}://${target.bucket}/${prefix}`;
 }
 
-export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
+/** The operator's settings that decide what a spec may say. */
+export interface SpecPolicy {
+  /** Accept a jwksURI on another origin than issuerURL (--allow-foreign-jwks-uri). */
+  allowForeignJwksURI?: boolean;
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'https:' && u.hostname !== '' ? u.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The jwks_uri relying parties are sent to. It must be on the issuer's origin (scheme, host and
+ * port): the issuer's owner vouches for the keys, and a jwksURI elsewhere would let whoever edits
+ * the spec point relying parties at keys of their own. --allow-foreign-jwks-uri lifts that rule.
+ */
+function resolveJwksURI(spec: OidcPublisherSpec, policy: SpecPolicy): string {
+  const jwksURI = spec.jwksURI ?? `${issuerBase(spec.issuerURL)}/${JWKS_PATH}`;
+  const origin = originOf(jwksURI);
+  if (!origin) throw specError('jwksURI must be an absolute https URL with a host name');
+  const issuerOrigin = originOf(spec.issuerURL);
+  if (!policy.allowForeignJwksURI && origin !== issuerOrigin) {
+    throw specError(
+      `jwksURI ${JSON.stringify(jwksURI)} is not on the issuer's origin ${issuerOrigin ?? JSON.stringify(spec.issuerURL)} (scheme, host and port must match); the operator's --allow-foreign-jwks-uri flag allows other origins`,
+    );
+  }
+  return jwksURI;
+}
+
+export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): ResolvedSpec {
   const syncInterval = spec.syncInterval ?? DEFAULT_SYNC_INTERVAL;
   const syncIntervalMs = parseDuration(syncInterval);
   if (syncIntervalMs === undefined || syncIntervalMs < 10_000) {
     throw specError(`syncInterval ${JSON.stringify(syncInterval)} is not a duration of at least 10s`);
   }
   if (!spec.issuerURL?.startsWith('https://')) throw specError('issuerURL must be an https URL');
+  const jwksURI = resolveJwksURI(spec, policy);
   const keyRetention = spec.keyRetention ?? DEFAULT_KEY_RETENTION;
   const keyRetentionMs = parseDuration(keyRetention);
   if (keyRetentionMs === undefined) {
@@ -178,7 +212,7 @@ export function resolveSpec(spec: OidcPublisherSpec): ResolvedSpec {
   const ref = spec.source?.kubeconfigSecretRef;
   return {
     issuerURL: spec.issuerURL,
-    jwksURI: spec.jwksURI ?? `${issuerBase(spec.issuerURL)}/${JWKS_PATH}`,
+    jwksURI,
     ...(ref ? { kubeconfigSecret: { name: ref.name, key: ref.key ?? 'kubeconfig' } } : {}),
     storage,
     syncIntervalMs,

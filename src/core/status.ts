@@ -32,6 +32,7 @@ export interface SyncOutcome {
 const SOURCE_REASONS: Partial<Record<ErrorCode, string>> = {
   SECRET_NOT_FOUND: Reason.KubeconfigSecretNotFound,
   SECRET_FORBIDDEN: Reason.KubeconfigSecretNotFound,
+  SECRET_NOT_ALLOWED: Reason.SecretNotAllowed,
   KUBECONFIG_INVALID: Reason.KubeconfigInvalid,
   KUBECONFIG_REFUSED: Reason.KubeconfigRefused,
   SOURCE_UNREACHABLE: Reason.SourceUnreachable,
@@ -49,6 +50,9 @@ const STORAGE_REASONS: Partial<Record<ErrorCode, string>> = {
   STORAGE_BUCKET_NOT_FOUND: Reason.BucketNotFound,
   STORAGE_UNREACHABLE: Reason.StorageUnreachable,
   STORAGE_ERROR: Reason.StorageError,
+  SECRET_NOT_ALLOWED: Reason.SecretNotAllowed,
+  OBJECT_NOT_OWNED: Reason.ObjectNotOwned,
+  TARGET_CONFLICT: Reason.TargetConflict,
 };
 
 const KEPT = 'the bucket keeps the last published documents';

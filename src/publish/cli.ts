@@ -370,7 +370,8 @@ export async function runPublish(
       store = new FileStore(target.dir);
     } else {
       stores = new StoreFactory({ secrets: NO_SECRETS, namespace: '', timeoutMs: STORAGE_TIMEOUT_MS });
-      store = await stores.get(target.storage);
+      // A target from flags names no Secret, so the name is never checked against one.
+      store = await stores.get(target.storage, 'oidc-publisher-publish');
     }
     const where = (o: RenderedObject) => objectLocation(target, o.key);
     const result = await publishObjects(store, prep.objects, {

@@ -9,8 +9,22 @@
  * the store holds, so a wrong memory costs at most one redundant PUT, never a
  * missed one. An object the memo says is in place is still HEADed, so changes
  * made behind the operator's back are repaired.
+ *
+ * With an ownership (the controller's), an object another OidcPublisher or
+ * anything else wrote is neither overwritten nor deleted: nothing is written,
+ * and OBJECT_NOT_OWNED says which object is whose. The memo then skips a HEAD
+ * only for an object it remembers this owner writing.
  */
-import { type PlannedWrite, planWrites, type RenderedObject, type StoredObject } from '../core/plan.ts';
+import {
+  claimOf,
+  describeForeign,
+  type Ownership,
+  type PlannedWrite,
+  planWrites,
+  type RenderedObject,
+  refuseForeign,
+  type StoredObject,
+} from '../core/plan.ts';
 import type { ObjectStore } from '../stores/store.ts';
 
 export interface PublishOptions {
@@ -27,6 +41,8 @@ export interface PublishOptions {
    * consulted and kept up to date. Callers keep one per store.
    */
   memo?: WriteMemo;
+  /** Write only objects this OidcPublisher owns, recorded, or finds absent; record it as their owner. */
+  ownership?: Ownership;
 }
 
 /** Per object key: the state this process last wrote or saw there. */
@@ -46,27 +62,74 @@ export async function publishObjects(
   opts: PublishOptions = {},
 ): Promise<PublishResult> {
   const memo = opts.memo;
+  const owner = opts.ownership?.owner;
   const stored = await Promise.all(
     objects.map(async (o) => {
       const remembered = memo?.get(o.key);
-      // Differs from what was last written there: written anyway, no HEAD needed to decide.
-      if (remembered && planWrites([o], [remembered]).length > 0) return remembered;
+      // Differs from what this owner last wrote there: written anyway, no HEAD needed to decide.
+      if (remembered && remembered.ownerUID === owner?.uid && planWrites([o], [remembered]).length > 0)
+        return remembered;
       const seen = await store.head(o.key);
       if (seen) memo?.set(o.key, seen);
       else memo?.delete(o.key);
       return seen;
     }),
   );
-  const writes = planWrites(objects, stored, opts.rewrite ?? false);
+  if (opts.ownership) {
+    const refused = refuseForeign(
+      objects.map((o) => o.key),
+      stored,
+      opts.ownership,
+      'nothing was written, the bucket keeps what it holds',
+    );
+    if (refused) throw refused;
+  }
+  const writes = planWrites(objects, stored, opts.rewrite ?? false, owner);
   const upToDate = objects.filter((o) => !writes.some((w) => w.object === o));
   for (const o of upToDate) opts.skipped?.(o);
   if (opts.dryRun) return { writes, upToDate };
   for (const w of writes) {
     const { key, body, contentType, cacheControl, sha256 } = w.object;
     memo?.delete(key);
-    await store.put(key, body, { contentType, cacheControl, sha256 });
-    memo?.set(key, { sha256, contentType, cacheControl });
+    await store.put(key, body, { contentType, cacheControl, sha256, ...(owner ? { owner } : {}) });
+    memo?.set(key, {
+      sha256,
+      contentType,
+      cacheControl,
+      ...(owner ? { ownerUID: owner.uid, ownerName: owner.name } : {}),
+    });
     opts.written?.(w);
   }
   return { writes, upToDate };
+}
+
+export interface DeleteResult {
+  /** Keys deleted (or already absent). */
+  deleted: string[];
+  /** Objects left in place because this OidcPublisher does not own them, with why. */
+  kept: { key: string; why: string }[];
+}
+
+/**
+ * Deletes, in order, the objects of `keys` this OidcPublisher owns or recorded publishing; leaves
+ * any other object in place. A HEAD before each DELETE decides.
+ */
+export async function deleteObjects(
+  store: Pick<ObjectStore, 'head' | 'delete'>,
+  keys: readonly string[],
+  ownership: Ownership,
+  memo?: WriteMemo,
+): Promise<DeleteResult> {
+  const result: DeleteResult = { deleted: [], kept: [] };
+  for (const key of keys) {
+    const stored = await store.head(key);
+    if (stored && claimOf(key, stored, ownership) === 'foreign') {
+      result.kept.push({ key, why: describeForeign(key, stored) });
+      continue;
+    }
+    memo?.delete(key);
+    if (stored) await store.delete(key);
+    result.deleted.push(key);
+  }
+  return result;
 }

@@ -1,6 +1,7 @@
 /** Prometheus metrics, on a registry made in main (no global state). */
 
 import type { ReconcileHooks } from '../controller/reconciler.ts';
+import { KEY_EVENT_REASONS, keyChangesOf } from '../core/events.ts';
 import type { PlannedWrite } from '../core/plan.ts';
 import type { SyncOutcome } from '../core/status.ts';
 import { Counter, Gauge, Histogram, Registry } from './prometheus.ts';
@@ -89,7 +90,7 @@ export class Metrics implements ReconcileHooks {
     this.keyChanges = r(
       new Counter({
         name: 'oidc_publisher_key_changes_total',
-        help: 'Changes of the published key set: added, retired (left the source, still published), removed, restored.',
+        help: 'Changes of the published key set: added, retired (left the source, still published), removed, restored, retained (republished from the stored JWKS), refused (a status.keys record not published).',
         labelNames: ['publisher', 'change'],
       }),
     );
@@ -126,10 +127,7 @@ export class Metrics implements ReconcileHooks {
       { publisher: name },
       ok && outcome.verdict?.status !== 'False' && outcome.verdict?.status !== 'Unknown' ? 1 : 0,
     );
-    if (outcome.written && outcome.preparation?.kind === 'ready') {
-      for (const c of outcome.preparation.retention.changes)
-        this.keyChanges.inc({ publisher: name, change: c.kind });
-    }
+    for (const c of keyChangesOf(outcome)) this.keyChanges.inc({ publisher: name, change: c.kind });
     if (outcome.verdict) this.verified.set({ publisher: name }, outcome.verdict.status === 'True' ? 1 : 0);
     if (outcome.observation) this.verificationLatency.observe(outcome.observation.latencyMs / 1000);
     if (ok && outcome.preparation?.kind === 'ready') {
@@ -156,7 +154,7 @@ export class Metrics implements ReconcileHooks {
     for (const g of [this.lastSuccess, this.lastPublish, this.keys, this.ready, this.verified])
       g.remove({ publisher: name });
     for (const c of [this.writes, this.skippedWrites]) c.remove({ publisher: name });
-    for (const change of ['added', 'retired', 'removed', 'restored']) {
+    for (const change of Object.keys(KEY_EVENT_REASONS)) {
       this.keyChanges.remove({ publisher: name, change });
     }
   }

@@ -13,10 +13,17 @@
 import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { HASH_METADATA_KEY, type ObjectStore, type PutOptions } from './store.ts';
+import {
+  azureMetadataKey,
+  HASH_METADATA_KEY,
+  type ObjectStore,
+  objectMetadata,
+  type PutOptions,
+  readMetadata,
+} from './store.ts';
 
 /** Blob metadata name of the content hash: HASH_METADATA_KEY as a C# identifier (oidcpublishersha256). */
-export const AZURE_HASH_METADATA_KEY = HASH_METADATA_KEY.replaceAll('-', '');
+export const AZURE_HASH_METADATA_KEY = azureMetadataKey(HASH_METADATA_KEY);
 
 /** The emulator's well-known development account (public, documented by Microsoft; not a secret). */
 const DEV_ACCOUNT = 'devstoreaccount1';
@@ -225,9 +232,7 @@ export class AzureBlobStore implements ObjectStore {
   async head(key: string): Promise<StoredObject | undefined> {
     try {
       const props = await this.#container.getBlobClient(key).getProperties({ abortSignal: this.#signal() });
-      const out: StoredObject = {};
-      const sha = props.metadata?.[AZURE_HASH_METADATA_KEY];
-      if (sha) out.sha256 = sha;
+      const out = readMetadata(props.metadata, {}, azureMetadataKey);
       if (props.contentType) out.contentType = props.contentType;
       if (props.cacheControl) out.cacheControl = props.cacheControl;
       return out;
@@ -254,7 +259,7 @@ export class AzureBlobStore implements ObjectStore {
       await this.#container.getBlockBlobClient(key).upload(body, body.length, {
         abortSignal: this.#signal(),
         blobHTTPHeaders: { blobContentType: opts.contentType, blobCacheControl: opts.cacheControl },
-        metadata: { [AZURE_HASH_METADATA_KEY]: opts.sha256 },
+        metadata: objectMetadata(opts, azureMetadataKey),
       });
     } catch (err) {
       throw azureBlobError('PUT', this.#target(key), err);

@@ -51,12 +51,13 @@ export class StoreFactory {
     return value?.toString('utf8').trim();
   }
 
-  async get(target: StorageTarget): Promise<ObjectStore> {
+  /** The store of `target`, with credentials from a Secret that allows the OidcPublisher `publisher`. */
+  async get(target: StorageTarget, publisher: string): Promise<ObjectStore> {
     const id = JSON.stringify(target);
     let credentials: unknown;
     if (target.kind === 's3' && target.credentialsSecret) {
       const name = target.credentialsSecret;
-      const data = await this.#secrets.readSecret(this.#namespace, name);
+      const data = await this.#secrets.readSecret(this.#namespace, name, publisher);
       const sessionToken = this.#secretValue(data, name, 'AWS_SESSION_TOKEN', true);
       credentials = {
         accessKeyId: this.#secretValue(data, name, 'AWS_ACCESS_KEY_ID'),
@@ -65,7 +66,8 @@ export class StoreFactory {
       };
     } else if (target.kind === 'gcs' && target.credentialsSecret) {
       const { name, key } = target.credentialsSecret;
-      const text = this.#secretValue(await this.#secrets.readSecret(this.#namespace, name), name, key);
+      const data = await this.#secrets.readSecret(this.#namespace, name, publisher);
+      const text = this.#secretValue(data, name, key);
       try {
         const parsed: unknown = JSON.parse(text ?? '');
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
@@ -79,7 +81,8 @@ export class StoreFactory {
       }
     } else if (target.kind === 'azureBlob' && target.credentialsSecret) {
       const { name, key } = target.credentialsSecret;
-      credentials = this.#secretValue(await this.#secrets.readSecret(this.#namespace, name), name, key);
+      const data = await this.#secrets.readSecret(this.#namespace, name, publisher);
+      credentials = this.#secretValue(data, name, key);
     }
     const fingerprint = createHash('sha256')
       .update(JSON.stringify(credentials ?? null))

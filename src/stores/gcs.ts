@@ -2,7 +2,7 @@
 import type { Storage } from '@google-cloud/storage';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { HASH_METADATA_KEY, type ObjectStore, type PutOptions } from './store.ts';
+import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
 export interface GcsStoreOptions {
   bucket: string;
@@ -97,9 +97,7 @@ export class GcsStore implements ObjectStore {
   async head(key: string): Promise<StoredObject | undefined> {
     try {
       const [meta] = await this.#file(key).getMetadata();
-      const out: StoredObject = {};
-      const sha = meta.metadata?.[HASH_METADATA_KEY];
-      if (typeof sha === 'string') out.sha256 = sha;
+      const out = readMetadata(meta.metadata ?? undefined, {});
       if (meta.contentType) out.contentType = meta.contentType;
       if (meta.cacheControl) out.cacheControl = meta.cacheControl;
       return out;
@@ -126,7 +124,7 @@ export class GcsStore implements ObjectStore {
         metadata: {
           contentType: opts.contentType,
           cacheControl: opts.cacheControl,
-          metadata: { [HASH_METADATA_KEY]: opts.sha256 },
+          metadata: objectMetadata(opts),
         },
       });
     } catch (err) {

@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { HASH_METADATA_KEY, type ObjectStore, type PutOptions } from './store.ts';
+import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -149,9 +149,7 @@ export class S3Store implements ObjectStore {
   async head(key: string): Promise<StoredObject | undefined> {
     try {
       const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
-      const out: StoredObject = {};
-      const sha = res.Metadata?.[HASH_METADATA_KEY];
-      if (sha) out.sha256 = sha;
+      const out = readMetadata(res.Metadata, {});
       if (res.ContentType) out.contentType = res.ContentType;
       if (res.CacheControl) out.cacheControl = res.CacheControl;
       return out;
@@ -181,7 +179,7 @@ export class S3Store implements ObjectStore {
           Body: body,
           ContentType: opts.contentType,
           CacheControl: opts.cacheControl,
-          Metadata: { [HASH_METADATA_KEY]: opts.sha256 },
+          Metadata: objectMetadata(opts),
         }),
       );
     } catch (err) {

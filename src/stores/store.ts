@@ -2,13 +2,15 @@
  * One small interface per storage backend. Each backend maps its SDK's errors
  * to OidcPublisherError at this edge.
  */
-import type { StoredObject } from '../core/plan.ts';
+import type { ObjectOwner, StoredObject } from '../core/plan.ts';
 
 export interface PutOptions {
   contentType: string;
   cacheControl: string;
   /** Hex SHA-256 of the body, kept in the object's metadata for change detection. */
   sha256: string;
+  /** The OidcPublisher writing it, kept in the object's metadata (absent for `oidc-publisher publish`). */
+  owner?: ObjectOwner;
 }
 
 export interface ObjectStore {
@@ -31,3 +33,45 @@ export interface ObjectStore {
  * without the hyphens (AZURE_HASH_METADATA_KEY in azure-blob.ts).
  */
 export const HASH_METADATA_KEY = 'oidc-publisher-sha256';
+
+/** Object metadata keys naming the OidcPublisher that wrote the object: its metadata.uid, and its name. */
+export const OWNER_UID_METADATA_KEY = 'oidc-publisher-owner-uid';
+export const OWNER_NAME_METADATA_KEY = 'oidc-publisher-owner-name';
+
+/** A metadata key as Azure needs it (a C# identifier: no hyphens). */
+export function azureMetadataKey(key: string): string {
+  return key.replaceAll('-', '');
+}
+
+/** The custom metadata written with an object: its hash and, when known, its owner. */
+export function objectMetadata(
+  opts: PutOptions,
+  name: (key: string) => string = (k) => k,
+): Record<string, string> {
+  return {
+    [name(HASH_METADATA_KEY)]: opts.sha256,
+    ...(opts.owner
+      ? { [name(OWNER_UID_METADATA_KEY)]: opts.owner.uid, [name(OWNER_NAME_METADATA_KEY)]: opts.owner.name }
+      : {}),
+  };
+}
+
+/** The hash and owner from an object's custom metadata, into `out`. */
+export function readMetadata(
+  metadata: Readonly<Record<string, unknown>> | undefined,
+  out: StoredObject,
+  name: (key: string) => string = (k) => k,
+): StoredObject {
+  const value = (key: string): string | undefined => {
+    const k = name(key);
+    const v = metadata && Object.hasOwn(metadata, k) ? metadata[k] : undefined;
+    return typeof v === 'string' ? v : undefined;
+  };
+  const sha = value(HASH_METADATA_KEY);
+  if (sha) out.sha256 = sha;
+  const uid = value(OWNER_UID_METADATA_KEY);
+  if (uid !== undefined) out.ownerUID = uid;
+  const owner = value(OWNER_NAME_METADATA_KEY);
+  if (owner !== undefined) out.ownerName = owner;
+  return out;
+}

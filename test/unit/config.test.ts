@@ -54,6 +54,7 @@ describe('parseConfig', () => {
       shutdownGraceMs: 20_000,
       logLevel: 'info',
       healthAddr: ':8081',
+      allowForeignJwksURI: false,
       leaderElection: {
         enabled: true,
         leaseName: 'oidc-publisher',
@@ -70,6 +71,18 @@ describe('parseConfig', () => {
     );
     assert.equal('kubeconfig' in config, false, 'expected no kubeconfig by default');
     assert.equal('watchName' in config, false, 'expected no watch name by default');
+  });
+
+  it('accepts a foreign jwksURI only when --allow-foreign-jwks-uri (or its variable) is true', () => {
+    assert.equal(parseConfig(['--allow-foreign-jwks-uri', 'true'], NS, noFile).allowForeignJwksURI, true);
+    assert.equal(
+      parseConfig([], { ...NS, OIDC_PUBLISHER_ALLOW_FOREIGN_JWKS_URI: 'true' }, noFile).allowForeignJwksURI,
+      true,
+    );
+    assert.deepEqual(
+      problemsOf(() => parseConfig(['--allow-foreign-jwks-uri', 'yes'], NS, noFile)),
+      ['--allow-foreign-jwks-uri: "yes" is not true or false'],
+    );
   });
 
   it('reads the namespace from the in-cluster file when neither flag nor env sets it', () => {

@@ -5,7 +5,7 @@ import { type EventSpec, eventsFor } from '../../src/core/events.ts';
 import type { KeyRecord } from '../../src/core/keys.ts';
 import { type Preparation, planWrites, prepare, type RenderedObject } from '../../src/core/plan.ts';
 import type { SyncOutcome } from '../../src/core/status.ts';
-import { discoveryJson, jwksJson, OKP_PUBLIC, RSA_PUBLIC, resolvedSpec } from './fixtures.ts';
+import { discoveryJson, jwksJson, OKP_PUBLIC, RSA_PUBLIC, resolvedSpec, storedJwksOf } from './fixtures.ts';
 
 const NOW = new Date('2025-06-01T12:00:00Z');
 const DAY = 24 * 3_600_000;
@@ -26,7 +26,7 @@ function prepared(previous: KeyRecord[] | undefined): Extract<Preparation, { kin
   const p = prepare(
     resolvedSpec(),
     { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) },
-    { previous, now: NOW },
+    { previous, now: NOW, stored: storedJwksOf() },
   );
   if (p.kind !== 'ready') throw new Error(`fixture: expected a ready preparation, got ${p.kind}`);
   return p;
@@ -43,6 +43,24 @@ const ROTATED = prepared([RSA_RECORD]);
 const EXPIRED = prepared([
   ED_RECORD,
   { ...RSA_RECORD, retiredAt: new Date(NOW.getTime() - 2 * DAY).toISOString() },
+]);
+/** rsa-1 was retired an hour ago: retained, its key taken from the stored JWKS. */
+const RETAINED = prepared([
+  ED_RECORD,
+  { ...RSA_RECORD, retiredAt: new Date(NOW.getTime() - 3_600_000).toISOString() },
+]);
+/** A record someone added to status: a key the operator never published. */
+const forged = (kid: string): KeyRecord => ({
+  kid,
+  kty: 'OKP',
+  firstSeen: '2025-05-01T00:00:00Z',
+  retiredAt: '2999-01-01T00:00:00Z',
+  jwk: { ...OKP_PUBLIC, kid },
+});
+const FORGED = prepared([ED_RECORD, forged('forged')]);
+const MANY_FORGED = prepared([
+  ED_RECORD,
+  ...Array.from({ length: 12 }, (_, i) => forged(`forged-${i + 10}`)),
 ]);
 const wrote = (p: typeof PREP): SyncOutcome => ({
   preparation: p,
@@ -126,6 +144,46 @@ describe('eventsFor', () => {
       expected: [
         'Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)',
         'Normal KeyRemoved Publish: key rsa-1 removed from the published JWKS: its retention ended',
+      ],
+    },
+    {
+      name: 'records each key republished from the stored JWKS when the JWKS is written',
+      prev: status('True', 'Ready', ['ed-1', 'rsa-1']),
+      next: { ...status('True', 'Ready'), keys: RETAINED.retention.records },
+      outcome: wrote(RETAINED),
+      expected: [
+        'Normal DocumentsPublished Publish: wrote openid/v1/jwks (missing)',
+        'Normal KeyRetained Publish: key rsa-1 is not served by the source; republished from the JWKS the operator last wrote to storage (its SHA-256 verified) until 2025-06-02T11:00:00Z',
+      ],
+    },
+    {
+      name: 'records no retained key when the JWKS was not written',
+      prev: status('True', 'Ready', ['ed-1', 'rsa-1']),
+      next: { ...status('True', 'Ready'), keys: RETAINED.retention.records },
+      outcome: { preparation: RETAINED, written: [] },
+      expected: [],
+    },
+    {
+      name: 'warns about a status record it refused to publish, even when nothing was written',
+      prev: status('True', 'Ready', ['ed-1', 'forged']),
+      next: { ...status('True', 'Ready'), keys: FORGED.retention.records },
+      outcome: { preparation: FORGED, written: [] },
+      expected: [
+        'Warning KeyRefused Publish: status.keys records key "forged", which the source does not serve; not published: the JWKS the operator last published does not hold this kid',
+      ],
+    },
+    {
+      name: 'warns about at most ten refused records, and counts the rest in one more',
+      prev: status('True', 'Ready', ['ed-1']),
+      next: { ...status('True', 'Ready'), keys: MANY_FORGED.retention.records },
+      outcome: { preparation: MANY_FORGED, written: [] },
+      expected: [
+        ...Array.from(
+          { length: 10 },
+          (_, i) =>
+            `Warning KeyRefused Publish: status.keys records key "forged-${i + 10}", which the source does not serve; not published: the JWKS the operator last published does not hold this kid`,
+        ),
+        'Warning KeyRefused Publish: 2 more status.keys records were refused and not published',
       ],
     },
     {

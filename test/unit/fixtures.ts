@@ -3,6 +3,8 @@
  * documents an API server serves, and a resolved spec. Pure data, no I/O.
  */
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto';
+import { renderJwks, sha256Hex, validateJwks } from '../../src/core/documents.ts';
+import { type StoredJwks, storedJwks } from '../../src/core/keys.ts';
 import type { RenderedObject } from '../../src/core/plan.ts';
 import type { ResolvedSpec } from '../../src/core/spec.ts';
 import type { Fetched, Observation } from '../../src/core/verify.ts';
@@ -55,6 +57,15 @@ function pick(jwk: JsonWebKey, fields: readonly string[]): JwkJson {
 
 export function jwksJson(keys: readonly unknown[]): string {
   return JSON.stringify({ keys });
+}
+
+/**
+ * A JWKS the operator wrote to storage, read back with the SHA-256 recorded with it: where key
+ * retention takes retired keys from. By default the three fixture keys.
+ */
+export function storedJwksOf(keys: readonly JwkJson[] = [RSA_PUBLIC, EC_PUBLIC, OKP_PUBLIC]): StoredJwks {
+  const body = renderJwks(validateJwks(jwksJson(keys)));
+  return storedJwks(body, sha256Hex(body));
 }
 
 /** The API server's /.well-known/openid-configuration, with `overrides` merged in. */

@@ -13,8 +13,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { renderDiscovery, validateDiscovery, validateJwks } from '../../src/core/documents.ts';
-import type { KeyRecord } from '../../src/core/keys.ts';
+import { renderDiscovery, sha256Hex, validateDiscovery, validateJwks } from '../../src/core/documents.ts';
+import { type KeyRecord, storedJwks } from '../../src/core/keys.ts';
 import { type DocumentSpec, prepare } from '../../src/core/plan.ts';
 import { OidcPublisherError } from '../../src/errors.ts';
 import {
@@ -158,6 +158,17 @@ const previous: fc.Arbitrary<KeyRecord[] | undefined> = fc.option(
   { nil: undefined },
 );
 
+/** What storage could hold as the JWKS the operator wrote: the fixture keys, other keys, anything. */
+const storedText: fc.Arbitrary<Buffer | undefined> = fc.option(
+  fc
+    .oneof(
+      { weight: 3, arbitrary: fc.constant(JSON.stringify({ keys: [RSA_PUBLIC, EC_PUBLIC, OKP_PUBLIC] })) },
+      jwksText.map(String),
+    )
+    .map((t) => Buffer.from(t)),
+  { nil: undefined },
+);
+
 function refusedOnly(err: unknown, what: string): void {
   if (!(err instanceof OidcPublisherError)) {
     assert.fail(`${what} threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
@@ -198,53 +209,71 @@ describe('fuzz: the pure core on hostile documents', () => {
   it('prepare() never throws: it refuses, reports an issuer mismatch, or renders objects that are safe to publish', () => {
     const kinds = new Map<string, number>();
     fc.assert(
-      fc.property(discoveryText, jwksText, previous, isoDate, (discovery, jwks, prev, now) => {
-        let prep: ReturnType<typeof prepare>;
-        try {
-          prep = prepare(SPEC, { discovery, jwks }, { previous: prev, now: new Date(now) });
-        } catch (err) {
-          assert.fail(`prepare threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
-        }
-        kinds.set(prep.kind, (kinds.get(prep.kind) ?? 0) + 1);
-        if (prep.kind === 'invalid') {
-          assert.ok(prep.error instanceof OidcPublisherError);
-          assert.equal(prep.error.code, 'DOCUMENT_INVALID');
-          return;
-        }
-        if (prep.kind === 'issuerMismatch') {
-          assert.notEqual(prep.issuer, SPEC.issuerURL);
-          return;
-        }
-        const [jwksObject, discoveryObject] = prep.objects;
-        assert.equal(jwksObject?.role, 'jwks', 'the JWKS comes first');
-        assert.equal(discoveryObject?.role, 'discovery');
-        for (const o of prep.objects) {
-          assert.equal(o.sha256, createHash('sha256').update(o.body).digest('hex'));
-          assert.ok(o.body.toString('utf8').endsWith('\n'));
-        }
-        const d = JSON.parse(discoveryObject?.body.toString('utf8') ?? '') as Record<string, unknown>;
-        assert.equal(d.issuer, SPEC.issuerURL);
-        assert.equal(d.jwks_uri, SPEC.jwksURI);
-        const text = jwksObject?.body.toString('utf8') ?? '';
-        const set = JSON.parse(text) as { keys: Record<string, unknown>[] };
-        assert.ok(set.keys.length >= 1, 'never an empty key set');
-        assert.equal(new Set(set.keys.map((k) => k.kid)).size, set.keys.length, 'kids are unique');
-        for (const k of set.keys) {
-          for (const m of PRIVATE_MEMBERS) assert.ok(!(m in k), `no "${m}" in the published JWKS: ${text}`);
-        }
-        for (const r of prep.retention.records) {
-          for (const m of PRIVATE_MEMBERS) {
-            assert.ok(!(r.jwk && m in r.jwk), `no "${m}" in status.keys: ${JSON.stringify(r)}`);
+      fc.property(
+        discoveryText,
+        jwksText,
+        previous,
+        storedText,
+        isoDate,
+        (discovery, jwks, prev, body, now) => {
+          let prep: ReturnType<typeof prepare>;
+          const stored = body === undefined ? undefined : storedJwks(body, sha256Hex(body));
+          try {
+            prep = prepare(SPEC, { discovery, jwks }, { previous: prev, now: new Date(now), stored });
+          } catch (err) {
+            assert.fail(
+              `prepare threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
+            );
           }
-        }
-        if (prev === undefined) {
+          kinds.set(prep.kind, (kinds.get(prep.kind) ?? 0) + 1);
+          if (prep.kind === 'invalid') {
+            assert.ok(prep.error instanceof OidcPublisherError);
+            assert.equal(prep.error.code, 'DOCUMENT_INVALID');
+            return;
+          }
+          if (prep.kind === 'issuerMismatch') {
+            assert.notEqual(prep.issuer, SPEC.issuerURL);
+            return;
+          }
+          const [jwksObject, discoveryObject] = prep.objects;
+          assert.equal(jwksObject?.role, 'jwks', 'the JWKS comes first');
+          assert.equal(discoveryObject?.role, 'discovery');
+          for (const o of prep.objects) {
+            assert.equal(o.sha256, createHash('sha256').update(o.body).digest('hex'));
+            assert.ok(o.body.toString('utf8').endsWith('\n'));
+          }
+          const d = JSON.parse(discoveryObject?.body.toString('utf8') ?? '') as Record<string, unknown>;
+          assert.equal(d.issuer, SPEC.issuerURL);
+          assert.equal(d.jwks_uri, SPEC.jwksURI);
+          const text = jwksObject?.body.toString('utf8') ?? '';
+          const set = JSON.parse(text) as { keys: Record<string, unknown>[] };
+          assert.ok(set.keys.length >= 1, 'never an empty key set');
+          assert.equal(new Set(set.keys.map((k) => k.kid)).size, set.keys.length, 'kids are unique');
+          for (const k of set.keys) {
+            for (const m of PRIVATE_MEMBERS) assert.ok(!(m in k), `no "${m}" in the published JWKS: ${text}`);
+          }
+          for (const r of prep.retention.records) {
+            for (const m of PRIVATE_MEMBERS) {
+              assert.ok(!(r.jwk && m in r.jwk), `no "${m}" in status.keys: ${JSON.stringify(r)}`);
+            }
+          }
           assert.deepEqual(
             validateJwks(text).map((k) => k.kid),
             set.keys.map((k) => k.kid),
-            'what is published from the source alone validates again',
+            'what is published, retained keys included, validates again',
           );
-        }
-      }),
+          // A published key is served by the source, or taken from the stored JWKS: never from status alone.
+          const storedKids = new Set(
+            stored?.state === 'verified' ? stored.keys.map((k) => (k as { kid?: unknown } | null)?.kid) : [],
+          );
+          const sourceKids = new Set<unknown>(validateJwks(jwks).map((k) => k.kid));
+          for (const k of set.keys)
+            assert.ok(
+              sourceKids.has(k.kid) || storedKids.has(k.kid),
+              `${String(k.kid)} is in the source or the stored JWKS`,
+            );
+        },
+      ),
       { numRuns: 800 },
     );
     assert.ok((kinds.get('ready') ?? 0) > 0, `the generators reach a publishable state: ${[...kinds]}`);

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { type PublicJwk, validateJwks } from '../../src/core/documents.ts';
-import { type KeyRecord, retainKeys } from '../../src/core/keys.ts';
+import { type PublicJwk, renderJwks, sha256Hex, validateJwks } from '../../src/core/documents.ts';
+import {
+  type KeyRecord,
+  MAX_RETAINED_KEYS,
+  needsStoredJwks,
+  retainKeys,
+  type StoredJwks,
+  storedJwks,
+} from '../../src/core/keys.ts';
 import { EC_PUBLIC, jwksJson, OKP_PUBLIC, RSA_PRIVATE, RSA_PUBLIC, sortedKeys } from './fixtures.ts';
 
 const NOW = new Date('2025-06-01T12:00:00.000Z');
@@ -40,6 +48,15 @@ function bare(key: PublicJwk): KeyRecord {
 function summary(r: KeyRecord): string {
   return [r.kid, r.firstSeen, r.retiredAt, r.expiresAt].filter((x) => x !== undefined).join(' ');
 }
+
+/** The JWKS the operator wrote to storage, read back with the SHA-256 recorded with it. */
+function stored(keys: readonly unknown[], recordedSha256?: string): StoredJwks {
+  const body = Buffer.from(`${JSON.stringify({ keys })}\n`);
+  return storedJwks(body, recordedSha256 ?? sha256Hex(body));
+}
+
+/** What the operator published before the syncs of these tables: the three fixture keys. */
+const STORED = storedJwks(renderJwks([RSA, EC, ED]), sha256Hex(renderJwks([RSA, EC, ED])));
 
 const PUBLIC_MEMBERS = new Set(['kty', 'kid', 'use', 'alg', 'crv', 'n', 'e', 'x', 'y']);
 const PRIVATE_VALUES = ['d', 'p', 'q', 'dp', 'dq', 'qi'].map((f) => RSA_PRIVATE[f] as string);
@@ -176,44 +193,44 @@ describe('retainKeys', () => {
       changes: ['removed rsa-1'],
     },
     {
-      name: 'removes a record whose jwk names another kid',
+      name: 'refuses a record whose jwk names another kid (not what the operator published)',
       source: [EC],
       previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY)), jwk: { ...RSA, kid: 'other' } }],
       published: ['ec-1'],
       records: [`ec-1 ${at(-DAY)}`],
-      changes: ['removed rsa-1'],
+      changes: ['refused rsa-1'],
     },
     {
-      name: 'removes a record whose jwk has no alg',
+      name: 'refuses a record whose jwk has no alg (not what the operator published)',
       source: [EC],
       previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY)), jwk: { ...RSA, alg: undefined } }],
       published: ['ec-1'],
       records: [`ec-1 ${at(-DAY)}`],
-      changes: ['removed rsa-1'],
+      changes: ['refused rsa-1'],
     },
     {
-      name: 'removes an RSA record whose jwk has no modulus',
+      name: 'refuses an RSA record whose jwk has no modulus (not what the operator published)',
       source: [EC],
       previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY)), jwk: { ...RSA, n: undefined } }],
       published: ['ec-1'],
       records: [`ec-1 ${at(-DAY)}`],
-      changes: ['removed rsa-1'],
+      changes: ['refused rsa-1'],
     },
     {
-      name: 'removes an EC record whose jwk has no y coordinate',
+      name: 'refuses an EC record whose jwk has no y coordinate (not what the operator published)',
       source: [RSA],
       previous: [rec(RSA, at(-DAY)), { ...rec(EC, at(-DAY)), jwk: { ...EC, y: undefined } }],
       published: ['rsa-1'],
       records: [`rsa-1 ${at(-DAY)}`],
-      changes: ['removed ec-1'],
+      changes: ['refused ec-1'],
     },
     {
-      name: 'removes an OKP record whose jwk has no x coordinate',
+      name: 'refuses an OKP record whose jwk has no x coordinate (not what the operator published)',
       source: [RSA],
       previous: [rec(RSA, at(-DAY)), { ...rec(ED, at(-DAY)), jwk: { ...ED, x: undefined } }],
       published: ['rsa-1'],
       records: [`rsa-1 ${at(-DAY)}`],
-      changes: ['removed ed-1'],
+      changes: ['refused ed-1'],
     },
     {
       name: 'keeps publishing an OKP record, which has no y',
@@ -280,7 +297,7 @@ describe('retainKeys', () => {
 
   for (const c of cases) {
     it(c.name, () => {
-      const got = retainKeys(c.source, c.previous, NOW, c.retentionMs ?? DAY);
+      const got = retainKeys(c.source, c.previous, NOW, c.retentionMs ?? DAY, STORED);
       const published = got.published.map((k) => k.kid).sort();
       assert.deepEqual(
         published,
@@ -327,7 +344,7 @@ describe('retainKeys', () => {
   }
 
   it('records no private parameter, though the source key pair has them', () => {
-    const retired = retainKeys([EC], [rec(RSA, at(-DAY)), rec(EC, at(-DAY))], NOW, DAY);
+    const retired = retainKeys([EC], [rec(RSA, at(-DAY)), rec(EC, at(-DAY))], NOW, DAY, STORED);
     const fresh = retainKeys([RSA, EC, ED], undefined, NOW, DAY);
     for (const r of [...retired.records, ...fresh.records]) {
       const extra = Object.keys(r.jwk ?? {}).filter((m) => !PUBLIC_MEMBERS.has(m));
@@ -341,7 +358,7 @@ describe('retainKeys', () => {
 
   it('keeps only the public members of a stored key, whatever else its record holds', () => {
     const tampered = { ...rec(RSA, at(-DAY), at(-H)), jwk: { ...RSA_PRIVATE, kid: RSA.kid } } as KeyRecord;
-    const got = retainKeys([EC], [tampered], NOW, DAY);
+    const got = retainKeys([EC], [tampered], NOW, DAY, STORED);
     const text = JSON.stringify(got);
     for (const v of PRIVATE_VALUES) {
       assert.ok(!text.includes(v), `expected no private RSA parameter in ${text.slice(0, 200)}...`);
@@ -353,7 +370,13 @@ describe('retainKeys', () => {
   });
 
   it('retains a kid repeated in status once', () => {
-    const got = retainKeys([EC], [rec(RSA, at(-DAY), at(-H)), rec(RSA, at(-2 * DAY), at(-H))], NOW, DAY);
+    const got = retainKeys(
+      [EC],
+      [rec(RSA, at(-DAY), at(-H)), rec(RSA, at(-2 * DAY), at(-H))],
+      NOW,
+      DAY,
+      STORED,
+    );
     assert.deepEqual(
       got.published.map((k) => k.kid),
       [EC.kid, RSA.kid],
@@ -367,8 +390,310 @@ describe('retainKeys', () => {
 
   it('gives the same result for records read back from the API server with members sorted', () => {
     const previous = [rec(EC, at(-DAY)), rec(RSA, at(-10 * DAY), at(-H), at(23 * H))];
-    const a = retainKeys([EC], previous, NOW, DAY);
-    const b = retainKeys([EC], sortedKeys(previous), NOW, DAY);
+    const a = retainKeys([EC], previous, NOW, DAY, STORED);
+    const b = retainKeys([EC], sortedKeys(previous), NOW, DAY, STORED);
     assert.deepEqual(b, a, `expected ${JSON.stringify(a)}, got ${JSON.stringify(b)}`);
   });
+});
+
+/** A key pair nobody but the one who patched the status holds, valid by every check. */
+const FORGED: PublicJwk = (() => {
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { n, e } = publicKey.export({ format: 'jwk' });
+  return { kty: 'RSA', kid: 'forged', use: 'sig', alg: 'RS256', n: n as string, e: e as string };
+})();
+/** A 512-bit RSA key for encryption, with alg "none": fails every key check. */
+const WEAK = (() => {
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 512 });
+  const { n, e } = publicKey.export({ format: 'jwk' });
+  return { kty: 'RSA', kid: 'weak', use: 'enc', alg: 'none', n: n as string, e: e as string };
+})() as unknown as PublicJwk;
+const FAR_FUTURE = '2999-01-01T00:00:00Z';
+
+describe('retainKeys: status.keys is not key material', () => {
+  const cases: {
+    name: string;
+    source: PublicJwk[];
+    previous: KeyRecord[];
+    stored: StoredJwks | undefined;
+    published: string[];
+    /** The new records, as summary() prints them. */
+    records: string[];
+    changes: string[];
+  }[] = [
+    {
+      name: 'does not publish a forged record with a far-future retiredAt, and drops it from status',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(FORGED, at(-DAY), FAR_FUTURE, FAR_FUTURE)],
+      stored: STORED,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused forged'],
+    },
+    {
+      name: 'does not publish a forged record even when the source serves no other retired key',
+      source: [EC],
+      previous: [rec(FORGED, at(0))],
+      stored: STORED,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(0)}`],
+      changes: ['added ec-1', 'refused forged'],
+    },
+    {
+      name: 'refuses other parameters recorded under a kid the operator published',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), { ...rec(RSA, at(-DAY), at(-H)), jwk: { ...FORGED, kid: RSA.kid } }],
+      stored: STORED,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused rsa-1'],
+    },
+    {
+      name: 'refuses a weak key (512-bit RSA, alg none, use enc) even when storage holds it too',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(WEAK, at(-DAY), at(-H))],
+      stored: stored([RSA, EC, WEAK]),
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused weak'],
+    },
+    {
+      name: 'clamps a future retiredAt to now and recomputes expiresAt from the retention',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), FAR_FUTURE, FAR_FUTURE)],
+      stored: STORED,
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-DAY)} ${at(0)} ${at(DAY)}`],
+      changes: [],
+    },
+    {
+      name: 'ignores a far-future expiresAt: a retired key leaves at retiredAt + retention',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), at(-2 * DAY), FAR_FUTURE)],
+      stored: STORED,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['removed rsa-1'],
+    },
+    {
+      name: 'clamps a future firstSeen to now, for a source key and a retired one',
+      source: [EC],
+      previous: [rec(EC, FAR_FUTURE), rec(RSA, FAR_FUTURE, at(-H))],
+      stored: STORED,
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(0)}`, `rsa-1 ${at(-H)} ${at(-H)} ${at(23 * H)}`],
+      changes: [],
+    },
+    {
+      name: 'takes no retired key from a stored JWKS whose bytes do not match the recorded SHA-256',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), at(-H))],
+      stored: stored([RSA, EC], 'f'.repeat(64)),
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused rsa-1'],
+    },
+    {
+      name: 'takes no retired key when the stored JWKS is missing',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), at(-H))],
+      stored: { state: 'missing' },
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused rsa-1'],
+    },
+    {
+      name: 'takes no retired key when the stored JWKS was not read',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), at(-H))],
+      stored: undefined,
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused rsa-1'],
+    },
+    {
+      name: 'refuses a kid the stored JWKS repeats',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), at(-H))],
+      stored: stored([RSA, RSA, EC]),
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: ['refused rsa-1'],
+    },
+    {
+      name: 'publishes only the source keys when storage holds a key status does not record',
+      source: [EC],
+      previous: [rec(EC, at(-DAY))],
+      stored: stored([FORGED, EC]),
+      published: ['ec-1'],
+      records: [`ec-1 ${at(-DAY)}`],
+      changes: [],
+    },
+    {
+      name: 'keeps a retired key whose record and stored copy agree (restart mid-retention)',
+      source: [EC],
+      previous: [rec(EC, at(-DAY)), rec(RSA, at(-DAY), at(-H), at(23 * H))],
+      stored: STORED,
+      published: ['ec-1', 'rsa-1'],
+      records: [`ec-1 ${at(-DAY)}`, `rsa-1 ${at(-DAY)} ${at(-H)} ${at(23 * H)}`],
+      changes: [],
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = retainKeys(c.source, c.previous, NOW, DAY, c.stored);
+      const published = got.published.map((k) => k.kid).sort();
+      assert.deepEqual(
+        published,
+        c.published,
+        `published: expected [${c.published.join(', ')}], got [${published.join(', ')}]`,
+      );
+      const records = got.records.map(summary);
+      assert.deepEqual(
+        records,
+        c.records,
+        `records: expected [${c.records.join('; ')}], got [${records.join('; ')}]`,
+      );
+      const changes = got.changes.map((x) => `${x.kind} ${x.kid}`);
+      assert.deepEqual(
+        changes,
+        c.changes,
+        `changes: expected [${c.changes.join(', ')}], got [${changes.join(', ')}]`,
+      );
+      for (const ch of got.changes.filter((x) => x.kind === 'refused'))
+        assert.ok(ch.why, `a refused record says why: ${JSON.stringify(ch)}`);
+      const text = JSON.stringify(got);
+      for (const k of [FORGED, WEAK])
+        assert.ok(
+          !text.includes(k.n as string),
+          `expected no trace of ${k.kid}'s modulus in ${text.slice(0, 200)}...`,
+        );
+      const fromStorage = got.published
+        .filter((k) => !c.source.some((s) => s.kid === k.kid))
+        .map((k) => k.kid);
+      assert.deepEqual(
+        got.fromStorage.sort(),
+        fromStorage.sort(),
+        'every retained key is reported as taken from storage',
+      );
+    });
+  }
+
+  it('says why a record is refused', () => {
+    const why = (stored: StoredJwks | undefined, r: KeyRecord): string =>
+      retainKeys([EC], [r], NOW, DAY, stored).changes.find((x) => x.kind === 'refused')?.why ??
+      '(not refused)';
+    const retired = rec(RSA, at(-DAY), at(-H));
+    assert.match(why(STORED, rec(FORGED, at(-DAY))), /does not hold this kid/);
+    assert.match(why(stored([RSA], '0'.repeat(64)), retired), /does not match the SHA-256 recorded/);
+    assert.match(why({ state: 'missing' }, retired), /JWKS in storage is missing/);
+    assert.match(
+      why(stored([RSA, WEAK]), rec(WEAK, at(-DAY))),
+      /shorter than 2048 bits.*"use" "enc"|"use" "enc".*shorter/s,
+    );
+    assert.match(why(stored([RSA, WEAK]), rec(WEAK, at(-DAY))), /"alg" "none"/);
+    assert.match(why(STORED, { ...retired, jwk: { ...FORGED, kid: RSA.kid } }), /other key parameters/);
+  });
+
+  it(`keeps at most ${MAX_RETAINED_KEYS} retired keys, the most recently retired`, () => {
+    const many = Array.from({ length: MAX_RETAINED_KEYS + 2 }, (_, i) => ({ ...EC, kid: `ec-${1000 + i}` }));
+    const previous = many.map((k, i) => rec(k, at(-DAY), at(-(i + 1) * 1000)));
+    const got = retainKeys([RSA], previous, NOW, DAY, stored(many));
+    assert.equal(got.published.length, MAX_RETAINED_KEYS + 1, 'the source key and the bound of retired keys');
+    const removed = got.changes.filter((c) => c.kind === 'removed').map((c) => c.kid);
+    assert.deepEqual(removed, ['ec-1100', 'ec-1101'], 'the two retired longest ago leave');
+  });
+});
+
+describe('storedJwks', () => {
+  const body = renderJwks([RSA]);
+  const cases: {
+    name: string;
+    body: Uint8Array | undefined;
+    sha: string | undefined;
+    state: string;
+    why?: RegExp;
+  }[] = [
+    {
+      name: 'verifies bytes that hash to the recorded SHA-256',
+      body,
+      sha: sha256Hex(body),
+      state: 'verified',
+    },
+    { name: 'reports a missing object', body: undefined, sha: undefined, state: 'missing' },
+    {
+      name: 'refuses an object without a recorded SHA-256',
+      body,
+      sha: undefined,
+      state: 'unverified',
+      why: /no recorded/,
+    },
+    {
+      name: 'refuses bytes changed in storage',
+      body: Buffer.from(JSON.stringify({ keys: [FORGED] })),
+      sha: sha256Hex(body),
+      state: 'unverified',
+      why: /does not match/,
+    },
+    {
+      name: 'refuses bytes that are not JSON, though they match',
+      body: Buffer.from('not json'),
+      sha: sha256Hex(Buffer.from('not json')),
+      state: 'unverified',
+      why: /not valid JSON/,
+    },
+    {
+      name: 'refuses a JSON document without keys',
+      body: Buffer.from('{}'),
+      sha: sha256Hex(Buffer.from('{}')),
+      state: 'unverified',
+      why: /no "keys"/,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = storedJwks(c.body, c.sha);
+      assert.equal(got.state, c.state, `expected ${c.state}, got ${JSON.stringify(got).slice(0, 200)}`);
+      if (c.why) assert.match(got.state === 'unverified' ? got.why : '', c.why);
+    });
+  }
+});
+
+describe('needsStoredJwks', () => {
+  const cases: { name: string; source: string; previous: KeyRecord[] | undefined; expected: boolean }[] = [
+    {
+      name: 'no status: nothing retained',
+      source: jwksJson([RSA_PUBLIC]),
+      previous: undefined,
+      expected: false,
+    },
+    {
+      name: 'every recorded key still served',
+      source: jwksJson([RSA_PUBLIC, EC_PUBLIC]),
+      previous: [rec(RSA, at(-DAY)), rec(EC, at(-DAY))],
+      expected: false,
+    },
+    {
+      name: 'a recorded key left the source',
+      source: jwksJson([EC_PUBLIC]),
+      previous: [rec(RSA, at(-DAY)), rec(EC, at(-DAY))],
+      expected: true,
+    },
+    {
+      name: 'a record without parameters, from before retention',
+      source: jwksJson([EC_PUBLIC]),
+      previous: [bare(RSA)],
+      expected: false,
+    },
+    {
+      name: 'a source JWKS that does not parse',
+      source: '{',
+      previous: [rec(RSA, at(-DAY))],
+      expected: false,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => assert.equal(needsStoredJwks(c.source, c.previous), c.expected));
+  }
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { sha256Hex } from '../../src/core/documents.ts';
-import type { KeyRecord } from '../../src/core/keys.ts';
+import { type KeyRecord, storedJwks } from '../../src/core/keys.ts';
 import {
   type PlannedWrite,
   type Preparation,
@@ -197,9 +197,15 @@ describe('prepare with key retention', () => {
   const first = ready(
     prepare(spec, raw([RSA_PUBLIC, OKP_PUBLIC, EC_PUBLIC]), { previous: undefined, now: T0 }),
   );
+  /** What the first sync wrote to storage, read back with the SHA-256 recorded with it. */
+  const wroteFirst = storedJwks(first.objects[0]!.body, first.objects[0]!.sha256);
   /** An hour later the source serves ec-1 only. */
   const rotated = ready(
-    prepare(spec, raw([EC_PUBLIC]), { previous: sortedKeys(first.retention.records), now: at(H) }),
+    prepare(spec, raw([EC_PUBLIC]), {
+      previous: sortedKeys(first.retention.records),
+      now: at(H),
+      stored: wroteFirst,
+    }),
   );
 
   it('keeps the retired keys in the published JWKS bytes, sorted by kid, with their public fields only', () => {
@@ -239,7 +245,11 @@ describe('prepare with key retention', () => {
 
   it('drops the retired keys from the JWKS bytes when their retention ends', () => {
     const expired = ready(
-      prepare(spec, raw([EC_PUBLIC]), { previous: sortedKeys(rotated.retention.records), now: at(H + DAY) }),
+      prepare(spec, raw([EC_PUBLIC]), {
+        previous: sortedKeys(rotated.retention.records),
+        now: at(H + DAY),
+        stored: storedJwks(rotated.objects[0]!.body, rotated.objects[0]!.sha256),
+      }),
     );
     assert.deepEqual(
       served(expired).map((k) => k.kid),
@@ -258,7 +268,7 @@ describe('prepare with key retention', () => {
     const tampered: KeyRecord[] = [
       { kid: 'rsa-1', kty: 'RSA', alg: 'RS256', firstSeen: '2025-05-01T00:00:00Z', jwk: { ...RSA_PRIVATE } },
     ];
-    const p = ready(prepare(spec, raw([EC_PUBLIC]), { previous: tampered, now: T0 }));
+    const p = ready(prepare(spec, raw([EC_PUBLIC]), { previous: tampered, now: T0, stored: wroteFirst }));
     const text = p.objects[0]!.body.toString('utf8');
     assert.deepEqual(
       served(p).find((k) => k.kid === 'rsa-1'),

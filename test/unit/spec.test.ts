@@ -54,7 +54,7 @@ describe('resolveSpec', () => {
       name: 'keeps every explicit S3 value',
       input: {
         issuerURL: ISSUER,
-        jwksURI: 'https://keys.example.com/jwks',
+        jwksURI: `${ISSUER}/keys/jwks`,
         source: { kubeconfigSecretRef: { name: 'remote', key: 'config' } },
         storage: {
           s3: {
@@ -73,7 +73,7 @@ describe('resolveSpec', () => {
       },
       expected: {
         issuerURL: ISSUER,
-        jwksURI: 'https://keys.example.com/jwks',
+        jwksURI: `${ISSUER}/keys/jwks`,
         kubeconfigSecret: { name: 'remote', key: 'config' },
         storage: {
           kind: 's3',
@@ -407,6 +407,64 @@ describe('resolveSpec', () => {
       );
     });
   }
+});
+
+describe("resolveSpec: jwksURI on the issuer's origin", () => {
+  const spec = (issuerURL: string, jwksURI: string): OidcPublisherSpec => ({
+    issuerURL,
+    jwksURI,
+    storage: { s3: S3 },
+  });
+  const table: [string, string, string, boolean][] = [
+    ['the same origin, another path', ISSUER, `${ISSUER}/keys.json`, true],
+    [
+      'a path-style bucket issuer and its JWKS',
+      'https://s3.example.com/b/p',
+      'https://s3.example.com/b/p/openid/v1/jwks',
+      true,
+    ],
+    ['the default port spelled out', ISSUER, 'https://issuer.example.com:443/jwks', true],
+    ['the host in another case', ISSUER, 'https://ISSUER.example.com/jwks', true],
+    ['another host', ISSUER, 'https://keys.example.com/jwks', false],
+    ['a sub-domain of the issuer host', ISSUER, 'https://keys.issuer.example.com/jwks', false],
+    ['another port', ISSUER, 'https://issuer.example.com:8443/jwks', false],
+    ['user info naming the issuer host', ISSUER, 'https://issuer.example.com@evil.example/jwks', false],
+    ['plain http on the same host', ISSUER, 'http://issuer.example.com/jwks', false],
+  ];
+  for (const [name, issuer, jwksURI, accepted] of table) {
+    it(`${name}: ${accepted ? 'accepted' : 'refused as SPEC_INVALID'}`, () => {
+      if (accepted) {
+        assert.equal(resolveSpec(spec(issuer, jwksURI)).jwksURI, jwksURI);
+        return;
+      }
+      assert.throws(
+        () => resolveSpec(spec(issuer, jwksURI)),
+        (err: unknown) =>
+          err instanceof OidcPublisherError &&
+          err.code === 'SPEC_INVALID' &&
+          /jwksURI|https/.test(err.message),
+      );
+    });
+  }
+
+  it('says which origin it wanted and which flag allows others', () => {
+    assert.throws(() => resolveSpec(spec(ISSUER, 'https://keys.example.com/jwks')), {
+      code: 'SPEC_INVALID',
+      message:
+        'jwksURI "https://keys.example.com/jwks" is not on the issuer\'s origin https://issuer.example.com (scheme, host and port must match); the operator\'s --allow-foreign-jwks-uri flag allows other origins',
+    });
+  });
+
+  it('accepts another https origin with --allow-foreign-jwks-uri, never plain http', () => {
+    const policy = { allowForeignJwksURI: true };
+    assert.equal(
+      resolveSpec(spec(ISSUER, 'https://keys.example.com/jwks'), policy).jwksURI,
+      'https://keys.example.com/jwks',
+    );
+    assert.throws(() => resolveSpec(spec(ISSUER, 'http://keys.example.com/jwks'), policy), {
+      code: 'SPEC_INVALID',
+    });
+  });
 });
 
 describe('objectKey', () => {

@@ -25,6 +25,7 @@ import {
   SOURCE_JWKS_URI,
   servedAs,
   sortedKeys,
+  storedJwksOf,
 } from './fixtures.ts';
 
 const T0 = new Date('2025-01-01T00:00:00.000Z');
@@ -79,7 +80,7 @@ function sync(
     prepare(
       SPEC,
       { discovery: discoveryJson(), jwks: jwksJson(opts.jwks ?? [RSA_PUBLIC, EC_PUBLIC]) },
-      { previous: prev?.keys as KeyRecord[] | undefined, now },
+      { previous: prev?.keys as KeyRecord[] | undefined, now, stored: storedJwksOf() },
     ),
   );
   const seen = opts.seen?.(p) ?? servedAs(p.objects, 250);
@@ -472,6 +473,44 @@ describe('nextStatus', () => {
     );
     assert.equal(expired.keyCount, 1, `expected 1 published key, got ${expired.keyCount}`);
     assert.match(findCondition(expired.conditions, ConditionType.Ready)?.message ?? '', /serves 1 key\(s\)/);
+  });
+
+  it('says in Published which status.keys records it refused, drops them, and stays Ready', () => {
+    const first = nextStatus(undefined, 1, SPEC, PUBLISHED, T0);
+    // Someone adds a key of their own to the status, retired far in the future.
+    const forged = {
+      ...first,
+      keys: [
+        ...(first.keys ?? []),
+        {
+          kid: 'forged',
+          kty: 'EC',
+          alg: 'ES256',
+          firstSeen: T0_STAMP,
+          retiredAt: '2999-01-01T00:00:00Z',
+          jwk: { ...EC_PUBLIC, kid: 'forged' },
+        },
+      ],
+    } as OidcPublisherStatus;
+    const outcome = sync(forged, at(H));
+    const next = nextStatus(forged, 1, SPEC, outcome, at(H));
+    assertConditions(next, [
+      'SourceAvailable=True/DocumentsFetched',
+      'IssuerMatched=True/IssuerMatches',
+      'Published=True/RetainedKeysRefused',
+      'Verified=True/Verified',
+      'Ready=True/Ready',
+    ]);
+    assert.match(
+      findCondition(next.conditions, ConditionType.Published)?.message ?? '',
+      /the bucket holds the current documents; not published: status.keys record "forged" \(the JWKS the operator last published does not hold this kid\)/,
+    );
+    assert.deepEqual(
+      next.keys?.map((k) => k.kid),
+      ['ec-1', 'rsa-1'],
+      'the refused record is not written back',
+    );
+    assert.equal(next.keyCount, 2);
   });
 
   it('keeps lastTransitionTime when no status flips, and sets the new generation on every condition', () => {

@@ -33,9 +33,13 @@ describe('StoreFactory', () => {
     const reader = secrets({ AWS_ACCESS_KEY_ID: 'id', AWS_SECRET_ACCESS_KEY: 'secret' });
     const factory = new StoreFactory({ secrets: reader, namespace: 'ns', timeoutMs: 1000 });
     try {
-      const first = await factory.get(target);
+      const first = await factory.get(target, 'pub');
       assert.deepEqual(reader.reads, ['ns/s3-writer']);
-      assert.equal(await factory.get(target), first, 'the same store while the credentials stay the same');
+      assert.equal(
+        await factory.get(target, 'pub'),
+        first,
+        'the same store while the credentials stay the same',
+      );
       assert.deepEqual(reader.reads, ['ns/s3-writer', 'ns/s3-writer']);
     } finally {
       factory.close();
@@ -54,13 +58,13 @@ describe('StoreFactory', () => {
     };
     const factory = new StoreFactory({ secrets: reader, namespace: 'ns', timeoutMs: 1000 });
     try {
-      const a = await factory.get(target);
-      const b = await factory.get({ ...target, prefix: 'q' });
+      const a = await factory.get(target, 'pub');
+      const b = await factory.get({ ...target, prefix: 'q' }, 'pub');
       assert.equal(a.describe, 's3://b/p');
       assert.equal(b.describe, 's3://b/q');
       assert.notEqual(a, b);
       secret = 'rotated';
-      const a2 = await factory.get(target);
+      const a2 = await factory.get(target, 'pub');
       assert.notEqual(a2, a, 'rotated credentials make a new store');
       assert.equal(a2.describe, 's3://b/p');
     } finally {
@@ -74,6 +78,9 @@ describe('StoreFactory', () => {
       namespace: 'ns',
       timeoutMs: 1000,
     });
-    await assert.rejects(factory.get(target), /Secret ns\/s3-writer has no key "AWS_SECRET_ACCESS_KEY"/);
+    await assert.rejects(
+      factory.get(target, 'pub'),
+      /Secret ns\/s3-writer has no key "AWS_SECRET_ACCESS_KEY"/,
+    );
   });
 });
