@@ -118,7 +118,10 @@ export class ApiServerSource implements DocumentSource {
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
       req.on('error', (err: Error & { code?: string }) => {
-        const hint = (err.code && NETWORK_HINT[err.code]) ?? err.code ?? 'request failed';
+        const hint =
+          (err.code && Object.hasOwn(NETWORK_HINT, err.code) ? NETWORK_HINT[err.code] : undefined) ??
+          err.code ??
+          'request failed';
         fail('SOURCE_UNREACHABLE', hint, err);
       });
       req.end();
