@@ -57,6 +57,13 @@ export const Reason = {
   DocumentsPublished: 'DocumentsPublished',
   /** True: the bucket already held the current documents; nothing was written. */
   UpToDate: 'UpToDate',
+  /**
+   * True: the documents are published, without one or more status.keys records of keys the source
+   * no longer serves: such a key is published only from the JWKS the operator last wrote to
+   * storage, unchanged since (its recorded SHA-256), equal to the record and passing the source
+   * key checks. A KeyRefused Warning Event names each record and why.
+   */
+  RetainedKeysRefused: 'RetainedKeysRefused',
   /** Unknown: nothing was published because an earlier step failed; the bucket keeps the last good documents. */
   NotAttempted: 'NotAttempted',
   /** False: the storage credentials Secret is missing or malformed. */

@@ -9,7 +9,7 @@ import type { OidcPublisher } from '../api/types.ts';
 import { FINALIZER } from '../api/types.ts';
 import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
-import type { KeyRecord } from '../core/keys.ts';
+import { type KeyRecord, needsStoredJwks, type StoredJwks } from '../core/keys.ts';
 import {
   type Ownership,
   type PlannedWrite,
@@ -51,6 +51,7 @@ import type { EventRecorder } from './events.ts';
 import type { ClusterClient } from './kube.ts';
 import type { ReconcileResult } from './queue.ts';
 import type { SourceCache } from './sources.ts';
+import { readStoredJwks } from './stored-jwks.ts';
 
 export interface ReconcilerDeps {
   cluster: Pick<ClusterClient, 'patchStatus' | 'setFinalizers'>;
@@ -205,11 +206,18 @@ export class Reconciler {
     }
     if (raw) {
       const now = this.#now();
+      const previous = obj.status?.keys as KeyRecord[] | undefined;
+      // A publisher refused for its target reads nothing there: the objects are another's.
+      const stored = conflict ? undefined : await this.#storedJwks(name, spec, raw, previous);
       outcome.preparation = prepare(spec, raw, {
-        previous: obj.status?.keys as KeyRecord[] | undefined,
+        previous,
         now,
+        ...(stored && 'state' in stored ? { stored } : {}),
       });
       if (conflict && outcome.preparation.kind === 'ready') outcome.publishError = conflict;
+      // Retention could not read what it needs: publish nothing rather than drop retired keys.
+      else if (stored && 'error' in stored && outcome.preparation.kind === 'ready')
+        outcome.publishError = stored.error;
       else if (outcome.preparation.kind === 'ready') {
         const objects = outcome.preparation.objects;
         // The last read-back saw other bytes than the metadata promises: rewrite whatever HEAD says.
@@ -264,6 +272,25 @@ export class Reconciler {
       requeueAfterMs:
         expiry === undefined ? spec.syncIntervalMs : Math.min(spec.syncIntervalMs, expiry + 100),
     };
+  }
+
+  /**
+   * The JWKS this publisher last wrote, read back when status records a key the source no longer
+   * serves: retention takes a retired key's material from there, never from the status.
+   */
+  async #storedJwks(
+    name: string,
+    spec: ResolvedSpec,
+    raw: RawDocuments,
+    previous: readonly KeyRecord[] | undefined,
+  ): Promise<StoredJwks | { error: FailedStep } | undefined> {
+    if (!needsStoredJwks(raw.jwks, previous)) return undefined;
+    try {
+      const store = await this.#d.stores.get(spec.storage, name);
+      return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH));
+    } catch (err) {
+      return { error: failed(err) };
+    }
   }
 
   /** Writes what differs from the bucket: the JWKS before the discovery document. */

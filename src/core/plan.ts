@@ -12,7 +12,7 @@ import {
   validateDiscovery,
   validateJwks,
 } from './documents.ts';
-import { type KeyRecord, type Retention, retainKeys } from './keys.ts';
+import { type KeyRecord, type Retention, retainKeys, type StoredJwks } from './keys.ts';
 import {
   CONTENT_TYPE_DISCOVERY,
   CONTENT_TYPE_JWKS,
@@ -83,9 +83,7 @@ export function claimOf(key: string, stored: StoredObject | undefined, ownership
 /** Why an object is not this publisher's, for a condition or an Event. */
 export function describeForeign(key: string, stored: StoredObject): string {
   if (stored.ownerUID !== undefined) {
-    const who = stored.ownerName
-      ? `OidcPublisher ${JSON.stringify(stored.ownerName)}`
-      : 'another OidcPublisher';
+    const who = stored.ownerName ? `OidcPublisher ${JSON.stringify(stored.ownerName)}` : 'another OidcPublisher';
     return `${key} was written by ${who} (uid ${stored.ownerUID})`;
   }
   return `${key} exists and was not written by this OidcPublisher (no owner metadata, and not the content it recorded publishing)`;
@@ -136,6 +134,11 @@ export type DocumentSpec = Pick<ResolvedSpec, 'issuerURL' | 'jwksURI' | 'cacheCo
 export interface RetentionInput {
   previous: readonly KeyRecord[] | undefined;
   now: Date;
+  /**
+   * The JWKS this publisher last wrote to storage, read back (storedJwks in keys.ts): the only
+   * place a retired key's material is taken from. Without it no retired key is published.
+   */
+  stored?: StoredJwks;
 }
 
 /**
@@ -155,7 +158,13 @@ export function prepare(spec: DocumentSpec, raw: RawDocuments, retention?: Reten
   if (discovery.issuer !== spec.issuerURL) {
     return { kind: 'issuerMismatch', issuer: discovery.issuer, expected: spec.issuerURL };
   }
-  const retained = retainKeys(keys, retention?.previous, retention?.now ?? new Date(0), spec.keyRetentionMs);
+  const retained = retainKeys(
+    keys,
+    retention?.previous,
+    retention?.now ?? new Date(0),
+    spec.keyRetentionMs,
+    retention?.stored,
+  );
   const prefix = spec.storage.prefix;
   const jwksBody = renderJwks(retained.published);
   const discoveryBody = renderDiscovery(discovery, spec.jwksURI);

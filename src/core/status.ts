@@ -7,6 +7,7 @@ import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisherStatus } from '../api/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { type ConditionInput, mergeConditions } from './conditions.ts';
+import type { KeyChange } from './keys.ts';
 import type { PlannedWrite, Preparation } from './plan.ts';
 import { type ResolvedSpec, storageURL } from './spec.ts';
 import type { Observation, Verdict } from './verify.ts';
@@ -56,6 +57,15 @@ const STORAGE_REASONS: Partial<Record<ErrorCode, string>> = {
 };
 
 const KEPT = 'the bucket keeps the last published documents';
+
+/** The status.keys records a sync refused, as the Published condition names them. */
+function refusedSummary(refused: readonly KeyChange[]): string {
+  const named = refused
+    .slice(0, 3)
+    .map((c) => `status.keys record ${JSON.stringify(c.kid.slice(0, 100))} (${c.why ?? 'not trusted'})`);
+  const more = refused.length > 3 ? `, and ${refused.length - 3} more` : '';
+  return `${named.join(', ')}${more}`;
+}
 
 /** How often lastSyncTime is refreshed when nothing else in the status changed. */
 export const SYNC_HEARTBEAT_MS = 5 * 60_000;
@@ -175,20 +185,28 @@ export function nextStatus(
       prep.sourceJwksURI !== spec.jwksURI
         ? `; jwks_uri rewritten from ${prep.sourceJwksURI} to ${spec.jwksURI}`
         : '';
+    const refused = prep.retention.changes.filter((c) => c.kind === 'refused');
     conds.push(
-      outcome.written.length > 0
+      refused.length > 0
         ? {
             type: ConditionType.Published,
             status: 'True',
-            reason: Reason.DocumentsPublished,
-            message: `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}${rewritten}`,
+            reason: Reason.RetainedKeysRefused,
+            message: `${outcome.written.length > 0 ? `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}` : 'the bucket holds the current documents'}; not published: ${refusedSummary(refused)}${rewritten}`,
           }
-        : {
-            type: ConditionType.Published,
-            status: 'True',
-            reason: Reason.UpToDate,
-            message: `the bucket holds the current documents${rewritten}`,
-          },
+        : outcome.written.length > 0
+          ? {
+              type: ConditionType.Published,
+              status: 'True',
+              reason: Reason.DocumentsPublished,
+              message: `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}${rewritten}`,
+            }
+          : {
+              type: ConditionType.Published,
+              status: 'True',
+              reason: Reason.UpToDate,
+              message: `the bucket holds the current documents${rewritten}`,
+            },
     );
   } else {
     conds.push({
