@@ -101,6 +101,9 @@ export class BenchOperator {
       'debug',
       '--leader-elect',
       'false',
+      // The bed's storage servers listen on the loopback address.
+      '--storage-allowed-hosts',
+      '127.0.0.1,localhost',
       ...(opts.args ?? []),
     ];
     const spawnedAt = Date.now();

@@ -21,6 +21,7 @@ import { DISCOVERY_PATH, JWKS_PATH, objectKey, resolveSpec } from '../src/core/s
 import { loadKubeAccess } from '../src/kube/access.ts';
 import { publishObjects, type WriteMemo } from '../src/publish/sync.ts';
 import { ApiServerSource, DISCOVERY_ENDPOINT, JWKS_ENDPOINT } from '../src/sources/apiserver.ts';
+import { EndpointPolicy } from '../src/stores/endpoints.ts';
 import { S3Store } from '../src/stores/s3.ts';
 import type { Bed } from '../test/bed/bed.ts';
 import { createS3Client } from '../test/bed/s3.ts';
@@ -63,6 +64,7 @@ export async function measurePublish(bed: Bed, iterations: number, warmup = 5): 
     forcePathStyle: true,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     timeoutMs: 15_000,
+    endpoints: EndpointPolicy.of(['127.0.0.1']),
   });
   const base: OidcPublisherSpec = {
     issuerURL: bed.issuer,

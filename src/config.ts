@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from './core/duration.ts';
 import { OidcPublisherError } from './errors.ts';
 import { parseListenAddress } from './server/listen-address.ts';
+import { parseHostPatterns, splitHostList } from './stores/endpoints.ts';
 
 export interface Config {
   /** Kubeconfig of the cluster the operator runs against; default in-cluster or KUBECONFIG. */
@@ -20,6 +21,8 @@ export interface Config {
   concurrency: number;
   sourceTimeoutMs: number;
   storageTimeoutMs: number;
+  /** Storage endpoint hosts allowed besides the public clouds' (--storage-allowed-hosts). */
+  storageAllowedHosts: readonly string[];
   backoffBaseMs: number;
   backoffMaxMs: number;
   shutdownGraceMs: number;
@@ -70,7 +73,12 @@ export const FLAGS = {
   'storage-timeout': {
     type: 'string',
     env: 'OIDC_PUBLISHER_STORAGE_TIMEOUT',
-    help: 'timeout of a storage request (default 15s)',
+    help: 'deadline of each storage operation, retries included (default 15s)',
+  },
+  'storage-allowed-hosts': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS',
+    help: "storage endpoint hosts allowed besides the public clouds' (comma-separated: host, IP, *.suffix; http://host also allows plain http)",
   },
   'backoff-base': {
     type: 'string',
@@ -190,6 +198,12 @@ export function parseConfig(
   if (foreignJwksText !== 'true' && foreignJwksText !== 'false') {
     problems.push(`--allow-foreign-jwks-uri: ${JSON.stringify(foreignJwksText)} is not true or false`);
   }
+  const storageAllowedHosts = splitHostList(raw('storage-allowed-hosts') ?? '');
+  try {
+    parseHostPatterns(storageAllowedHosts);
+  } catch (err) {
+    problems.push(err instanceof Error ? err.message : String(err));
+  }
   const leaderText = raw('leader-elect') ?? 'true';
   if (leaderText !== 'true' && leaderText !== 'false') {
     problems.push(`--leader-elect: ${JSON.stringify(leaderText)} is not true or false`);
@@ -208,6 +222,7 @@ export function parseConfig(
     concurrency,
     sourceTimeoutMs: duration('source-timeout', '10s'),
     storageTimeoutMs: duration('storage-timeout', '15s'),
+    storageAllowedHosts: Object.freeze(storageAllowedHosts),
     backoffBaseMs: duration('backoff-base', '1s'),
     backoffMaxMs: duration('backoff-max', '1m'),
     shutdownGraceMs: duration('shutdown-grace', '20s'),

@@ -37,6 +37,10 @@ export const ErrorCodes = {
   STORAGE_UNREACHABLE: { retry: 'transient', summary: 'the storage service could not be reached' },
   STORAGE_ERROR: { retry: 'transient', summary: 'the storage service answered with an error' },
   STORAGE_CREDENTIALS_INVALID: { retry: 'persistent', summary: 'the storage credentials are malformed' },
+  STORAGE_ENDPOINT_REFUSED: {
+    retry: 'persistent',
+    summary: 'the storage endpoint is not allowed, or would get credentials over plain http',
+  },
   OBJECT_NOT_OWNED: {
     retry: 'persistent',
     summary: 'an object at the storage target was not written by this OidcPublisher',

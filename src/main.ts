@@ -34,6 +34,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
     secrets: cluster,
     namespace: config.namespace,
     timeoutMs: config.storageTimeoutMs,
+    allowedHosts: config.storageAllowedHosts,
   });
   const issuerReader = new AnonymousIssuerReader();
   const controller = new Controller(

@@ -77,6 +77,12 @@ export const Reason = {
   /** False: the storage service answered with another error. */
   StorageError: 'StorageError',
   /**
+   * False: the storage endpoint's host is not in the operator's allowlist (the public clouds'
+   * endpoints and --storage-allowed-hosts), or it is plain http and the request would carry a
+   * secret; nothing was sent to it.
+   */
+  StorageEndpointRefused: 'StorageEndpointRefused',
+  /**
    * False: an object at the target was written by another OidcPublisher (another metadata.uid) or by
    * something else, and is not one this resource published before; nothing was written, and
    * deletionPolicy: Delete leaves it in place.

@@ -51,6 +51,7 @@ const STORAGE_REASONS: Partial<Record<ErrorCode, string>> = {
   STORAGE_BUCKET_NOT_FOUND: Reason.BucketNotFound,
   STORAGE_UNREACHABLE: Reason.StorageUnreachable,
   STORAGE_ERROR: Reason.StorageError,
+  STORAGE_ENDPOINT_REFUSED: Reason.StorageEndpointRefused,
   SECRET_NOT_ALLOWED: Reason.SecretNotAllowed,
   OBJECT_NOT_OWNED: Reason.ObjectNotOwned,
   TARGET_CONFLICT: Reason.TargetConflict,

@@ -369,7 +369,13 @@ export async function runPublish(
     if (target.kind === 'file') {
       store = new FileStore(target.dir);
     } else {
-      stores = new StoreFactory({ secrets: NO_SECRETS, namespace: '', timeoutMs: STORAGE_TIMEOUT_MS });
+      // The user who runs publish chose the endpoint and brings their own credentials: no allowlist.
+      stores = new StoreFactory({
+        secrets: NO_SECRETS,
+        namespace: '',
+        timeoutMs: STORAGE_TIMEOUT_MS,
+        allowedHosts: 'any',
+      });
       // A target from flags names no Secret, so the name is never checked against one.
       store = await stores.get(target.storage, 'oidc-publisher-publish');
     }

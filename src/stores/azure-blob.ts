@@ -6,13 +6,25 @@
  * HASH_METADATA_KEY of the other stores is written without its hyphens.
  *
  * Credentials: a connection string (its AccountName/AccountKey or
- * SharedAccessSignature; the endpoint is always the spec's accountURL), or
- * DefaultAzureCredential (AKS workload identity). The SDK and @azure/identity
- * are loaded only when a publisher uses Azure.
+ * SharedAccessSignature, whose account and endpoint must be the spec's
+ * accountURL), or DefaultAzureCredential (AKS workload identity) asked only
+ * for Azure Storage's scope. The endpoint is checked against the allowlist
+ * before any request, and again for every request (azure-pipeline.ts). The
+ * SDK and @azure/identity are loaded only when a publisher uses Azure.
  */
-import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import type { TokenCredential } from '@azure/identity';
+import type { BlobServiceClient, ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
 import type { StoredObject } from '../core/plan.ts';
+import { azureAccountName } from '../core/spec.ts';
 import { OidcPublisherError } from '../errors.ts';
+import {
+  AZURE_STORAGE_SCOPE,
+  endpointAndSizePolicy,
+  type PipelinePolicyLike,
+  storageScopedCredential,
+} from './azure-pipeline.ts';
+import type { CredentialKind, EndpointPolicy } from './endpoints.ts';
+import { ownError, readLimited } from './limits.ts';
 import {
   azureMetadataKey,
   HASH_METADATA_KEY,
@@ -44,28 +56,75 @@ export interface AzureBlobStoreOptions {
   /** A storage connection string; default DefaultAzureCredential. */
   connectionString?: string;
   timeoutMs: number;
+  /** The endpoint allowlist, checked before any request. */
+  endpoints: EndpointPolicy;
+  /** The credential without a connection string; default DefaultAzureCredential. Always asked for the storage scope only. */
+  tokenCredential?: TokenCredential;
+}
+
+/** An endpoint as compared: scheme, host and port, path without trailing slashes. */
+function endpointKey(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`.toLowerCase();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * The credential in a storage connection string (`Key=Value;...`, keys matched
- * without regard to case). Endpoints in it are ignored: the spec's accountURL
- * says where the blobs go. Never puts the string itself into an error.
+ * without regard to case), checked against the spec's accountURL: a credential
+ * is only ever sent to the account it belongs to. The account name must be
+ * accountURL's; a BlobEndpoint (or the endpoint DefaultEndpointsProtocol and
+ * EndpointSuffix imply) must be accountURL; a SharedAccessSignature needs a
+ * BlobEndpoint. Never puts the string itself into an error.
  */
-export function parseConnectionString(text: string): AzureCredential {
+export function parseConnectionString(text: string, accountURL: string): AzureCredential {
   const fields = new Map<string, string>();
   for (const part of text.split(';')) {
     const at = part.indexOf('=');
     if (at <= 0) continue;
     fields.set(part.slice(0, at).trim().toLowerCase(), part.slice(at + 1).trim());
   }
+  const mismatch = (why: string) =>
+    new OidcPublisherError(
+      'STORAGE_CREDENTIALS_INVALID',
+      `the connection string is for another account or endpoint than accountURL (${why}); it is not used`,
+    );
+  const expected = endpointKey(accountURL);
+  const account = azureAccountName(accountURL).toLowerCase();
+  const blobEndpoint = fields.get('blobendpoint');
+  if (blobEndpoint !== undefined && endpointKey(blobEndpoint) !== expected) {
+    throw mismatch('BlobEndpoint differs');
+  }
+  const checkAccount = (name: string) => {
+    if (name.toLowerCase() !== account) throw mismatch('AccountName differs');
+    if (blobEndpoint === undefined) {
+      const protocol = (fields.get('defaultendpointsprotocol') ?? 'https').toLowerCase();
+      const suffix = fields.get('endpointsuffix') ?? 'core.windows.net';
+      if (endpointKey(`${protocol}://${name}.blob.${suffix}`) !== expected) {
+        throw mismatch('the endpoint from DefaultEndpointsProtocol and EndpointSuffix differs');
+      }
+    }
+  };
   if (fields.get('usedevelopmentstorage')?.toLowerCase() === 'true') {
+    if (account !== DEV_ACCOUNT) throw mismatch('AccountName differs');
     return { kind: 'sharedKey', accountName: DEV_ACCOUNT, accountKey: DEV_ACCOUNT_KEY };
   }
   const accountName = fields.get('accountname');
   const accountKey = fields.get('accountkey');
-  if (accountName && accountKey) return { kind: 'sharedKey', accountName, accountKey };
+  if (accountName && accountKey) {
+    checkAccount(accountName);
+    return { kind: 'sharedKey', accountName, accountKey };
+  }
   const sas = fields.get('sharedaccesssignature');
-  if (sas) return { kind: 'sas', sas: sas.replace(/^\?/, '') };
+  if (sas) {
+    if (blobEndpoint === undefined)
+      throw mismatch('a SharedAccessSignature needs the BlobEndpoint it is for');
+    if (accountName !== undefined) checkAccount(accountName);
+    return { kind: 'sas', sas: sas.replace(/^\?/, '') };
+  }
   const found = [...fields.keys()].join(', ') || 'none';
   throw new OidcPublisherError(
     'STORAGE_CREDENTIALS_INVALID',
@@ -127,6 +186,8 @@ function isBlobNotFound(err: unknown): boolean {
 
 /** Maps an Azure SDK (RestError, AbortError, @azure/identity) error to ours. */
 export function azureBlobError(op: string, target: string, err: unknown): OidcPublisherError {
+  const own = ownError(err);
+  if (own) return new OidcPublisherError(own.code, `${op} ${target}: ${own.message}`, { cause: err });
   const where = `${op} ${target}`;
   const { name, code, statusCode, message } = fields(err);
   if (code === 'ContainerNotFound') {
@@ -167,13 +228,6 @@ export function azureBlobError(op: string, target: string, err: unknown): OidcPu
   });
 }
 
-async function readAll(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
-  if (!stream) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks);
-}
-
 export class AzureBlobStore implements ObjectStore {
   readonly describe: string;
   readonly #container: ContainerClient;
@@ -192,31 +246,56 @@ export class AzureBlobStore implements ObjectStore {
   /** Loads the SDK (and @azure/identity when there is no connection string) only when a publisher uses Azure. */
   static async create(opts: AzureBlobStoreOptions): Promise<AzureBlobStore> {
     const credential =
-      opts.connectionString === undefined ? undefined : parseConnectionString(opts.connectionString);
+      opts.connectionString === undefined
+        ? undefined
+        : parseConnectionString(opts.connectionString, opts.accountURL);
+    // A shared key signs requests (HMAC); a SAS and a token are secrets themselves.
+    const carries: CredentialKind = credential?.kind === 'sharedKey' ? 'signature' : 'bearer';
+    opts.endpoints.check('azureBlob', opts.accountURL, carries);
     const { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } = await import(
       '@azure/storage-blob'
     );
-    const pipelineOptions = {
+    const pipelineOptions: StoragePipelineOptions & { redirectOptions: { maxRetries: number } } = {
       retryOptions: { maxTries: 2, retryDelayInMs: 500, maxRetryDelayInMs: 2000 },
       userAgentOptions: { userAgentPrefix: 'oidc-publisher' },
+      audience: AZURE_STORAGE_SCOPE,
+      // Passed through to the SDK's core pipeline: redirects are not followed.
+      redirectOptions: { maxRetries: 0 },
     };
-    let service: BlobServiceClient;
+    /**
+     * The service client, and with it every container and blob client made from it, shares one core
+     * pipeline (cached on its storage Pipeline); the policy is added to it once, after signing, so
+     * it sees every request as it will be sent.
+     */
+    class GuardedServiceClient extends BlobServiceClient {
+      addPolicyNearTransport(policy: PipelinePolicyLike): void {
+        this.storageClientContext.pipeline.addPolicy(policy, { afterPhase: 'Sign' });
+      }
+    }
+    let service: GuardedServiceClient;
     if (credential?.kind === 'sharedKey') {
-      service = new BlobServiceClient(
+      service = new GuardedServiceClient(
         opts.accountURL,
         new StorageSharedKeyCredential(credential.accountName, credential.accountKey),
         pipelineOptions,
       );
     } else if (credential?.kind === 'sas') {
-      service = new BlobServiceClient(
+      service = new GuardedServiceClient(
         `${opts.accountURL}?${credential.sas}`,
         new AnonymousCredential(),
         pipelineOptions,
       );
     } else {
-      const { DefaultAzureCredential } = await import('@azure/identity');
-      service = new BlobServiceClient(opts.accountURL, new DefaultAzureCredential(), pipelineOptions);
+      let inner: TokenCredential;
+      if (opts.tokenCredential) inner = opts.tokenCredential;
+      else {
+        const { DefaultAzureCredential } = await import('@azure/identity');
+        // No tenant but the configured one (AZURE_TENANT_ID), whatever a challenge names.
+        inner = new DefaultAzureCredential({ additionallyAllowedTenants: [] });
+      }
+      service = new GuardedServiceClient(opts.accountURL, storageScopedCredential(inner), pipelineOptions);
     }
+    service.addPolicyNearTransport(endpointAndSizePolicy(opts.endpoints, carries));
     return new AzureBlobStore(service, opts);
   }
 
@@ -247,7 +326,7 @@ export class AzureBlobStore implements ObjectStore {
       const res = await this.#container.getBlobClient(key).download(0, undefined, {
         abortSignal: this.#signal(),
       });
-      return await readAll(res.readableStreamBody);
+      return await readLimited(res.readableStreamBody);
     } catch (err) {
       if (isBlobNotFound(err)) return undefined;
       throw azureBlobError('GET', this.#target(key), err);

@@ -10,6 +10,8 @@ import { createHash } from 'node:crypto';
 import type { StorageTarget } from '../core/spec.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { SecretReader } from '../secrets.ts';
+import { EndpointPolicy } from './endpoints.ts';
+import { parseServiceAccountKey, type ServiceAccountKey } from './gcs-credentials.ts';
 import type { S3Store } from './s3.ts';
 import type { ObjectStore } from './store.ts';
 
@@ -24,14 +26,26 @@ export class StoreFactory {
   readonly #secrets: SecretReader;
   readonly #namespace: string;
   readonly #timeoutMs: number;
+  readonly #endpoints: EndpointPolicy;
   readonly #cache = new Map<string, CachedStore>();
   /** S3 stores that own a client, by everything but the prefix, with the number of stores using each. */
   readonly #connections = new Map<string, { base: Promise<S3Store>; users: number }>();
 
-  constructor(opts: { secrets: SecretReader; namespace: string; timeoutMs: number }) {
+  /**
+   * `allowedHosts`: storage endpoint hosts allowed besides the public clouds' (the operator's
+   * --storage-allowed-hosts), or 'any' where the user who runs the command chose the endpoint.
+   */
+  constructor(opts: {
+    secrets: SecretReader;
+    namespace: string;
+    timeoutMs: number;
+    allowedHosts: readonly string[] | 'any';
+  }) {
     this.#secrets = opts.secrets;
     this.#namespace = opts.namespace;
     this.#timeoutMs = opts.timeoutMs;
+    this.#endpoints =
+      opts.allowedHosts === 'any' ? EndpointPolicy.unrestricted() : EndpointPolicy.of(opts.allowedHosts);
   }
 
   /** A value of a Secret's data, read once per sync by the caller (one GET for all its keys). */
@@ -69,13 +83,11 @@ export class StoreFactory {
       const data = await this.#secrets.readSecret(this.#namespace, name, publisher);
       const text = this.#secretValue(data, name, key);
       try {
-        const parsed: unknown = JSON.parse(text ?? '');
-        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-        credentials = parsed;
+        credentials = parseServiceAccountKey(text ?? '');
       } catch (err) {
         throw new OidcPublisherError(
           'STORAGE_CREDENTIALS_INVALID',
-          `Secret ${this.#namespace}/${name} key ${JSON.stringify(key)} is not a JSON service account key`,
+          `Secret ${this.#namespace}/${name} key ${JSON.stringify(key)}: ${err instanceof Error ? err.message : String(err)}`,
           { cause: err },
         );
       }
@@ -141,6 +153,7 @@ export class StoreFactory {
         prefix: target.prefix,
         forcePathStyle: target.forcePathStyle,
         timeoutMs: this.#timeoutMs,
+        endpoints: this.#endpoints,
         ...(target.endpoint ? { endpoint: target.endpoint } : {}),
         ...(credentials
           ? { credentials: credentials as { accessKeyId: string; secretAccessKey: string } }
@@ -156,6 +169,7 @@ export class StoreFactory {
           container: target.container,
           prefix: target.prefix,
           timeoutMs: this.#timeoutMs,
+          endpoints: this.#endpoints,
           ...(typeof credentials === 'string' ? { connectionString: credentials } : {}),
         });
       } catch (err) {
@@ -175,8 +189,9 @@ export class StoreFactory {
       bucket: target.bucket,
       prefix: target.prefix,
       timeoutMs: this.#timeoutMs,
+      endpoints: this.#endpoints,
       ...(target.endpoint ? { endpoint: target.endpoint } : {}),
-      ...(credentials ? { credentials: credentials as Record<string, unknown> } : {}),
+      ...(credentials ? { credentials: credentials as ServiceAccountKey } : {}),
     });
   }
 

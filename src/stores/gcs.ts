@@ -1,17 +1,35 @@
-/** Google Cloud Storage through @google-cloud/storage. */
+/**
+ * Google Cloud Storage through @google-cloud/storage.
+ *
+ * The endpoint (Google's, or the spec's) is checked against the allowlist
+ * before the client is made; the SDK sends credentials only to Google's (a
+ * custom endpoint gets none). Every call has one deadline, retries included,
+ * and a download is read through a size limit. The SDK's own transport reads
+ * error bodies whole and takes no agent or size option: that read is bounded
+ * by the deadline, and by the allowlist (Google's endpoint by default).
+ */
 import type { Storage } from '@google-cloud/storage';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
+import type { EndpointPolicy } from './endpoints.ts';
+import type { ServiceAccountKey } from './gcs-credentials.ts';
+import { ownError, readLimited, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
 export interface GcsStoreOptions {
   bucket: string;
   prefix: string;
   endpoint?: string;
-  /** A parsed service account key; default Application Default Credentials. */
-  credentials?: Record<string, unknown>;
+  /** A checked service account key (gcs-credentials.ts); default Application Default Credentials. */
+  credentials?: ServiceAccountKey;
+  /** Deadline of each call, retries included. */
   timeoutMs: number;
+  /** The endpoint allowlist, checked before the client is made. */
+  endpoints: EndpointPolicy;
 }
+
+/** Google's endpoint, the one the SDK uses without apiEndpoint. */
+const GOOGLE_ENDPOINT = 'https://storage.googleapis.com';
 
 const NETWORK = new Set([
   'ECONNREFUSED',
@@ -33,6 +51,8 @@ function statusOf(err: unknown): number | undefined {
 
 export function gcsError(op: string, target: string, err: unknown): OidcPublisherError {
   const where = `${op} ${target}`;
+  const own = ownError(err);
+  if (own) return new OidcPublisherError(own.code, `${where}: ${own.message}`, { cause: err });
   const status = statusOf(err);
   const message = err instanceof Error ? err.message : String(err);
   if (status === 404 && /bucket/i.test(message)) {
@@ -66,20 +86,25 @@ export class GcsStore implements ObjectStore {
   readonly describe: string;
   readonly #storage: Storage;
   readonly #bucket: string;
+  readonly #timeoutMs: number;
 
   constructor(storage: Storage, opts: GcsStoreOptions) {
     this.#storage = storage;
     this.#bucket = opts.bucket;
+    this.#timeoutMs = opts.timeoutMs;
     this.describe = `gs://${opts.bucket}/${opts.prefix}`;
   }
 
   /** Loads the SDK only when a publisher uses GCS. */
   static async create(opts: GcsStoreOptions): Promise<GcsStore> {
+    // The SDK authenticates only to Google's endpoint (a custom one gets no credentials).
+    const endpoint = opts.endpoint ?? GOOGLE_ENDPOINT;
+    opts.endpoints.check('gcs', endpoint, endpoint === GOOGLE_ENDPOINT ? 'bearer' : 'none');
     const { Storage } = await import('@google-cloud/storage');
     const storage = new Storage({
       ...(opts.endpoint ? { apiEndpoint: opts.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
-      ...(typeof opts.credentials?.project_id === 'string' ? { projectId: opts.credentials.project_id } : {}),
+      ...(opts.credentials?.project_id ? { projectId: opts.credentials.project_id } : {}),
       timeout: opts.timeoutMs,
       retryOptions: { maxRetries: 1, totalTimeout: Math.ceil(opts.timeoutMs / 1000) * 2 },
     });
@@ -94,9 +119,14 @@ export class GcsStore implements ObjectStore {
     return `gs://${this.#bucket}/${key}`;
   }
 
+  /** Runs a call with the store's deadline over everything, retries included. */
+  #deadline<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
+    return withDeadline(this.#timeoutMs, `${op} ${this.#target(key)}`, fn);
+  }
+
   async head(key: string): Promise<StoredObject | undefined> {
     try {
-      const [meta] = await this.#file(key).getMetadata();
+      const [meta] = await this.#deadline('HEAD', key, () => this.#file(key).getMetadata());
       const out = readMetadata(meta.metadata ?? undefined, {});
       if (meta.contentType) out.contentType = meta.contentType;
       if (meta.cacheControl) out.cacheControl = meta.cacheControl;
@@ -109,8 +139,7 @@ export class GcsStore implements ObjectStore {
 
   async get(key: string): Promise<Buffer | undefined> {
     try {
-      const [body] = await this.#file(key).download();
-      return body;
+      return await this.#deadline('GET', key, () => readLimited(this.#file(key).createReadStream()));
     } catch (err) {
       if (statusOf(err) === 404 && !/bucket/i.test(err instanceof Error ? err.message : '')) return undefined;
       throw gcsError('GET', this.#target(key), err);
@@ -119,14 +148,16 @@ export class GcsStore implements ObjectStore {
 
   async put(key: string, body: Buffer, opts: PutOptions): Promise<void> {
     try {
-      await this.#file(key).save(body, {
-        resumable: false,
-        metadata: {
-          contentType: opts.contentType,
-          cacheControl: opts.cacheControl,
-          metadata: objectMetadata(opts),
-        },
-      });
+      await this.#deadline('PUT', key, () =>
+        this.#file(key).save(body, {
+          resumable: false,
+          metadata: {
+            contentType: opts.contentType,
+            cacheControl: opts.cacheControl,
+            metadata: objectMetadata(opts),
+          },
+        }),
+      );
     } catch (err) {
       throw gcsError('PUT', this.#target(key), err);
     }
@@ -134,7 +165,7 @@ export class GcsStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.#file(key).delete({ ignoreNotFound: true });
+      await this.#deadline('DELETE', key, () => this.#file(key).delete({ ignoreNotFound: true }));
     } catch (err) {
       throw gcsError('DELETE', this.#target(key), err);
     }

@@ -1,4 +1,12 @@
-/** S3 and S3-compatible storage through the AWS SDK. */
+/**
+ * S3 and S3-compatible storage through the AWS SDK.
+ *
+ * Every request is checked against the endpoint allowlist just before it is
+ * sent (the SDK builds the host from the bucket, region and endpoint), every
+ * response body is read through a size limit (the SDK reads a whole error
+ * body into memory), and every call has one deadline, retries included.
+ */
+import { pipeline, Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -9,6 +17,8 @@ import {
 } from '@aws-sdk/client-s3';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
+import type { CredentialKind, EndpointPolicy } from './endpoints.ts';
+import { limitStream, MAX_STORAGE_RESPONSE_BYTES, ownError, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
 export interface S3StoreOptions {
@@ -18,7 +28,18 @@ export interface S3StoreOptions {
   endpoint?: string;
   forcePathStyle: boolean;
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Deadline of each call, retries included. */
   timeoutMs: number;
+  /** The endpoint allowlist, checked before every request. */
+  endpoints: EndpointPolicy;
+}
+
+/** The parts of the SDK's HttpRequest the endpoint check needs. */
+function requestURL(request: unknown): string | undefined {
+  const r = request as { protocol?: unknown; hostname?: unknown } | undefined;
+  if (typeof r?.protocol !== 'string' || typeof r.hostname !== 'string') return undefined;
+  const host = r.hostname.includes(':') && !r.hostname.startsWith('[') ? `[${r.hostname}]` : r.hostname;
+  return `${r.protocol.endsWith(':') ? r.protocol : `${r.protocol}:`}//${host}`;
 }
 
 const DENIED = new Set([
@@ -49,6 +70,8 @@ function isNotFound(err: unknown): boolean {
 /** Maps an AWS SDK error to ours. */
 export function s3Error(op: string, target: string, err: unknown): OidcPublisherError {
   const where = `${op} ${target}`;
+  const own = ownError(err);
+  if (own) return new OidcPublisherError(own.code, `${where}: ${own.message}`, { cause: err });
   if (err instanceof S3ServiceException) {
     const status = err.$metadata?.httpStatusCode;
     if (err.name === 'NoSuchBucket') {
@@ -113,6 +136,10 @@ export class S3Store implements ObjectStore {
     this.#bucket = opts.bucket;
     this.describe = `s3://${opts.bucket}/${opts.prefix}`;
     this.#ownsClient = !shared;
+    // Signatures only with a Secret's key pair; a session token or a credential chain is a secret.
+    const carries: CredentialKind =
+      opts.credentials && !opts.credentials.sessionToken ? 'signature' : 'bearer';
+    if (!shared && opts.endpoint) opts.endpoints.check('s3', opts.endpoint, carries);
     this.#client =
       shared ??
       new S3Client({
@@ -131,6 +158,28 @@ export class S3Store implements ObjectStore {
           throwOnRequestTimeout: true,
         },
       });
+    if (!shared) {
+      this.#client.middlewareStack.add(
+        (next) => async (args) => {
+          const url = requestURL(args.request);
+          if (url === undefined) throw new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', 'no request URL');
+          opts.endpoints.check('s3', url, carries);
+          const out = await next(args);
+          const response = out.response as { body?: unknown } | undefined;
+          if (response && response.body instanceof Readable) {
+            response.body = pipeline(response.body, limitStream(MAX_STORAGE_RESPONSE_BYTES), () => {});
+          }
+          return out;
+        },
+        // Last before the HTTP handler, after signing: the request as it will be sent.
+        { step: 'deserialize', priority: 'low', name: 'oidcPublisherEndpointAndSize' },
+      );
+    }
+  }
+
+  /** Runs a call with the store's deadline over everything, retries and the body included. */
+  #deadline<T>(op: string, key: string, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    return withDeadline(this.#opts.timeoutMs, `${op} ${this.#target(key)}`, fn);
   }
 
   /**
@@ -148,7 +197,9 @@ export class S3Store implements ObjectStore {
 
   async head(key: string): Promise<StoredObject | undefined> {
     try {
-      const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
+      const res = await this.#deadline('HEAD', key, (abortSignal) =>
+        this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal }),
+      );
       const out = readMetadata(res.Metadata, {});
       if (res.ContentType) out.contentType = res.ContentType;
       if (res.CacheControl) out.cacheControl = res.CacheControl;
@@ -161,8 +212,12 @@ export class S3Store implements ObjectStore {
 
   async get(key: string): Promise<Buffer | undefined> {
     try {
-      const res = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }));
-      const bytes = await res.Body?.transformToByteArray();
+      const bytes = await this.#deadline('GET', key, async (abortSignal) => {
+        const res = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), {
+          abortSignal,
+        });
+        return res.Body?.transformToByteArray();
+      });
       return Buffer.from(bytes ?? new Uint8Array());
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -172,15 +227,18 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, body: Buffer, opts: PutOptions): Promise<void> {
     try {
-      await this.#client.send(
-        new PutObjectCommand({
-          Bucket: this.#bucket,
-          Key: key,
-          Body: body,
-          ContentType: opts.contentType,
-          CacheControl: opts.cacheControl,
-          Metadata: objectMetadata(opts),
-        }),
+      await this.#deadline('PUT', key, (abortSignal) =>
+        this.#client.send(
+          new PutObjectCommand({
+            Bucket: this.#bucket,
+            Key: key,
+            Body: body,
+            ContentType: opts.contentType,
+            CacheControl: opts.cacheControl,
+            Metadata: objectMetadata(opts),
+          }),
+          { abortSignal },
+        ),
       );
     } catch (err) {
       throw s3Error('PUT', this.#target(key), err);
@@ -189,7 +247,9 @@ export class S3Store implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }));
+      await this.#deadline('DELETE', key, (abortSignal) =>
+        this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal }),
+      );
     } catch (err) {
       if (isNotFound(err)) return;
       throw s3Error('DELETE', this.#target(key), err);

@@ -213,6 +213,8 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
           `127.0.0.1:${port}`,
           '--leader-elect',
           'false',
+          '--storage-allowed-hosts',
+          '127.0.0.1',
         ],
         {
           cwd: app,

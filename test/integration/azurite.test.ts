@@ -10,6 +10,7 @@ import { createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { OidcPublisherError } from '../../src/errors.ts';
 import { AZURE_HASH_METADATA_KEY, AzureBlobStore } from '../../src/stores/azure-blob.ts';
+import { EndpointPolicy } from '../../src/stores/endpoints.ts';
 import type { AzureInfo } from '../bed/azurite.ts';
 import { createBlobServiceClient } from '../bed/azurite.ts';
 import type { Bed } from '../bed/bed.ts';
@@ -67,13 +68,17 @@ describe('Azurite (Azure Blob), in a bed of its own', () => {
     const store = async (
       over: { container?: string; connectionString?: string; accountURL?: string } = {},
     ) => {
+      // The connection string names the endpoint it is for: the account's, moved with accountURL.
+      const accountURL = over.accountURL ?? azure.accountURL;
       const s = await AzureBlobStore.create({
-        accountURL: over.accountURL ?? azure.accountURL,
+        accountURL,
         account: azure.account,
         container: over.container ?? azure.container,
         prefix: 'store-check',
-        connectionString: over.connectionString ?? azure.connectionString,
+        connectionString:
+          over.connectionString ?? azure.connectionString.replace(azure.accountURL, accountURL),
         timeoutMs: 1500,
+        endpoints: EndpointPolicy.of(['127.0.0.1']),
       });
       stores.push(s);
       return s;
@@ -117,7 +122,7 @@ describe('Azurite (Azure Blob), in a bed of its own', () => {
     it('maps a wrong account key to STORAGE_ACCESS_DENIED without echoing the key', async () => {
       const wrongKey = Buffer.from('definitely-not-the-account-key').toString('base64');
       const s = await store({
-        connectionString: `AccountName=${azure.account};AccountKey=${wrongKey}`,
+        connectionString: `AccountName=${azure.account};AccountKey=${wrongKey};BlobEndpoint=${azure.accountURL}`,
       });
       await assert.rejects(
         s.put('store-check/denied', Buffer.from('x'), {

@@ -28,26 +28,30 @@ describe('AZURE_HASH_METADATA_KEY', () => {
 
 describe('parseConnectionString', () => {
   const KEY = 'a2V5LWJ5dGVz';
-  const cases: { name: string; input: string; expected: AzureCredential }[] = [
+  const PUBLIC = 'https://acct.blob.core.windows.net';
+  const cases: { name: string; input: string; accountURL: string; expected: AzureCredential }[] = [
     {
-      name: 'takes AccountName and AccountKey, ignoring the endpoint fields',
+      name: 'takes AccountName and AccountKey whose implied endpoint is accountURL',
       input: `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${KEY}==;EndpointSuffix=core.windows.net`,
+      accountURL: PUBLIC,
       expected: { kind: 'sharedKey', accountName: 'acct', accountKey: `${KEY}==` },
     },
     {
       name: 'keeps the = padding of a key and ignores a trailing semicolon and case of names',
-      input: `accountname=acct;ACCOUNTKEY=${KEY}=;BlobEndpoint=https://127.0.0.1:1/acct;`,
+      input: `accountname=acct;ACCOUNTKEY=${KEY}=;BlobEndpoint=https://127.0.0.1:1/acct/;`,
+      accountURL: 'https://127.0.0.1:1/acct',
       expected: { kind: 'sharedKey', accountName: 'acct', accountKey: `${KEY}=` },
     },
     {
-      name: 'takes a SharedAccessSignature without its leading question mark',
-      input:
-        'BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=?sv=2024-08-04&sig=abc%3D',
+      name: 'takes a SharedAccessSignature for accountURL without its leading question mark',
+      input: `BlobEndpoint=${PUBLIC}/;SharedAccessSignature=?sv=2024-08-04&sig=abc%3D`,
+      accountURL: PUBLIC,
       expected: { kind: 'sas', sas: 'sv=2024-08-04&sig=abc%3D' },
     },
     {
       name: 'maps UseDevelopmentStorage=true to the emulator account',
       input: 'UseDevelopmentStorage=true',
+      accountURL: 'https://127.0.0.1:10000/devstoreaccount1',
       expected: {
         kind: 'sharedKey',
         accountName: 'devstoreaccount1',
@@ -56,9 +60,9 @@ describe('parseConnectionString', () => {
       },
     },
   ];
-  for (const { name, input, expected } of cases) {
+  for (const { name, input, accountURL, expected } of cases) {
     it(name, () => {
-      const got = parseConnectionString(input);
+      const got = parseConnectionString(input, accountURL);
       assert.deepEqual(got, expected, `expected ${JSON.stringify(expected)}, got ${JSON.stringify(got)}`);
     });
   }
@@ -66,7 +70,7 @@ describe('parseConnectionString', () => {
   it('refuses a string without a credential as STORAGE_CREDENTIALS_INVALID, naming keys but no values', () => {
     const secretish = 'AccountName=acct;BlobEndpoint=https://very-secret-host.example.com';
     assert.throws(
-      () => parseConnectionString(secretish),
+      () => parseConnectionString(secretish, 'https://very-secret-host.example.com'),
       (err: unknown) =>
         err instanceof OidcPublisherError &&
         err.code === 'STORAGE_CREDENTIALS_INVALID' &&
@@ -74,6 +78,57 @@ describe('parseConnectionString', () => {
         !err.message.includes('very-secret-host'),
     );
   });
+
+  const refusals: { name: string; input: string; accountURL: string }[] = [
+    {
+      name: 'a SAS whose BlobEndpoint is another account',
+      input: 'BlobEndpoint=https://other.blob.core.windows.net;SharedAccessSignature=sv=1&sig=SECRET',
+      accountURL: PUBLIC,
+    },
+    {
+      name: 'a SAS without a BlobEndpoint (it would go wherever accountURL says)',
+      input: 'SharedAccessSignature=sv=1&sig=SECRET',
+      accountURL: PUBLIC,
+    },
+    {
+      name: 'a SAS for the right host over another scheme',
+      input: 'BlobEndpoint=http://acct.blob.core.windows.net;SharedAccessSignature=sv=1&sig=SECRET',
+      accountURL: PUBLIC,
+    },
+    {
+      name: 'an account key of another account',
+      input: `AccountName=other;AccountKey=${KEY}`,
+      accountURL: PUBLIC,
+    },
+    {
+      name: 'an account key whose EndpointSuffix names another cloud',
+      input: `AccountName=acct;AccountKey=${KEY};EndpointSuffix=core.chinacloudapi.cn`,
+      accountURL: PUBLIC,
+    },
+    {
+      name: 'an account key whose BlobEndpoint is another host',
+      input: `AccountName=acct;AccountKey=${KEY};BlobEndpoint=https://127.0.0.1:1/acct`,
+      accountURL: 'https://127.0.0.2:1/acct',
+    },
+    {
+      name: 'the development account for an accountURL of another account',
+      input: 'UseDevelopmentStorage=true',
+      accountURL: PUBLIC,
+    },
+  ];
+  for (const { name, input, accountURL } of refusals) {
+    it(`refuses ${name} as STORAGE_CREDENTIALS_INVALID, without the secret in the message`, () => {
+      assert.throws(
+        () => parseConnectionString(input, accountURL),
+        (err: unknown) =>
+          err instanceof OidcPublisherError &&
+          err.code === 'STORAGE_CREDENTIALS_INVALID' &&
+          /another account or endpoint than accountURL/.test(err.message) &&
+          !err.message.includes('SECRET') &&
+          !err.message.includes(KEY),
+      );
+    });
+  }
 });
 
 describe('azureBlobError', () => {

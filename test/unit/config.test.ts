@@ -49,6 +49,7 @@ describe('parseConfig', () => {
       concurrency: 4,
       sourceTimeoutMs: 10_000,
       storageTimeoutMs: 15_000,
+      storageAllowedHosts: [],
       backoffBaseMs: 1000,
       backoffMaxMs: 60_000,
       shutdownGraceMs: 20_000,
@@ -71,6 +72,28 @@ describe('parseConfig', () => {
     );
     assert.equal('kubeconfig' in config, false, 'expected no kubeconfig by default');
     assert.equal('watchName' in config, false, 'expected no watch name by default');
+  });
+
+  it('takes --storage-allowed-hosts as a list (commas or spaces) and reports every bad entry at once', () => {
+    assert.deepEqual(
+      parseConfig(
+        ['--storage-allowed-hosts', '127.0.0.1, *.r2.cloudflarestorage.com,http://minio.storage.svc'],
+        NS,
+        noFile,
+      ).storageAllowedHosts,
+      ['127.0.0.1', '*.r2.cloudflarestorage.com', 'http://minio.storage.svc'],
+    );
+    assert.deepEqual(
+      parseConfig([], { ...NS, OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS: 'localhost' }, noFile)
+        .storageAllowedHosts,
+      ['localhost'],
+    );
+    const problems = problemsOf(() =>
+      parseConfig(['--storage-allowed-hosts', '*,minio:9000,https://x.example'], NS, noFile),
+    ).join('\n');
+    assert.match(problems, /"\*": name a host or a \*\.suffix/);
+    assert.match(problems, /"minio:9000": not a host name or IP address/);
+    assert.match(problems, /"https:\/\/x\.example": only http:\/\/ may prefix a host/);
   });
 
   it('accepts a foreign jwksURI only when --allow-foreign-jwks-uri (or its variable) is true', () => {

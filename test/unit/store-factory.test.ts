@@ -31,7 +31,12 @@ const target: StorageTarget = {
 describe('StoreFactory', () => {
   it('reads an S3 credentials Secret once per get, whatever the number of keys it uses', async () => {
     const reader = secrets({ AWS_ACCESS_KEY_ID: 'id', AWS_SECRET_ACCESS_KEY: 'secret' });
-    const factory = new StoreFactory({ secrets: reader, namespace: 'ns', timeoutMs: 1000 });
+    const factory = new StoreFactory({
+      secrets: reader,
+      namespace: 'ns',
+      timeoutMs: 1000,
+      allowedHosts: ['127.0.0.1'],
+    });
     try {
       const first = await factory.get(target, 'pub');
       assert.deepEqual(reader.reads, ['ns/s3-writer']);
@@ -56,7 +61,12 @@ describe('StoreFactory', () => {
         ]);
       },
     };
-    const factory = new StoreFactory({ secrets: reader, namespace: 'ns', timeoutMs: 1000 });
+    const factory = new StoreFactory({
+      secrets: reader,
+      namespace: 'ns',
+      timeoutMs: 1000,
+      allowedHosts: ['127.0.0.1'],
+    });
     try {
       const a = await factory.get(target, 'pub');
       const b = await factory.get({ ...target, prefix: 'q' }, 'pub');
@@ -77,6 +87,7 @@ describe('StoreFactory', () => {
       secrets: secrets({ AWS_ACCESS_KEY_ID: 'id' }),
       namespace: 'ns',
       timeoutMs: 1000,
+      allowedHosts: ['127.0.0.1'],
     });
     await assert.rejects(
       factory.get(target, 'pub'),

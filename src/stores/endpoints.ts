@@ -1,0 +1,210 @@
+/**
+ * Which storage endpoints the operator may talk to. Whoever can write an
+ * OidcPublisher chooses its endpoint, and the operator sends its credentials
+ * there (its workload identity, or a Secret's keys), so the endpoint is
+ * checked against an allowlist before any request:
+ *
+ * - Built in, per backend: the public clouds' own endpoints (below). Every
+ *   pattern names a zone the cloud provider controls, so its names cannot be
+ *   pointed at an address of the operator's choosing.
+ * - Added by the operator's administrator with --storage-allowed-hosts: exact
+ *   host names or IP addresses, or `*.suffix` for every name under a suffix;
+ *   an entry written `http://host` also allows plain HTTP to it.
+ *
+ * Names are checked, not the addresses they resolve to: the built-in zones
+ * are the providers', and a name the administrator adds is vouched for by
+ * them. Link-local and metadata addresses (169.254.0.0/16, fe80::/10,
+ * fd00:ec2::254, metadata.google.internal) match only an entry that names them
+ * exactly, never a `*.` pattern.
+ *
+ * Over plain HTTP no secret is sent: only signatures (an S3 access key's
+ * SigV4 without a session token, an Azure shared key) or nothing (GCS custom
+ * endpoints get no credentials from the SDK). SAS tokens, Entra ID tokens,
+ * session tokens and credential chains need HTTPS.
+ */
+import { isIP } from 'node:net';
+import { OidcPublisherError } from '../errors.ts';
+
+export type StorageKind = 's3' | 'gcs' | 'azureBlob';
+
+/** The endpoints each backend may use without any flag. */
+export const BUILT_IN_STORAGE_HOSTS: Readonly<Record<StorageKind, readonly string[]>> = {
+  s3: ['*.amazonaws.com', '*.amazonaws.com.cn'],
+  gcs: ['storage.googleapis.com'],
+  azureBlob: [
+    // Azure public cloud, its DNS-zone endpoints (account.zNN.blob.storage.azure.net),
+    // Azure operated by 21Vianet (China) and Azure Government.
+    '*.blob.core.windows.net',
+    '*.blob.storage.azure.net',
+    '*.blob.core.chinacloudapi.cn',
+    '*.blob.core.usgovcloudapi.net',
+  ],
+};
+
+export interface HostPattern {
+  /** As written, for messages. */
+  text: string;
+  /** The host, or the suffix after `*.`; lower case, IPv6 without brackets. */
+  host: string;
+  wildcard: boolean;
+  /** Plain HTTP allowed (an `http://` entry). */
+  http: boolean;
+}
+
+/** What a request would carry: nothing, a signature of it (SigV4, Azure shared key), or a bearer secret. */
+export type CredentialKind = 'none' | 'signature' | 'bearer';
+
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+/** A URL's host name as compared: lower case, no brackets around IPv6, no trailing dot. */
+export function normalizeHost(hostname: string): string {
+  let h = hostname.toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h;
+}
+
+function isDnsName(host: string): boolean {
+  const labels = host.split('.');
+  // The last label of a name is never all digits (that would be an IPv4 address).
+  return host.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1) ?? '');
+}
+
+/** Parses one --storage-allowed-hosts entry; a string says what is wrong with it. */
+export function parseHostPattern(entry: string): HostPattern | string {
+  const text = entry.trim();
+  let rest = text;
+  let http = false;
+  if (/^http:\/\//i.test(rest)) {
+    http = true;
+    rest = rest.slice('http://'.length);
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest)) {
+    return `${JSON.stringify(text)}: only http:// may prefix a host (https is always allowed)`;
+  }
+  if (rest === '' || rest === '*' || rest === '*.') {
+    return `${JSON.stringify(text)}: name a host or a *.suffix; there is no allow-all`;
+  }
+  const wildcard = rest.startsWith('*.');
+  const host = normalizeHost(wildcard ? rest.slice(2) : rest);
+  if (wildcard) {
+    if (!isDnsName(host)) return `${JSON.stringify(text)}: *. must be followed by a DNS name`;
+  } else if (isIP(host) === 0 && !isDnsName(host)) {
+    return `${JSON.stringify(text)}: not a host name or IP address (no port, path or wildcard inside)`;
+  }
+  return { text, host, wildcard, http };
+}
+
+/** Parses every entry; throws CONFIG_INVALID naming each bad one. */
+export function parseHostPatterns(entries: readonly string[]): HostPattern[] {
+  const out: HostPattern[] = [];
+  const problems: string[] = [];
+  for (const entry of entries) {
+    if (entry.trim() === '') continue;
+    const p = parseHostPattern(entry);
+    if (typeof p === 'string') problems.push(p);
+    else out.push(p);
+  }
+  if (problems.length > 0) {
+    throw new OidcPublisherError('CONFIG_INVALID', `--storage-allowed-hosts: ${problems.join('; ')}`);
+  }
+  return out;
+}
+
+/** Splits a flag value: comma- or whitespace-separated entries. */
+export function splitHostList(value: string): string[] {
+  return value.split(/[\s,]+/).filter((s) => s !== '');
+}
+
+/** Addresses of cloud metadata services and link-local ranges: only an exact entry allows them. */
+export function isMetadataHost(host: string): boolean {
+  if (host === 'metadata.google.internal' || host === 'metadata') return true;
+  if (isIP(host) === 4) return host.startsWith('169.254.');
+  if (isIP(host) === 6) return host === 'fd00:ec2::254' || /^fe[89ab][0-9a-f]:/.test(host);
+  return false;
+}
+
+/** Whether `pattern` matches the normalized host. */
+export function matchesHost(pattern: HostPattern, host: string): boolean {
+  if (!pattern.wildcard) return pattern.host === host;
+  if (isIP(host) !== 0 || isMetadataHost(host)) return false;
+  return host.endsWith(`.${pattern.host}`);
+}
+
+function refused(message: string): OidcPublisherError {
+  return new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', message);
+}
+
+/** The allowlist of storage endpoints: the built-in ones and the administrator's. */
+export class EndpointPolicy {
+  readonly #extra: readonly HostPattern[];
+  readonly #unrestricted: boolean;
+
+  private constructor(extra: readonly HostPattern[], unrestricted: boolean) {
+    this.#extra = extra;
+    this.#unrestricted = unrestricted;
+  }
+
+  /** The built-in endpoints and these entries (--storage-allowed-hosts). */
+  static of(entries: readonly string[]): EndpointPolicy {
+    return new EndpointPolicy(parseHostPatterns(entries), false);
+  }
+
+  /**
+   * No check: for `oidc-publisher publish`, where the user who runs it chose the endpoint and the
+   * credentials are their own.
+   */
+  static unrestricted(): EndpointPolicy {
+    return new EndpointPolicy([], true);
+  }
+
+  get unrestricted(): boolean {
+    return this.#unrestricted;
+  }
+
+  /**
+   * Checks an endpoint before any request to it; returns the parsed URL or throws
+   * STORAGE_ENDPOINT_REFUSED. `credentials` is what requests to it would carry.
+   */
+  check(kind: StorageKind, endpoint: string, credentials: CredentialKind): URL {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch (err) {
+      throw new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', 'the storage endpoint is not a URL', {
+        cause: err,
+      });
+    }
+    if (this.#unrestricted) return url;
+    const shown = `${url.protocol}//${url.host}`;
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw refused(`storage endpoint ${shown}: only https (and http where allowed) is used`);
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw refused('the storage endpoint must not carry a user name or password');
+    }
+    const host = normalizeHost(url.hostname);
+    const builtIn = BUILT_IN_STORAGE_HOSTS[kind].some((text) => {
+      const p = parseHostPattern(text);
+      return typeof p !== 'string' && matchesHost(p, host);
+    });
+    const extra = this.#extra.filter((p) => matchesHost(p, host));
+    if (!builtIn && extra.length === 0) {
+      throw refused(
+        `storage endpoint host ${JSON.stringify(host)} is not allowed for ${kind}: the built-in endpoints are ${BUILT_IN_STORAGE_HOSTS[kind].join(', ')}; the operator's --storage-allowed-hosts adds others`,
+      );
+    }
+    if (url.protocol === 'http:') {
+      if (!extra.some((p) => p.http)) {
+        throw refused(
+          `storage endpoint ${shown} uses plain http: use https, or allow http to this host with an http:// entry in the operator's --storage-allowed-hosts`,
+        );
+      }
+      if (credentials === 'bearer') {
+        throw refused(
+          `storage endpoint ${shown} uses plain http, and these credentials (a token, SAS or session token) are never sent without TLS`,
+        );
+      }
+    }
+    return url;
+  }
+}

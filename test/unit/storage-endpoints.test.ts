@@ -1,0 +1,407 @@
+/**
+ * The storage endpoint allowlist, the GCS credentials a Secret may hold, and
+ * the Azure credential that only asks for the storage scope: pure decisions,
+ * as tables.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { OidcPublisherError } from '../../src/errors.ts';
+import { AZURE_STORAGE_SCOPE, storageScopedCredential } from '../../src/stores/azure-pipeline.ts';
+import {
+  type CredentialKind,
+  EndpointPolicy,
+  matchesHost,
+  parseHostPattern,
+  type StorageKind,
+} from '../../src/stores/endpoints.ts';
+import { GOOGLE_TOKEN_URI, parseServiceAccountKey } from '../../src/stores/gcs-credentials.ts';
+import { readLimited } from '../../src/stores/limits.ts';
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return err instanceof OidcPublisherError ? err.code : `not ours: ${String(err)}`;
+  }
+}
+
+describe('parseHostPattern', () => {
+  const good: [string, { host: string; wildcard: boolean; http: boolean }][] = [
+    ['minio.storage.svc', { host: 'minio.storage.svc', wildcard: false, http: false }],
+    ['*.R2.CloudflareStorage.com', { host: 'r2.cloudflarestorage.com', wildcard: true, http: false }],
+    ['http://127.0.0.1', { host: '127.0.0.1', wildcard: false, http: true }],
+    ['[::1]', { host: '::1', wildcard: false, http: false }],
+    ['fd00:ec2::254', { host: 'fd00:ec2::254', wildcard: false, http: false }],
+    ['localhost.', { host: 'localhost', wildcard: false, http: false }],
+  ];
+  for (const [entry, expected] of good) {
+    it(`parses ${entry}`, () => {
+      const p = parseHostPattern(entry);
+      assert.ok(typeof p !== 'string', `refused: ${String(p)}`);
+      assert.deepEqual({ host: p.host, wildcard: p.wildcard, http: p.http }, expected);
+    });
+  }
+  const bad = [
+    '*',
+    '*.',
+    '',
+    'minio:9000',
+    'https://minio',
+    'minio/path',
+    'a.*.example.com',
+    '*.1.2',
+    'x_y.example',
+  ];
+  for (const entry of bad) {
+    it(`refuses ${JSON.stringify(entry)}`, () => {
+      assert.equal(typeof parseHostPattern(entry), 'string');
+    });
+  }
+});
+
+describe('matchesHost', () => {
+  const pattern = (text: string) => {
+    const p = parseHostPattern(text);
+    assert.ok(typeof p !== 'string');
+    return p;
+  };
+  const cases: [string, string, boolean][] = [
+    ['*.blob.core.windows.net', 'acct.blob.core.windows.net', true],
+    ['*.blob.core.windows.net', 'blob.core.windows.net', false],
+    ['*.blob.core.windows.net', 'acct.blob.core.windows.net.evil.example', false],
+    ['*.blob.core.windows.net', 'evilblob.core.windows.net', false],
+    ['*.amazonaws.com', 'bucket.s3.eu-west-1.amazonaws.com', true],
+    ['storage.googleapis.com', 'storage.googleapis.com', true],
+    ['storage.googleapis.com', 'x.storage.googleapis.com', false],
+    ['127.0.0.1', '127.0.0.1', true],
+    ['127.0.0.1', '127.0.0.2', false],
+    // Metadata addresses: only an exact entry names them.
+    ['*.internal', 'metadata.google.internal', false],
+    ['metadata.google.internal', 'metadata.google.internal', true],
+    ['169.254.169.254', '169.254.169.254', true],
+    ['*.svc', 'minio.storage.svc', true],
+  ];
+  for (const [p, host, expected] of cases) {
+    it(`${p} ${expected ? 'matches' : 'does not match'} ${host}`, () => {
+      assert.equal(matchesHost(pattern(p), host), expected);
+    });
+  }
+});
+
+describe('EndpointPolicy.check', () => {
+  const none = EndpointPolicy.of([]);
+  const lab = EndpointPolicy.of(['127.0.0.1', 'http://minio.storage.svc', '*.r2.cloudflarestorage.com']);
+  const cases: {
+    name: string;
+    policy: EndpointPolicy;
+    kind: StorageKind;
+    url: string;
+    carries: CredentialKind;
+    refused: boolean;
+  }[] = [
+    {
+      name: 'an Azure public account',
+      policy: none,
+      kind: 'azureBlob',
+      url: 'https://acct.blob.core.windows.net',
+      carries: 'bearer',
+      refused: false,
+    },
+    {
+      name: 'an Azure China account',
+      policy: none,
+      kind: 'azureBlob',
+      url: 'https://acct.blob.core.chinacloudapi.cn',
+      carries: 'bearer',
+      refused: false,
+    },
+    {
+      name: 'an Azure Government account',
+      policy: none,
+      kind: 'azureBlob',
+      url: 'https://acct.blob.core.usgovcloudapi.net',
+      carries: 'bearer',
+      refused: false,
+    },
+    {
+      name: 'an Azure account on plain http',
+      policy: none,
+      kind: 'azureBlob',
+      url: 'http://acct.blob.core.windows.net',
+      carries: 'signature',
+      refused: true,
+    },
+    {
+      name: 'any other host for Azure',
+      policy: none,
+      kind: 'azureBlob',
+      url: 'https://attacker.example/acct',
+      carries: 'bearer',
+      refused: true,
+    },
+    {
+      name: 'an S3 host for Azure (each backend has its own built-ins)',
+      policy: none,
+      kind: 'azureBlob',
+      url: 'https://bucket.s3.amazonaws.com',
+      carries: 'bearer',
+      refused: true,
+    },
+    {
+      name: 'a regional S3 endpoint',
+      policy: none,
+      kind: 's3',
+      url: 'https://s3.eu-west-1.amazonaws.com',
+      carries: 'bearer',
+      refused: false,
+    },
+    {
+      name: 'an S3 China endpoint',
+      policy: none,
+      kind: 's3',
+      url: 'https://s3.cn-north-1.amazonaws.com.cn',
+      carries: 'bearer',
+      refused: false,
+    },
+    {
+      name: 'the EC2 metadata address',
+      policy: none,
+      kind: 's3',
+      url: 'http://169.254.169.254',
+      carries: 'none',
+      refused: true,
+    },
+    {
+      name: 'the EC2 IPv6 metadata address',
+      policy: none,
+      kind: 's3',
+      url: 'http://[fd00:ec2::254]',
+      carries: 'none',
+      refused: true,
+    },
+    {
+      name: 'the metadata address written in hex',
+      policy: none,
+      kind: 's3',
+      url: 'http://0xa9.0xfe.0xa9.0xfe',
+      carries: 'none',
+      refused: true,
+    },
+    {
+      name: 'the GCE metadata server',
+      policy: none,
+      kind: 'gcs',
+      url: 'http://metadata.google.internal',
+      carries: 'none',
+      refused: true,
+    },
+    {
+      name: 'an in-cluster service',
+      policy: none,
+      kind: 's3',
+      url: 'https://minio.storage.svc.cluster.local',
+      carries: 'signature',
+      refused: true,
+    },
+    {
+      name: "Google's endpoint",
+      policy: none,
+      kind: 'gcs',
+      url: 'https://storage.googleapis.com',
+      carries: 'bearer',
+      refused: false,
+    },
+    {
+      name: 'a GCS emulator not allowed',
+      policy: none,
+      kind: 'gcs',
+      url: 'https://127.0.0.1:4443',
+      carries: 'none',
+      refused: true,
+    },
+    {
+      name: 'a GCS emulator allowed',
+      policy: lab,
+      kind: 'gcs',
+      url: 'https://127.0.0.1:4443',
+      carries: 'none',
+      refused: false,
+    },
+    {
+      name: 'an allowed host on plain http without an http:// entry',
+      policy: lab,
+      kind: 's3',
+      url: 'http://127.0.0.1:9000',
+      carries: 'signature',
+      refused: true,
+    },
+    {
+      name: 'an http:// host with an S3 signature',
+      policy: lab,
+      kind: 's3',
+      url: 'http://minio.storage.svc:9000',
+      carries: 'signature',
+      refused: false,
+    },
+    {
+      name: 'an http:// host with a bearer secret',
+      policy: lab,
+      kind: 's3',
+      url: 'http://minio.storage.svc:9000',
+      carries: 'bearer',
+      refused: true,
+    },
+    {
+      name: 'an added wildcard',
+      policy: lab,
+      kind: 's3',
+      url: 'https://acct.r2.cloudflarestorage.com',
+      carries: 'signature',
+      refused: false,
+    },
+    {
+      name: 'user info in the endpoint',
+      policy: lab,
+      kind: 's3',
+      url: 'https://user:pw@127.0.0.1:9000',
+      carries: 'signature',
+      refused: true,
+    },
+    {
+      name: 'another scheme',
+      policy: lab,
+      kind: 's3',
+      url: 'ftp://127.0.0.1',
+      carries: 'none',
+      refused: true,
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.refused ? 'refuses' : 'allows'} ${c.name}`, () => {
+      const code = codeOf(() => c.policy.check(c.kind, c.url, c.carries));
+      assert.equal(code, c.refused ? 'STORAGE_ENDPOINT_REFUSED' : undefined);
+    });
+  }
+
+  it('names the host, the built-in endpoints and the flag when it refuses', () => {
+    assert.throws(
+      () => none.check('azureBlob', 'https://attacker.example/acct', 'bearer'),
+      /host "attacker\.example" is not allowed for azureBlob: the built-in endpoints are \*\.blob\.core\.windows\.net.*--storage-allowed-hosts/,
+    );
+  });
+
+  it('lets everything through when unrestricted (publish: the user chose the endpoint)', () => {
+    assert.equal(
+      codeOf(() => EndpointPolicy.unrestricted().check('s3', 'http://127.0.0.1:9000', 'bearer')),
+      undefined,
+    );
+  });
+});
+
+describe('parseServiceAccountKey', () => {
+  const key = {
+    type: 'service_account',
+    project_id: 'p',
+    private_key_id: 'k',
+    private_key: '-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n',
+    client_email: 'sa@p.iam.gserviceaccount.com',
+    client_id: '1',
+    token_uri: GOOGLE_TOKEN_URI,
+    auth_uri: 'https://accounts.google.com/o/oauth2/auth',
+    universe_domain: 'googleapis.com',
+  };
+
+  it('accepts a service account key and passes on only what a key needs', () => {
+    assert.deepEqual(parseServiceAccountKey(JSON.stringify(key)), {
+      type: 'service_account',
+      client_email: key.client_email,
+      private_key: key.private_key,
+      token_uri: GOOGLE_TOKEN_URI,
+      project_id: 'p',
+      private_key_id: 'k',
+      client_id: '1',
+    });
+  });
+
+  const refusals: [string, unknown, RegExp][] = [
+    [
+      'an external_account that would read a file and post it to a token_url',
+      {
+        type: 'external_account',
+        token_url: 'https://attacker.example/token',
+        credential_source: { file: '/var/run/secrets/kubernetes.io/serviceaccount/token' },
+      },
+      /type is "external_account"; only "service_account"/,
+    ],
+    ['an authorized_user', { type: 'authorized_user', refresh_token: 'r' }, /type is "authorized_user"/],
+    [
+      'an impersonated_service_account',
+      { type: 'impersonated_service_account', service_account_impersonation_url: 'https://x' },
+      /type is "impersonated_service_account"/,
+    ],
+    [
+      'a key with another token_uri',
+      { ...key, token_uri: 'https://attacker.example/token' },
+      /token_uri must be/,
+    ],
+    ['a key of another universe', { ...key, universe_domain: 'attacker.example' }, /universe_domain/],
+    ['a key without a private key', { ...key, private_key: undefined }, /private_key is missing/],
+    ['no type', { client_email: 'x' }, /type is missing/],
+    ['a JSON array', [key], /not a JSON object/],
+  ];
+  for (const [name, json, message] of refusals) {
+    it(`refuses ${name} as STORAGE_CREDENTIALS_INVALID`, () => {
+      assert.throws(
+        () => parseServiceAccountKey(JSON.stringify(json)),
+        (err: unknown) =>
+          err instanceof OidcPublisherError &&
+          err.code === 'STORAGE_CREDENTIALS_INVALID' &&
+          message.test(err.message) &&
+          !err.message.includes('BEGIN PRIVATE KEY'),
+      );
+    });
+  }
+
+  it('refuses text that is not JSON', () => {
+    assert.equal(
+      codeOf(() => parseServiceAccountKey('not json')),
+      'STORAGE_CREDENTIALS_INVALID',
+    );
+  });
+});
+
+describe('storageScopedCredential', () => {
+  it('asks the inner credential for the storage scope of its own tenant, whatever the caller asks', async () => {
+    const asked: unknown[] = [];
+    const inner = {
+      async getToken(scopes: string | string[], options?: object) {
+        asked.push({ scopes, options });
+        return { token: 't', expiresOnTimestamp: 1 };
+      },
+    };
+    const signal = new AbortController().signal;
+    const credential = storageScopedCredential(inner);
+    await credential.getToken('https://management.azure.com/.default', {
+      tenantId: 'another-tenant',
+      claims: 'eyJ...',
+      abortSignal: signal,
+    });
+    await credential.getToken(['https://vault.azure.net/.default', AZURE_STORAGE_SCOPE]);
+    assert.deepEqual(asked, [
+      { scopes: AZURE_STORAGE_SCOPE, options: { abortSignal: signal } },
+      { scopes: AZURE_STORAGE_SCOPE, options: {} },
+    ]);
+  });
+});
+
+describe('readLimited', () => {
+  it('reads a body up to the limit and refuses one byte more', async () => {
+    const { Readable } = await import('node:stream');
+    assert.equal((await readLimited(Readable.from([Buffer.alloc(5), Buffer.alloc(5)]), 10)).length, 10);
+    await assert.rejects(
+      readLimited(Readable.from([Buffer.alloc(6), Buffer.alloc(5)]), 10),
+      (err: unknown) => err instanceof OidcPublisherError && /larger than 10 bytes/.test(err.message),
+    );
+  });
+});
