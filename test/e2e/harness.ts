@@ -197,6 +197,9 @@ export class OperatorProcess {
         'debug',
         '--backoff-max',
         '5s',
+        // The bed's MinIO, fake-gcs-server and Azurite listen on the loopback address.
+        '--storage-allowed-hosts',
+        '127.0.0.1,localhost',
         ...args,
       ],
       {
