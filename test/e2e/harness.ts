@@ -47,16 +47,28 @@ export async function applyYaml(bed: Bed, yaml: string): Promise<string> {
   return bed.kubectl(['apply', '-f', '-'], { input: yaml });
 }
 
-export async function createSecret(bed: Bed, name: string, data: Record<string, string>): Promise<void> {
+/**
+ * Creates or updates a Secret in the operator's namespace. It opts in to being used by the
+ * OidcPublishers `allowedPublishers` names (the annotation oidcpublisher.io/allowed-publishers;
+ * default "*", every publisher), or by none with `allowedPublishers: null`.
+ */
+export async function createSecret(
+  bed: Bed,
+  name: string,
+  data: Record<string, string>,
+  { allowedPublishers = '*' }: { allowedPublishers?: string | null } = {},
+): Promise<void> {
   const encoded = Object.fromEntries(
     Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
   );
+  const annotations =
+    allowedPublishers === null ? {} : { 'oidcpublisher.io/allowed-publishers': allowedPublishers };
   await applyYaml(
     bed,
     JSON.stringify({
       apiVersion: 'v1',
       kind: 'Secret',
-      metadata: { name, namespace: OPERATOR_NAMESPACE },
+      metadata: { name, namespace: OPERATOR_NAMESPACE, annotations },
       type: 'Opaque',
       data: encoded,
     }),
