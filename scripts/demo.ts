@@ -73,12 +73,18 @@ try {
 
   step('Installing the CRD and the operator RBAC (crds/, config/rbac)');
   const kubeconfig = await installOperator(bed);
-  await createSecret(bed, 's3-writer', {
-    AWS_ACCESS_KEY_ID: bed.state.s3.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
-  });
+  // The Secret opts in to being used by the sample's OidcPublisher, and by no other.
+  await createSecret(
+    bed,
+    's3-writer',
+    {
+      AWS_ACCESS_KEY_ID: bed.state.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
+    },
+    { allowedPublishers: 'cluster-issuer' },
+  );
   console.log(
-    `    ServiceAccount ${OPERATOR_NAMESPACE}/${OPERATOR_SA}, bucket credentials in Secret s3-writer`,
+    `    ServiceAccount ${OPERATOR_NAMESPACE}/${OPERATOR_SA}, bucket credentials in Secret s3-writer (oidcpublisher.io/allowed-publishers: cluster-issuer)`,
   );
 
   step('Starting the operator as its least-privilege ServiceAccount');
