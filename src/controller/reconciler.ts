@@ -208,7 +208,7 @@ export class Reconciler {
       const now = this.#now();
       const previous = obj.status?.keys as KeyRecord[] | undefined;
       // A publisher refused for its target reads nothing there: the objects are another's.
-      const stored = conflict ? undefined : await this.#storedJwks(name, spec, raw, previous);
+      const stored = conflict ? undefined : await this.#storedJwks(obj, spec, raw, previous);
       outcome.preparation = prepare(spec, raw, {
         previous,
         now,
@@ -279,15 +279,15 @@ export class Reconciler {
    * serves: retention takes a retired key's material from there, never from the status.
    */
   async #storedJwks(
-    name: string,
+    obj: OidcPublisher,
     spec: ResolvedSpec,
     raw: RawDocuments,
     previous: readonly KeyRecord[] | undefined,
   ): Promise<StoredJwks | { error: FailedStep } | undefined> {
     if (!needsStoredJwks(raw.jwks, previous)) return undefined;
     try {
-      const store = await this.#d.stores.get(spec.storage, name);
-      return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH));
+      const store = await this.#d.stores.get(spec.storage, obj.metadata.name);
+      return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH), ownershipOf(obj));
     } catch (err) {
       return { error: failed(err) };
     }
