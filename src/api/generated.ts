@@ -97,11 +97,11 @@ export interface OidcPublisherSpecStorageAzureBlob {
   container: string;
   /** Blob name prefix under which the documents are written, without a leading slash. */
   prefix?: string;
-  /** A Secret in the operator's namespace holding a storage connection string (AccountName and AccountKey, or SharedAccessSignature). Only its credential is used; the endpoint is always accountURL. Default: DefaultAzureCredential. */
+  /** A Secret in the operator's namespace holding a storage connection string (AccountName and AccountKey, or SharedAccessSignature) for accountURL: its account and its BlobEndpoint must be accountURL's. Default: DefaultAzureCredential. */
   credentialsSecretRef?: OidcPublisherSpecStorageAzureBlobCredentialsSecretRef;
 }
 
-/** A Secret in the operator's namespace holding a storage connection string (AccountName and AccountKey, or SharedAccessSignature). Only its credential is used; the endpoint is always accountURL. Default: DefaultAzureCredential. */
+/** A Secret in the operator's namespace holding a storage connection string (AccountName and AccountKey, or SharedAccessSignature) for accountURL: its account and its BlobEndpoint must be accountURL's. Default: DefaultAzureCredential. */
 export interface OidcPublisherSpecStorageAzureBlobCredentialsSecretRef {
   /** Name of the Secret, in the operator's namespace. */
   name: string;
