@@ -127,7 +127,7 @@ describe('operator end to end: Azure Blob (Azurite)', () => {
     const before = await published();
     const wrongKey = Buffer.from('not-the-devstoreaccount1-key').toString('base64');
     await createSecret(bed, 'azure-bad', {
-      connectionString: `DefaultEndpointsProtocol=https;AccountName=${azure.account};AccountKey=${wrongKey}`,
+      connectionString: `DefaultEndpointsProtocol=https;AccountName=${azure.account};AccountKey=${wrongKey};BlobEndpoint=${azure.accountURL}`,
     });
     // A new Cache-Control makes both blobs need a write, which the wrong key cannot make.
     await bed.kubectl([
