@@ -189,7 +189,8 @@ describe('operator end to end: ownership of published objects and targets', () =
       await waitForReady(bed, 'first-on-target', 'True', 'Ready', 60_000);
       // A later creationTimestamp: the API server stamps whole seconds.
       await new Promise((r) => setTimeout(r, 1100));
-      await applyYaml(bed, publisher('second-on-target', `${PREFIX}/`));
+      // A long syncInterval: taking over later must come from being woken, not from a regular sync.
+      await applyYaml(bed, publisher('second-on-target', `${PREFIX}/`, { syncInterval: '5m' }));
       const p = await waitForReady(bed, 'second-on-target', 'False', 'TargetConflict', 60_000);
       assert.match(
         condition(p, 'Published')?.message ?? '',
@@ -210,7 +211,7 @@ describe('operator end to end: ownership of published objects and targets', () =
     it('hands the target to the later one once the earlier one is deleted', async () => {
       await bed.kubectl(['delete', 'oidcpublisher', 'first-on-target', '--wait=false']);
       await gone('first-on-target');
-      // Well within the second one's 10s sync interval plus backoff: it is woken when the first goes.
+      // Long before the second one's next regular sync (5m): it is woken when the first goes.
       await waitForReady(bed, 'second-on-target', 'True', 'Ready', 20_000);
       const secondUID = await uidOf('second-on-target');
       assert.equal(
