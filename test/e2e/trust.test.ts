@@ -12,6 +12,7 @@ import { before, describe, it } from 'node:test';
 import {
   DeleteBucketPolicyCommand,
   GetBucketPolicyCommand,
+  HeadObjectCommand,
   PutBucketPolicyCommand,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
@@ -236,7 +237,10 @@ describe('trust lifecycle: key retention and the Verified condition (S3)', () =>
     const sha = createHash('sha256').update(original.body).digest('hex');
     const s3 = createS3Client(bed.state.s3, bed.ca);
     try {
-      // Other bytes under the metadata of the published object: a HEAD alone cannot tell.
+      // Other bytes under the metadata of the published object (hash and owner): a HEAD alone
+      // cannot tell.
+      const { Metadata } = await s3.send(new HeadObjectCommand({ Bucket: bed.state.s3.bucket, Key: key }));
+      assert.equal(Metadata?.['oidc-publisher-sha256'], sha, 'the published object records its hash');
       const tampered = JSON.stringify({ keys: [] });
       await s3.send(
         new PutObjectCommand({
@@ -245,7 +249,7 @@ describe('trust lifecycle: key retention and the Verified condition (S3)', () =>
           Body: tampered,
           ContentType: 'application/jwk-set+json',
           CacheControl: 'public, max-age=300',
-          Metadata: { 'oidc-publisher-sha256': sha },
+          Metadata,
         }),
       );
       const p = await waitForReady(bed, NAME, 'False', 'ContentMismatch', 40_000);
