@@ -20,7 +20,9 @@ import {
   azuriteArgs,
   prepareAzureContainer,
 } from './azurite.ts';
+import { ensureNodePackages } from './container-image.ts';
 import { request } from './http.ts';
+import { BedNode, createNodeNetwork, NODE_NETWORK, type NodeState, removeNodeNetwork } from './node.ts';
 import { type Ca, type CertFiles, createCa, createSigningKey, issueCert, type SigningKey } from './pki.ts';
 import { ManagedProcess, type ProcessSpec } from './process.ts';
 import { ensureTools, type ToolPaths } from './tools.ts';
@@ -43,6 +45,12 @@ export interface BedOptions {
    * NODE_EXTRA_CA_CERTS trusts them all. Default: OIDC_BED_CA_DIR, else the bed's own.
    */
   caDir?: string;
+  /**
+   * Run a real node too (containerd, kubelet, kube-controller-manager, kube-scheduler,
+   * kube-proxy): the API server and the object stores then listen on the node bridge's
+   * address (198.18.0.1), which both this machine and the Pods reach. Needs root.
+   */
+  node?: boolean;
 }
 
 /** The bed CA in `dir`, created if it does not exist yet. */
@@ -94,6 +102,10 @@ export interface BedState {
   s3: S3Info & { proc: ProcState };
   gcs?: GcsInfo & { proc: ProcState };
   azure?: AzureInfo & { proc: ProcState };
+  /** The address the API server and object stores listen on (127.0.0.1 unless there is a node). */
+  host?: string;
+  /** The real node, when the bed runs one. */
+  node?: NodeState;
 }
 
 /** A second API server that trusts the bed's issuer through structured authentication. */
@@ -157,6 +169,7 @@ export class Bed {
   #procs: Map<string, ManagedProcess>;
   /** Process names of the consumer API servers started by startConsumerApiserver. */
   readonly #consumers = new Set<string>();
+  #node: BedNode | undefined;
 
   private constructor(
     state: BedState,
@@ -182,7 +195,9 @@ export class Bed {
     add('minio', state.s3.proc);
     add('fake-gcs-server', state.gcs?.proc);
     add('azurite', state.azure?.proc);
-    return new Bed(state, procs, true, false);
+    const bed = new Bed(state, procs, true, false);
+    if (state.node) bed.#node = BedNode.attach(state.node);
+    return bed;
   }
 
   static async start(opts: BedOptions = {}): Promise<Bed> {
@@ -191,7 +206,13 @@ export class Bed {
       'etcd',
       'minio',
       ...(opts.gcs === false ? [] : (['fake-gcs-server'] as const)),
+      ...(opts.node ? (['node'] as const) : []),
     ]);
+    if (opts.node) {
+      ensureNodePackages();
+      createNodeNetwork();
+    }
+    const host = opts.node ? NODE_NETWORK.hostAddress : '127.0.0.1';
     const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), 'oidc-bed-'));
     mkdirSync(dir, { recursive: true });
     const pkiDir = join(dir, 'pki');
@@ -199,9 +220,27 @@ export class Bed {
     const sharedCa = bedCa(opts.caDir ?? process.env.OIDC_BED_CA_DIR ?? pkiDir);
     const ca: Ca = { ...sharedCa, dir: pkiDir };
     const serving = issueCert(ca, 'serving', {
-      commonName: '127.0.0.1',
-      serverNames: ['127.0.0.1', 'localhost'],
+      commonName: host,
+      serverNames: [
+        '127.0.0.1',
+        'localhost',
+        ...(opts.node
+          ? [
+              host,
+              NODE_NETWORK.kubernetesServiceIP,
+              'kubernetes',
+              'kubernetes.default',
+              'kubernetes.default.svc',
+              'kubernetes.default.svc.cluster.local',
+            ]
+          : []),
+      ],
     });
+    if (opts.node)
+      issueCert(ca, 'apiserver-kubelet-client', {
+        commonName: 'kube-apiserver-kubelet-client',
+        organizations: ['system:masters'],
+      });
     const admin = issueCert(ca, 'admin', { commonName: 'bed-admin', organizations: ['system:masters'] });
     const [etcdPort, etcdPeerPort, apiPort, s3Port, gcsPort] = await Promise.all([
       freePort(),
@@ -211,7 +250,7 @@ export class Bed {
       freePort(),
     ]);
     const s3: S3Info = {
-      endpoint: `https://127.0.0.1:${s3Port}`,
+      endpoint: `https://${host}:${s3Port}`,
       region: 'us-east-1',
       bucket: 'oidc-bed',
       accessKeyId: 'bedadmin',
@@ -221,7 +260,7 @@ export class Bed {
     const gcs: GcsInfo | undefined =
       opts.gcs === false
         ? undefined
-        : { endpoint: `https://127.0.0.1:${gcsPort}`, bucket: 'oidc-bed', publicPrefix: '' };
+        : { endpoint: `https://${host}:${gcsPort}`, bucket: 'oidc-bed', publicPrefix: '' };
     const issuerBase =
       opts.issuer === 'gcs' && gcs ? `${gcs.endpoint}/${gcs.bucket}` : `${s3.endpoint}/${s3.bucket}`;
     const azure = opts.azure || opts.issuer === 'azure' ? azureInfo(await freePort()) : undefined;
@@ -237,7 +276,7 @@ export class Bed {
       admin: { ...admin, kubeconfig: adminKubeconfig },
       apiserver: {
         binary: tools.kubeApiserver,
-        url: `https://127.0.0.1:${apiPort}`,
+        url: `https://${host}:${apiPort}`,
         port: apiPort,
         issuer,
         keys: [createSigningKey(pkiDir, 'sa-1')],
@@ -256,6 +295,7 @@ export class Bed {
         ...gcs,
         proc: { spec: { name: 'fake-gcs-server', command: '', args: [], logFile: '' }, pid: 0 },
       },
+      host,
     };
     writeFileSync(adminKubeconfig, kubeconfigYaml(state.apiserver.url, ca.cert, admin), { mode: 0o600 });
     const bed = new Bed(state, new Map(), opts.persistent ?? false, true);
@@ -267,9 +307,26 @@ export class Bed {
         azure ? bed.#startAzurite(serving) : Promise.resolve(),
       ]);
       bed.#save();
+      if (opts.node) {
+        bed.#node = await BedNode.start({
+          dir,
+          tools,
+          ca,
+          apiserverURL: state.apiserver.url,
+          serviceAccountKey: bed.signingKey.privateKeyFile,
+          kubectl: (args) => bed.kubectl(args),
+          persistent: opts.persistent ?? false,
+          onState: (node) => {
+            state.node = node;
+            bed.#save();
+          },
+        });
+      }
     } catch (err) {
       await bed.stop({ keepDir: true });
       throw err;
+    } finally {
+      if (opts.node && !bed.#node) removeNodeNetwork();
     }
     return bed;
   }
@@ -335,27 +392,44 @@ export class Bed {
     this.#assertOwned();
     const s = this.state;
     const pki = join(this.dir, 'pki');
+    const host = s.host ?? '127.0.0.1';
+    const nodeMode = host !== '127.0.0.1';
     const proc = this.#launch('kube-apiserver', {
       command: s.apiserver.binary,
       args: [
         `--etcd-servers=${s.etcd.url}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        `--bind-address=${host}`,
+        `--advertise-address=${host}`,
         `--secure-port=${s.apiserver.port}`,
         `--cert-dir=${join(this.dir, 'apiserver-certs')}`,
         `--tls-cert-file=${join(pki, 'serving.crt')}`,
         `--tls-private-key-file=${join(pki, 'serving.key')}`,
         `--client-ca-file=${s.caFile}`,
         '--anonymous-auth=false',
-        '--authorization-mode=RBAC',
         `--service-account-issuer=${s.apiserver.issuer}`,
         ...s.apiserver.keys.map((k) => `--service-account-key-file=${k.publicKeyFile}`),
         `--service-account-signing-key-file=${this.signingKey.privateKeyFile}`,
-        '--service-cluster-ip-range=10.96.0.0/24',
+        ...(nodeMode
+          ? [
+              // The node's kubelet (Node authorizer), the `kubernetes` Service's endpoint (the
+              // lease reconciler), and logs/exec through the kubelet at its bridge address.
+              `--service-cluster-ip-range=${NODE_NETWORK.serviceCIDR}`,
+              '--authorization-mode=Node,RBAC',
+              '--enable-admission-plugins=NodeRestriction',
+              '--endpoint-reconciler-type=lease',
+              '--kubelet-preferred-address-types=InternalIP',
+              `--kubelet-certificate-authority=${s.caFile}`,
+              `--kubelet-client-certificate=${join(pki, 'apiserver-kubelet-client.crt')}`,
+              `--kubelet-client-key=${join(pki, 'apiserver-kubelet-client.key')}`,
+            ]
+          : [
+              '--authorization-mode=RBAC',
+              '--service-cluster-ip-range=10.96.0.0/24',
+              '--endpoint-reconciler-type=none',
+            ]),
         '--allow-privileged=false',
         '--profiling=false',
         '--enable-priority-and-fairness=false',
-        '--endpoint-reconciler-type=none',
         '--v=0',
       ],
     });
@@ -486,7 +560,7 @@ export class Bed {
         'server',
         '--quiet',
         '--address',
-        `127.0.0.1:${port}`,
+        `${new URL(s3.endpoint).hostname}:${port}`,
         '--certs-dir',
         certs,
         join(this.dir, 'minio-data'),
@@ -566,7 +640,7 @@ export class Bed {
         '-scheme',
         'https',
         '-host',
-        '127.0.0.1',
+        url.hostname,
         '-port',
         url.port,
         '-cert-location',
@@ -818,8 +892,15 @@ current-context: bed
     if (!this.#owned) throw new Error('this bed is shared: start a bed of your own to restart its servers');
   }
 
-  /** Stops every server (reverse start order) and removes the bed's directory. */
+  /** The bed's real node, when it runs one (BedOptions.node). */
+  get node(): BedNode | undefined {
+    return this.#node;
+  }
+
+  /** Stops every server (reverse start order), the node if any, and removes the bed's directory. */
   async stop(opts: { keepDir?: boolean } = {}): Promise<void> {
+    // The node first: its Pods and kubelet still talk to the API server while they stop.
+    await this.#node?.stop();
     for (const name of [
       ...this.#consumers,
       'azurite',

@@ -4,7 +4,12 @@
 #   ${OIDC_PUBLISHER_CACHE:-$HOME/.cache/oidc-publisher}/bin/<tool>-<version>
 # A tool already in the cache is not built again.
 #
-#   build-tools.sh [tool ...]     tools: kube (kube-apiserver + kubectl), etcd, minio, fake-gcs-server, helm
+#   build-tools.sh [tool ...]     tools: kube (kube-apiserver + kubectl), etcd, minio, fake-gcs-server, helm,
+#                                 node (kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
+#                                 the pause binary, for the bed's real node)
+#
+# Each build says what it builds, where it is cached and about how long it takes: the
+# estimates are measured on 2 cores with an empty Go cache (a warm Go cache is faster).
 set -euo pipefail
 
 : "${KUBE_VERSION:?set by test/bed/tools.ts}"
@@ -38,12 +43,13 @@ publish() {
   mv -f "$bin/$name.tmp.$$" "$bin/$name"
 }
 
-build_kube() {
-  local apiserver="kube-apiserver-$KUBE_VERSION" kubectl="kubectl-$KUBE_VERSION"
-  if have "$apiserver" && have "$kubectl"; then return; fi
-  log "building kube-apiserver and kubectl $KUBE_VERSION (cold build takes several minutes)"
-  local work; work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+# kube_build TITLE ESTIMATE CMD... : builds k8s.io/kubernetes/cmd/CMD for each CMD in one throwaway
+# module, the kubernetes module's staging replacements pointed at their published tags, into
+# $work/CMD. Sets $work (removed by the caller).
+kube_build() {
+  local title="$1" estimate="$2"; shift 2
+  log "building $title $KUBE_VERSION from source into $bin: about $estimate on 2 cores the first time, cached afterwards"
+  work="$(mktemp -d)"
   (
     cd "$work"
     go mod init oidc-publisher.local/kubetools >/dev/null 2>&1
@@ -63,22 +69,56 @@ build_kube() {
     [ -n "$mods" ] || { log "no staging replacements found in $gomod"; exit 1; }
     for m in $mods; do go mod edit -replace="$m=$m@$staging"; done
     go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION"
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" >&2
+    local pkgs=() c
+    for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    log "$title: downloading modules"
+    go get "${pkgs[@]/%/@$KUBE_VERSION}" >&2
     local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
     local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
     ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-    go build -trimpath -ldflags "$ldflags" -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    go build -trimpath -ldflags "$ldflags" -o "$work/kubectl" k8s.io/kubernetes/cmd/kubectl
+    mkdir -p "$work/out"
+    log "$title: compiling"
+    go build -trimpath -ldflags "$ldflags" -o "$work/out/" "${pkgs[@]}"
   )
-  publish "$work/kube-apiserver" "$apiserver"
-  publish "$work/kubectl" "$kubectl"
-  log "built $apiserver and $kubectl"
+}
+
+build_kube() {
+  local apiserver="kube-apiserver-$KUBE_VERSION" kubectl="kubectl-$KUBE_VERSION"
+  if have "$apiserver" && have "$kubectl"; then return; fi
+  local work
+  trap 'rm -rf "$work"' RETURN
+  kube_build "kube-apiserver and kubectl" "12 min" kube-apiserver kubectl
+  publish "$work/out/kube-apiserver" "$apiserver"
+  publish "$work/out/kubectl" "$kubectl"
+  log "built $apiserver and $kubectl (cached)"
+}
+
+# The real node: kubelet, kube-controller-manager, kube-scheduler, kube-proxy, and the
+# pause binary compiled from the pause.c of the same Kubernetes release.
+build_node() {
+  local cmds=(kubelet kube-controller-manager kube-scheduler kube-proxy) c all=1
+  for c in "${cmds[@]}"; do have "$c-$KUBE_VERSION" || all=; done
+  have "pause-$KUBE_VERSION" || all=
+  [ -n "$all" ] && return
+  command -v gcc >/dev/null 2>&1 || { log "the pause binary needs gcc (test/bed/node-packages.sh installs it)"; exit 3; }
+  local work
+  trap 'rm -rf "$work"' RETURN
+  kube_build "${cmds[*]}" "9 min (2 with kube-apiserver's Go cache warm)" "${cmds[@]}"
+  local src
+  src="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')/build/pause/linux/pause.c"
+  [ -f "$src" ] || { log "no pause.c at $src"; exit 1; }
+  local pause_version
+  pause_version="$(sed -n 's/^TAG ?= *//p' "$(dirname "$(dirname "$src")")/Makefile" 2>/dev/null | head -n1)"
+  gcc -Os -static -Wall -Werror -DVERSION="v${pause_version:-3.10.1}" -o "$work/out/pause" "$src"
+  for c in "${cmds[@]}"; do publish "$work/out/$c" "$c-$KUBE_VERSION"; done
+  publish "$work/out/pause" "pause-$KUBE_VERSION"
+  log "built ${cmds[*]} and pause $KUBE_VERSION (cached)"
 }
 
 build_etcd() {
   local name="etcd-$ETCD_VERSION"
   have "$name" && return
-  log "building etcd $ETCD_VERSION"
+  log "building etcd $ETCD_VERSION from source into $bin: about 3 min on 2 cores the first time, cached afterwards"
   local work; work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
   (
@@ -88,19 +128,19 @@ build_etcd() {
     go build -trimpath -ldflags "-s -w" -o "$work/etcd" go.etcd.io/etcd/server/v3
   )
   publish "$work/etcd" "$name"
-  log "built $name"
+  log "built $name (cached)"
 }
 
-# go_install_tool NAME MODULE@VERSION BINARY
+# go_install_tool NAME MODULE@VERSION BINARY ESTIMATE
 go_install_tool() {
-  local name="$1" pkg="$2" binary="$3"
+  local name="$1" pkg="$2" binary="$3" estimate="$4"
   have "$name" && return
-  log "building $pkg"
+  log "building $pkg from source into $bin: about $estimate on 2 cores the first time, cached afterwards"
   local work; work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
   GOBIN="$work" GOFLAGS= go install -trimpath -ldflags "-s -w" "$pkg" >&2
   publish "$work/$binary" "$name"
-  log "built $name"
+  log "built $name (cached)"
 }
 
 tools=("$@")
@@ -109,9 +149,10 @@ for t in "${tools[@]}"; do
   case "$t" in
     kube) build_kube ;;
     etcd) build_etcd ;;
-    minio) go_install_tool "minio-$MINIO_VERSION" "github.com/minio/minio@$MINIO_VERSION" minio ;;
-    fake-gcs-server) go_install_tool "fake-gcs-server-$FAKE_GCS_VERSION" "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" fake-gcs-server ;;
-    helm) go_install_tool "helm-$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm ;;
+    node) build_node ;;
+    minio) go_install_tool "minio-$MINIO_VERSION" "github.com/minio/minio@$MINIO_VERSION" minio "8 min" ;;
+    fake-gcs-server) go_install_tool "fake-gcs-server-$FAKE_GCS_VERSION" "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" fake-gcs-server "3 min" ;;
+    helm) go_install_tool "helm-$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm "4 min" ;;
     *) log "unknown tool: $t"; exit 2 ;;
   esac
 done

@@ -1,9 +1,15 @@
 /**
- * npm run testbed -- up [--dir DIR] [--issuer s3|gcs|azure] [--azure]
+ * npm run testbed -- up [--dir DIR] [--issuer s3|gcs|azure] [--azure] [--node]
  *                                                       start a bed that outlives this command
- *                                                       (--azure, or --issuer azure, adds Azurite)
+ *                                                       (--azure, or --issuer azure, adds Azurite;
+ *                                                       --node adds a real node, with the project's
+ *                                                       image built from the Dockerfile in its containerd)
  * npm run testbed -- down [--dir DIR]                   stop it and remove its files
- * npm run testbed -- build                              build the pinned servers into the cache
+ * npm run testbed -- build [--node]                     build the pinned servers into the cache
+ *                                                       (--node: the node's servers and the image too)
+ *
+ * npm run testbed -- clean-node [--dir DIR]             remove what a killed bed's node left (processes,
+ *                                                       bridge, iptables chains, cgroups, mounts under DIR)
  *
  * `up` writes DIR/bed.env (KUBECONFIG, endpoints, credentials) and DIR/bed.json.
  */
@@ -11,6 +17,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bed } from './bed.ts';
+import { buildProjectImage, ensureNodePackages } from './container-image.ts';
+import { cleanNode } from './node.ts';
 import { ensureTools } from './tools.ts';
 
 const { positionals, values } = parseArgs({
@@ -19,6 +27,7 @@ const { positionals, values } = parseArgs({
     dir: { type: 'string', default: join(import.meta.dirname, '..', '..', '.bed', 'default') },
     issuer: { type: 'string', default: 's3' },
     azure: { type: 'boolean', default: false },
+    node: { type: 'boolean', default: false },
   },
 });
 const dir = resolve(values.dir);
@@ -26,9 +35,22 @@ const command = positionals[0];
 
 async function main(): Promise<number> {
   switch (command) {
-    case 'build':
-      ensureTools(['kube', 'etcd', 'minio', 'fake-gcs-server', 'helm']);
+    case 'build': {
+      ensureTools([
+        'kube',
+        'etcd',
+        'minio',
+        'fake-gcs-server',
+        'helm',
+        ...(values.node ? (['node'] as const) : []),
+      ]);
+      if (values.node) {
+        ensureNodePackages();
+        const image = await buildProjectImage(join(dir, '..', 'image-build'));
+        console.log(`image ${image.ref}${image.cached ? ' (cached)' : ''}: ${image.tarball}`);
+      }
       return 0;
+    }
     case 'up': {
       if (existsSync(join(dir, 'bed.json'))) {
         console.error(`a bed already runs in ${dir}; run 'npm run testbed -- down' first`);
@@ -44,7 +66,18 @@ async function main(): Promise<number> {
         persistent: true,
         issuer: values.issuer,
         azure: values.azure || values.issuer === 'azure',
+        node: values.node,
       });
+      if (bed.node) {
+        try {
+          const image = await buildProjectImage(join(dir, 'image-build'));
+          await bed.node.importImage(image.tarball);
+          console.log(`  image:      ${image.ref} (in the node's containerd; imagePullPolicy: Never)`);
+        } catch (err) {
+          await bed.stop();
+          throw err;
+        }
+      }
       console.log(`bed up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
       console.log(`  env file:   ${join(dir, 'bed.env')}   (set -a; . ${join(dir, 'bed.env')}; set +a)`);
       console.log(`  apiserver:  ${bed.apiserverURL}`);
@@ -61,8 +94,14 @@ async function main(): Promise<number> {
       console.log(`bed in ${dir} stopped and removed`);
       return 0;
     }
+    case 'clean-node':
+      await cleanNode(dir);
+      console.log('node leftovers removed');
+      return 0;
     default:
-      console.error('usage: npm run testbed -- up|down|build [--dir DIR] [--issuer s3|gcs|azure] [--azure]');
+      console.error(
+        'usage: npm run testbed -- up|down|build|clean-node [--dir DIR] [--issuer s3|gcs|azure] [--azure] [--node]',
+      );
       return 2;
   }
 }

@@ -16,7 +16,7 @@ export const VERSIONS = {
   helm: 'v3.21.4',
 } as const;
 
-export type ToolGroup = 'kube' | 'etcd' | 'minio' | 'fake-gcs-server' | 'helm';
+export type ToolGroup = 'kube' | 'etcd' | 'minio' | 'fake-gcs-server' | 'helm' | 'node';
 
 export interface ToolPaths {
   kubeApiserver: string;
@@ -25,6 +25,13 @@ export interface ToolPaths {
   minio: string;
   fakeGcsServer: string;
   helm: string;
+  /** The real node's servers (group 'node'), same Kubernetes version as kube-apiserver. */
+  kubelet: string;
+  kubeControllerManager: string;
+  kubeScheduler: string;
+  kubeProxy: string;
+  /** The pause binary of that Kubernetes release, compiled from its pause.c. */
+  pause: string;
 }
 
 export function cacheDir(): string {
@@ -40,6 +47,11 @@ export function toolPaths(): ToolPaths {
     minio: join(bin, `minio-${VERSIONS.minio}`),
     fakeGcsServer: join(bin, `fake-gcs-server-${VERSIONS.fakeGcs}`),
     helm: join(bin, `helm-${VERSIONS.helm}`),
+    kubelet: join(bin, `kubelet-${VERSIONS.kube}`),
+    kubeControllerManager: join(bin, `kube-controller-manager-${VERSIONS.kube}`),
+    kubeScheduler: join(bin, `kube-scheduler-${VERSIONS.kube}`),
+    kubeProxy: join(bin, `kube-proxy-${VERSIONS.kube}`),
+    pause: join(bin, `pause-${VERSIONS.kube}`),
   };
 }
 
@@ -49,6 +61,7 @@ const GROUP_FILES: Record<ToolGroup, (keyof ToolPaths)[]> = {
   minio: ['minio'],
   'fake-gcs-server': ['fakeGcsServer'],
   helm: ['helm'],
+  node: ['kubelet', 'kubeControllerManager', 'kubeScheduler', 'kubeProxy', 'pause'],
 };
 
 function executable(path: string): boolean {
