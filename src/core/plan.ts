@@ -83,7 +83,9 @@ export function claimOf(key: string, stored: StoredObject | undefined, ownership
 /** Why an object is not this publisher's, for a condition or an Event. */
 export function describeForeign(key: string, stored: StoredObject): string {
   if (stored.ownerUID !== undefined) {
-    const who = stored.ownerName ? `OidcPublisher ${JSON.stringify(stored.ownerName)}` : 'another OidcPublisher';
+    const who = stored.ownerName
+      ? `OidcPublisher ${JSON.stringify(stored.ownerName)}`
+      : 'another OidcPublisher';
     return `${key} was written by ${who} (uid ${stored.ownerUID})`;
   }
   return `${key} exists and was not written by this OidcPublisher (no owner metadata, and not the content it recorded publishing)`;
