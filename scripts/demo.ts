@@ -7,13 +7,20 @@
  * the operator as its least-privilege ServiceAccount, waits until Ready, shows
  * the public documents, and verifies a ServiceAccount token against the public
  * issuer with jose. Ctrl-C stops everything. `--once` exits after the check.
+ *
+ * `--node`: the same story as Pods, the way users run it: the bed runs a real node (root), the
+ * image is built from the Dockerfile, and `kubectl apply -k` of config/default (the image
+ * overridden by a kustomize overlay) runs the operator.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { Bed } from '../test/bed/bed.ts';
+import { buildProjectImage } from '../test/bed/container-image.ts';
 import { request } from '../test/bed/http.ts';
+import { NODE_NETWORK } from '../test/bed/node.ts';
+import { writeOverlay } from '../test/bed/overlay.ts';
 import { ensureTools } from '../test/bed/tools.ts';
 import {
   applyYaml,
@@ -26,7 +33,9 @@ import {
   verifyAsRelyingParty,
 } from '../test/e2e/harness.ts';
 
-const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { once: { type: 'boolean', default: false }, node: { type: 'boolean', default: false } },
+});
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const step = (s: string) => console.log(`\n${bold(`==> ${s}`)}`);
 const indent = (s: string) =>
@@ -56,11 +65,15 @@ process.on('SIGTERM', () => void shutdown(0));
 
 try {
   step('Building the real servers (first run only: kube-apiserver, etcd, MinIO, fake-gcs-server)');
-  ensureTools();
+  ensureTools(values.node ? ['kube', 'etcd', 'minio', 'fake-gcs-server', 'node'] : undefined);
   console.log('    cached in ~/.cache/oidc-publisher/bin');
 
-  step('Starting a hardened cluster and a bucket on 127.0.0.1');
-  bed = await Bed.start({ gcs: false });
+  step(
+    values.node
+      ? `Starting a hardened cluster, a real node and a bucket on ${NODE_NETWORK.hostAddress}`
+      : 'Starting a hardened cluster and a bucket on 127.0.0.1',
+  );
+  bed = await Bed.start({ gcs: false, node: values.node });
   console.log(`    kube-apiserver  ${bed.apiserverURL}  (--anonymous-auth=false, RBAC)`);
   console.log(
     `    MinIO (S3)      ${bed.state.s3.endpoint}  (TLS; bucket ${bed.state.s3.bucket}, public prefix ${bed.state.s3.publicPrefix})`,
@@ -71,8 +84,31 @@ try {
     `    anonymous GET ${bed.apiserverURL}/openid/v1/jwks -> HTTP ${anonymous.status}: relying parties cannot read it`,
   );
 
-  step('Installing the CRD and the operator RBAC (crds/, config/rbac)');
-  const kubeconfig = await installOperator(bed);
+  let kubeconfig = '';
+  if (bed.node) {
+    step('Building the image from the Dockerfile (first run only) into the node');
+    const image = await buildProjectImage(join(bed.dir, 'image-build'));
+    await bed.node.importImage(image.tarball);
+    console.log(`    ${image.ref}${image.cached ? ' (cached)' : ''}`);
+    step('kubectl apply -k of config/default, the image overridden by a kustomize overlay');
+    const overlay = join(bed.dir, 'overlay');
+    mkdirSync(overlay);
+    writeOverlay(overlay, { image: image.ref, ca: bed.ca, storageAllowedHosts: NODE_NETWORK.hostAddress });
+    console.log(indent(readFileSync(join(overlay, 'kustomization.yaml'), 'utf8')));
+    await bed.kubectl(['apply', '-k', overlay]);
+    await bed.kubectl([
+      'rollout',
+      'status',
+      'deployment/oidc-publisher',
+      '-n',
+      OPERATOR_NAMESPACE,
+      '--timeout=180s',
+    ]);
+    console.log(indent(await bed.kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-o', 'wide'])));
+  } else {
+    step('Installing the CRD and the operator RBAC (crds/, config/rbac)');
+    kubeconfig = await installOperator(bed);
+  }
   // The Secret opts in to being used by the sample's OidcPublisher, and by no other.
   await createSecret(
     bed,
@@ -87,9 +123,11 @@ try {
     `    ServiceAccount ${OPERATOR_NAMESPACE}/${OPERATOR_SA}, bucket credentials in Secret s3-writer (oidcpublisher.io/allowed-publishers: cluster-issuer)`,
   );
 
-  step('Starting the operator as its least-privilege ServiceAccount');
-  op = await OperatorProcess.start(bed, kubeconfig, ['--log-level', 'info']);
-  console.log(`    oidc-publisher running (pid ${op.child.pid}), health on 127.0.0.1:${op.healthPort}`);
+  if (!bed.node) {
+    step('Starting the operator as its least-privilege ServiceAccount');
+    op = await OperatorProcess.start(bed, kubeconfig, ['--log-level', 'info']);
+    console.log(`    oidc-publisher running (pid ${op.child.pid}), health on 127.0.0.1:${op.healthPort}`);
+  }
 
   step('Applying config/samples/oidcpublisher_s3.yaml, pointed at this bed');
   const sample = parse(readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8')) as {
@@ -112,7 +150,7 @@ try {
   await applyYaml(bed, yaml);
 
   step('kubectl wait --for=condition=Ready oidcpublisher/cluster-issuer');
-  await bed.kubectl(['wait', '--for=condition=Ready', 'oidcpublisher/cluster-issuer', '--timeout=60s']);
+  await bed.kubectl(['wait', '--for=condition=Ready', 'oidcpublisher/cluster-issuer', '--timeout=120s']);
   console.log(indent(await bed.kubectl(['get', 'oidcpublisher'])));
 
   step(`The public issuer: ${bed.issuer}`);

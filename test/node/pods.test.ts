@@ -8,9 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import { Bed } from '../bed/bed.ts';
 import { type BuiltImage, buildProjectImage, PROJECT_IMAGE_REPO } from '../bed/container-image.ts';
 import { request } from '../bed/http.ts';
 import { NODE_NETWORK } from '../bed/node.ts';
+import { writeOverlay } from '../bed/overlay.ts';
 import { toolPaths } from '../bed/tools.ts';
 import {
   createSecret,
@@ -183,51 +184,8 @@ describe('the operator as Pods of its image on a real node', { timeout: 900_000 
 
   it('kubectl apply -k of config/default, the image overridden by a kustomize overlay, brings two replicas Ready', async () => {
     const t = Date.now();
-    const [repo, tag] = [PROJECT_IMAGE_REPO, image.ref.slice(PROJECT_IMAGE_REPO.length + 1)];
-    const shipped = parse(readFileSync(join(ROOT, 'config', 'manager', 'manager.yaml'), 'utf8')) as {
-      spec: { template: { spec: { containers: { image: string }[] } } };
-    };
-    const shippedImage = shipped.spec.template.spec.containers[0]?.image.replace(/[:@].*$/, '') ?? '';
-    writeFileSync(join(overlay, 'ca.crt'), bed.ca);
-    writeFileSync(
-      join(overlay, 'kustomization.yaml'),
-      stringify({
-        apiVersion: 'kustomize.config.k8s.io/v1beta1',
-        kind: 'Kustomization',
-        resources: [relative(overlay, join(ROOT, 'config', 'default'))],
-        images: [{ name: shippedImage, newName: repo, newTag: tag }],
-        configMapGenerator: [{ name: 'storage-ca', namespace: NS, files: ['ca.crt'] }],
-        patches: [{ path: 'manager-patch.yaml' }],
-      }),
-    );
     // What a user with a private CA and their own build does: trust the CA, pin the image.
-    writeFileSync(
-      join(overlay, 'manager-patch.yaml'),
-      stringify({
-        apiVersion: 'apps/v1',
-        kind: 'Deployment',
-        metadata: { name: 'oidc-publisher', namespace: NS },
-        spec: {
-          replicas: 2,
-          template: {
-            spec: {
-              containers: [
-                {
-                  name: 'manager',
-                  imagePullPolicy: 'Never',
-                  env: [
-                    { name: 'NODE_EXTRA_CA_CERTS', value: '/etc/storage-ca/ca.crt' },
-                    { name: 'OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS', value: NODE_NETWORK.hostAddress },
-                  ],
-                  volumeMounts: [{ name: 'storage-ca', mountPath: '/etc/storage-ca', readOnly: true }],
-                },
-              ],
-              volumes: [{ name: 'storage-ca', configMap: { name: 'storage-ca' } }],
-            },
-          },
-        },
-      }),
-    );
+    writeOverlay(overlay, { image: image.ref, ca: bed.ca, storageAllowedHosts: NODE_NETWORK.hostAddress });
     const rendered = await kubectl(['kustomize', overlay]);
     assert.match(rendered, new RegExp(`image: ${image.ref.replace(/[.]/g, '\\.')}`));
     await kubectl(['apply', '-k', overlay]);
