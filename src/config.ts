@@ -133,7 +133,7 @@ export const FLAGS = {
   'allow-foreign-jwks-uri': {
     type: 'string',
     env: 'OIDC_PUBLISHER_ALLOW_FOREIGN_JWKS_URI',
-    help: "accept an OidcPublisher's jwksURI on another origin than its issuerURL: true or false (default false)",
+    help: "accept an OidcPublisher's jwksURI that is not under its issuerURL: true or false (default false)",
   },
   'pod-name': {
     type: 'string',

@@ -5,7 +5,7 @@
 export interface OidcPublisherSpec {
   /** The public issuer URL: https, no query or fragment. It must equal, byte for byte (trailing slash included), the issuer the API server reports, which is the value of its --service-account-issuer flag. Checked on every sync. */
   issuerURL: string;
-  /** The jwks_uri written into the published discovery document. Default: issuerURL + "/openid/v1/jwks". The API server's own jwks_uri usually points at its private address, so the published document always carries this public one. It must be on the issuer's origin (scheme, host and port) unless the operator runs with --allow-foreign-jwks-uri; otherwise Ready is False with InvalidSpec. */
+  /** The jwks_uri written into the published discovery document. Default: issuerURL + "/openid/v1/jwks". The API server's own jwks_uri usually points at its private address, so the published document always carries this public one. It must be under issuerURL (same scheme, host and port, and a path below the issuer's) unless the operator runs with --allow-foreign-jwks-uri, and never carries a user name or password; otherwise Ready is False with InvalidSpec. */
   jwksURI?: string;
   /** Where to read the documents. Default: the cluster the operator runs in (in-cluster configuration, or KUBECONFIG). */
   source?: OidcPublisherSpecSource;

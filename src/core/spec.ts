@@ -103,28 +103,37 @@ export interface SpecPolicy {
   allowForeignJwksURI?: boolean;
 }
 
-function originOf(url: string): string | undefined {
+function httpsURL(url: string): URL | undefined {
   try {
     const u = new URL(url);
-    return u.protocol === 'https:' && u.hostname !== '' ? u.origin : undefined;
+    return u.protocol === 'https:' && u.hostname !== '' ? u : undefined;
   } catch {
     return undefined;
   }
 }
 
 /**
- * The jwks_uri relying parties are sent to. It must be on the issuer's origin (scheme, host and
- * port): the issuer's owner vouches for the keys, and a jwksURI elsewhere would let whoever edits
- * the spec point relying parties at keys of their own. --allow-foreign-jwks-uri lifts that rule.
+ * The jwks_uri relying parties are sent to. It must be under the issuer URL (same scheme, host and
+ * port, and a path below the issuer's): the issuer's owner vouches for the keys, and a jwksURI
+ * elsewhere would let whoever edits the spec point relying parties at keys of their own. Comparing
+ * origins alone is not enough where one host serves many owners' buckets by path
+ * (storage.googleapis.com/<bucket>, s3.<region>.amazonaws.com/<bucket>, an Azure account's
+ * containers). --allow-foreign-jwks-uri lifts that rule; user info is refused either way, since the
+ * published discovery document would carry it.
  */
 function resolveJwksURI(spec: OidcPublisherSpec, policy: SpecPolicy): string {
   const jwksURI = spec.jwksURI ?? `${issuerBase(spec.issuerURL)}/${JWKS_PATH}`;
-  const origin = originOf(jwksURI);
-  if (!origin) throw specError('jwksURI must be an absolute https URL with a host name');
-  const issuerOrigin = originOf(spec.issuerURL);
-  if (!policy.allowForeignJwksURI && origin !== issuerOrigin) {
+  const jwks = httpsURL(jwksURI);
+  if (!jwks) throw specError('jwksURI must be an absolute https URL with a host name');
+  if (jwks.username !== '' || jwks.password !== '') {
+    throw specError('jwksURI must not carry a user name or password');
+  }
+  if (policy.allowForeignJwksURI) return jwksURI;
+  const issuer = httpsURL(spec.issuerURL);
+  const issuerPath = issuer ? issuer.pathname.replace(/\/+$/, '') : '';
+  if (!issuer || jwks.origin !== issuer.origin || !jwks.pathname.startsWith(`${issuerPath}/`)) {
     throw specError(
-      `jwksURI ${JSON.stringify(jwksURI)} is not on the issuer's origin ${issuerOrigin ?? JSON.stringify(spec.issuerURL)} (scheme, host and port must match); the operator's --allow-foreign-jwks-uri flag allows other origins`,
+      `jwksURI ${JSON.stringify(jwksURI)} is not under the issuer URL ${JSON.stringify(spec.issuerURL)} (scheme, host and port must match and its path must be below the issuer's); the operator's --allow-foreign-jwks-uri flag allows others`,
     );
   }
   return jwksURI;

@@ -409,7 +409,7 @@ describe('resolveSpec', () => {
   }
 });
 
-describe("resolveSpec: jwksURI on the issuer's origin", () => {
+describe('resolveSpec: jwksURI under the issuer URL', () => {
   const spec = (issuerURL: string, jwksURI: string): OidcPublisherSpec => ({
     issuerURL,
     jwksURI,
@@ -430,6 +430,32 @@ describe("resolveSpec: jwksURI on the issuer's origin", () => {
     ['another port', ISSUER, 'https://issuer.example.com:8443/jwks', false],
     ['user info naming the issuer host', ISSUER, 'https://issuer.example.com@evil.example/jwks', false],
     ['plain http on the same host', ISSUER, 'http://issuer.example.com/jwks', false],
+    [
+      "another owner's bucket on a path-style host",
+      'https://storage.googleapis.com/victim-oidc/clusters/prod',
+      'https://storage.googleapis.com/attacker-bucket/jwks.json',
+      false,
+    ],
+    [
+      'another bucket on an S3 regional host',
+      'https://s3.eu-west-1.amazonaws.com/victim-oidc',
+      'https://s3.eu-west-1.amazonaws.com/victim-oidc-evil/openid/v1/jwks',
+      false,
+    ],
+    [
+      'another container of the same Azure account',
+      'https://acct.blob.core.windows.net/oidc/prod',
+      'https://acct.blob.core.windows.net/attacker/jwks',
+      false,
+    ],
+    [
+      'a path climbing out of the issuer',
+      'https://storage.googleapis.com/victim-oidc/clusters/prod',
+      'https://storage.googleapis.com/victim-oidc/clusters/prod/../../../attacker/jwks',
+      false,
+    ],
+    ['the issuer URL itself', 'https://s3.example.com/b/p', 'https://s3.example.com/b/p', false],
+    ['user info on the issuer host', ISSUER, 'https://u:p@issuer.example.com/jwks', false],
   ];
   for (const [name, issuer, jwksURI, accepted] of table) {
     it(`${name}: ${accepted ? 'accepted' : 'refused as SPEC_INVALID'}`, () => {
@@ -447,11 +473,10 @@ describe("resolveSpec: jwksURI on the issuer's origin", () => {
     });
   }
 
-  it('says which origin it wanted and which flag allows others', () => {
+  it('says which URL it wanted and which flag allows others', () => {
     assert.throws(() => resolveSpec(spec(ISSUER, 'https://keys.example.com/jwks')), {
       code: 'SPEC_INVALID',
-      message:
-        'jwksURI "https://keys.example.com/jwks" is not on the issuer\'s origin https://issuer.example.com (scheme, host and port must match); the operator\'s --allow-foreign-jwks-uri flag allows other origins',
+      message: `jwksURI "https://keys.example.com/jwks" is not under the issuer URL ${JSON.stringify(ISSUER)} (scheme, host and port must match and its path must be below the issuer's); the operator's --allow-foreign-jwks-uri flag allows others`,
     });
   });
 
@@ -463,6 +488,10 @@ describe("resolveSpec: jwksURI on the issuer's origin", () => {
     );
     assert.throws(() => resolveSpec(spec(ISSUER, 'http://keys.example.com/jwks'), policy), {
       code: 'SPEC_INVALID',
+    });
+    assert.throws(() => resolveSpec(spec(ISSUER, 'https://u:p@keys.example.com/jwks'), policy), {
+      code: 'SPEC_INVALID',
+      message: 'jwksURI must not carry a user name or password',
     });
   });
 });
