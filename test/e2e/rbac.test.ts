@@ -16,9 +16,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import { parseAllDocuments } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
+import { createS3Client } from '../bed/s3.ts';
 import { useBed } from '../bed/shared.ts';
 import {
   applyYaml,
@@ -505,6 +507,23 @@ describe('RBAC: least privilege against the real API server', () => {
       '{"metadata":{"finalizers":null}}',
     ]);
     await bed.kubectl(['delete', 'oidcpublisher', name, '--wait=false']);
+    // Every case publishes to the same prefix, and a publisher overwrites only objects it wrote:
+    // the next case's publisher (another UID) starts from an empty prefix.
+    const s3 = createS3Client(bed.state.s3, bed.ca);
+    try {
+      await s3.send(
+        new DeleteObjectsCommand({
+          Bucket: bed.state.s3.bucket,
+          Delete: {
+            Objects: ['openid/v1/jwks', '.well-known/openid-configuration'].map((k) => ({
+              Key: `public/cluster-a/${k}`,
+            })),
+          },
+        }),
+      );
+    } finally {
+      s3.destroy();
+    }
   }
 
   before(async () => {
