@@ -4,9 +4,9 @@
  * there (its workload identity, or a Secret's keys), so the endpoint is
  * checked against an allowlist before any request:
  *
- * - Built in, per backend: the public clouds' own endpoints (below). Every
- *   pattern names a zone the cloud provider controls, so its names cannot be
- *   pointed at an address of the operator's choosing.
+ * - Built in, per backend: the public clouds' own storage endpoints (below).
+ *   Every pattern names hosts only the provider's storage service answers, so
+ *   they cannot be pointed at an address of anyone else's choosing.
  * - Added by the operator's administrator with --storage-allowed-hosts: exact
  *   host names or IP addresses, or `*.suffix` for every name under a suffix;
  *   an entry written `http://host` also allows plain HTTP to it.
@@ -27,9 +27,37 @@ import { OidcPublisherError } from '../errors.ts';
 
 export type StorageKind = 's3' | 'gcs' | 'azureBlob';
 
-/** The endpoints each backend may use without any flag. */
+/**
+ * A region of the partitions S3 runs in publicly: aws (us-east-1, ap-southeast-4 ...), aws-cn
+ * (cn-north-1) and aws-us-gov (us-gov-west-1).
+ */
+const AWS_REGION = '(?:[a-z]{2}|us-gov)-[a-z]+-\\d{1,2}';
+
+/**
+ * S3's own host names, and no other name under amazonaws.com: that zone also holds names customers
+ * point at servers of their own (API Gateway, load balancers, EC2 instances such as
+ * ec2-169-254-169-254.compute-1.amazonaws.com). Bucket names may stand before them
+ * (virtual-hosted style): s3.amazonaws.com, s3.<region>.amazonaws.com, s3-<region>.amazonaws.com,
+ * s3.dualstack.<region>.amazonaws.com, s3-fips.<region>.amazonaws.com, and the same under
+ * amazonaws.com.cn.
+ */
+const S3_HOST = new RegExp(
+  `^(?:[a-z0-9][a-z0-9.-]*\\.)?s3(?:-fips|-external-1|-${AWS_REGION})?(?:\\.dualstack)?(?:\\.${AWS_REGION})?\\.amazonaws\\.com(?:\\.cn)?$`,
+);
+
+/** Whether a region names one of S3's public partitions. */
+export function isAwsRegion(region: string): boolean {
+  return new RegExp(`^${AWS_REGION}$`).test(region);
+}
+
+/** The endpoints each backend may use without any flag, as shown in messages and docs. */
 export const BUILT_IN_STORAGE_HOSTS: Readonly<Record<StorageKind, readonly string[]>> = {
-  s3: ['*.amazonaws.com', '*.amazonaws.com.cn'],
+  s3: [
+    '[<bucket>.]s3[.dualstack][.<region>].amazonaws.com',
+    '[<bucket>.]s3-<region>.amazonaws.com',
+    '[<bucket>.]s3-fips[.dualstack].<region>.amazonaws.com',
+    'the same under amazonaws.com.cn',
+  ],
   gcs: ['storage.googleapis.com'],
   azureBlob: [
     // Azure public cloud, its DNS-zone endpoints (account.zNN.blob.storage.azure.net),
@@ -40,6 +68,14 @@ export const BUILT_IN_STORAGE_HOSTS: Readonly<Record<StorageKind, readonly strin
     '*.blob.core.usgovcloudapi.net',
   ],
 };
+
+function builtIn(kind: StorageKind, host: string): boolean {
+  if (kind === 's3') return isIP(host) === 0 && S3_HOST.test(host);
+  return BUILT_IN_STORAGE_HOSTS[kind].some((text) => {
+    const p = parseHostPattern(text);
+    return typeof p !== 'string' && matchesHost(p, host);
+  });
+}
 
 export interface HostPattern {
   /** As written, for messages. */
@@ -183,12 +219,8 @@ export class EndpointPolicy {
       throw refused('the storage endpoint must not carry a user name or password');
     }
     const host = normalizeHost(url.hostname);
-    const builtIn = BUILT_IN_STORAGE_HOSTS[kind].some((text) => {
-      const p = parseHostPattern(text);
-      return typeof p !== 'string' && matchesHost(p, host);
-    });
     const extra = this.#extra.filter((p) => matchesHost(p, host));
-    if (!builtIn && extra.length === 0) {
+    if (!builtIn(kind, host) && extra.length === 0) {
       throw refused(
         `storage endpoint host ${JSON.stringify(host)} is not allowed for ${kind}: the built-in endpoints are ${BUILT_IN_STORAGE_HOSTS[kind].join(', ')}; the operator's --storage-allowed-hosts adds others`,
       );

@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
-import type { CredentialKind, EndpointPolicy } from './endpoints.ts';
+import { type CredentialKind, type EndpointPolicy, isAwsRegion } from './endpoints.ts';
 import { limitStream, MAX_STORAGE_RESPONSE_BYTES, ownError, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
@@ -140,6 +140,15 @@ export class S3Store implements ObjectStore {
     const carries: CredentialKind =
       opts.credentials && !opts.credentials.sessionToken ? 'signature' : 'bearer';
     if (!shared && opts.endpoint) opts.endpoints.check('s3', opts.endpoint, carries);
+    // The credential chain (web identity, container or instance credentials) derives its STS host
+    // from the region before any S3 request is checked: only the public partitions' regions, whose
+    // STS hosts are under amazonaws.com(.cn).
+    if (!shared && !opts.credentials && !opts.endpoints.unrestricted && !isAwsRegion(opts.region)) {
+      throw new OidcPublisherError(
+        'STORAGE_ENDPOINT_REFUSED',
+        `region ${JSON.stringify(opts.region)} is not a region of the aws, aws-cn or aws-us-gov partitions: the operator's own AWS credentials are used only there; use a credentials Secret for other S3 services`,
+      );
+    }
     this.#client =
       shared ??
       new S3Client({

@@ -10,12 +10,14 @@ import { AZURE_STORAGE_SCOPE, storageScopedCredential } from '../../src/stores/a
 import {
   type CredentialKind,
   EndpointPolicy,
+  isAwsRegion,
   matchesHost,
   parseHostPattern,
   type StorageKind,
 } from '../../src/stores/endpoints.ts';
 import { GOOGLE_TOKEN_URI, parseServiceAccountKey } from '../../src/stores/gcs-credentials.ts';
 import { readLimited } from '../../src/stores/limits.ts';
+import { S3Store } from '../../src/stores/s3.ts';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -289,6 +291,78 @@ describe('EndpointPolicy.check', () => {
       () => none.check('azureBlob', 'https://attacker.example/acct', 'bearer'),
       /host "attacker\.example" is not allowed for azureBlob: the built-in endpoints are \*\.blob\.core\.windows\.net.*--storage-allowed-hosts/,
     );
+  });
+
+  describe("S3's built-in hosts: S3's own names, not everything under amazonaws.com", () => {
+    const hosts: [string, boolean][] = [
+      ['s3.amazonaws.com', true],
+      ['bucket.s3.amazonaws.com', true],
+      ['s3.eu-west-1.amazonaws.com', true],
+      ['my.bucket.s3.eu-west-1.amazonaws.com', true],
+      ['s3-us-west-2.amazonaws.com', true],
+      ['s3.dualstack.ap-southeast-4.amazonaws.com', true],
+      ['s3-fips.dualstack.us-gov-west-1.amazonaws.com', true],
+      ['s3-external-1.amazonaws.com', true],
+      ['s3.cn-north-1.amazonaws.com.cn', true],
+      ['bucket.s3.cn-northwest-1.amazonaws.com.cn', true],
+      ['S3.EU-WEST-1.AMAZONAWS.COM.', true],
+      // Names under amazonaws.com that customers point at servers of their own.
+      ['abcdef.execute-api.us-east-1.amazonaws.com', false],
+      ['internal-x.us-east-1.elb.amazonaws.com', false],
+      ['ec2-169-254-169-254.compute-1.amazonaws.com', false],
+      ['x.s3.us-east-1.elb.amazonaws.com', false],
+      ['s3.amazonaws.com.evil.example', false],
+      ['evils3.amazonaws.com', false],
+      ['sts.us-east-1.amazonaws.com', false],
+      ['s3.us-isof-south-1.csp.hci.ic.gov', false],
+    ];
+    for (const [host, allowed] of hosts) {
+      it(`${host}: ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => none.check('s3', `https://${host}`, 'bearer')),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+  });
+
+  describe('isAwsRegion: the partitions whose STS the credential chain may call', () => {
+    const regions: [string, boolean][] = [
+      ['us-east-1', true],
+      ['ap-southeast-4', true],
+      ['eu-central-2', true],
+      ['cn-north-1', true],
+      ['us-gov-west-1', true],
+      ['us-isof-south-1', false],
+      ['eu-isoe-west-1', false],
+      ['us-iso-east-1', false],
+      ['garage', false],
+      ['us-east-1.evil.example', false],
+    ];
+    for (const [region, expected] of regions) {
+      it(`${region}: ${expected}`, () => assert.equal(isAwsRegion(region), expected));
+    }
+  });
+
+  it("refuses the operator's own AWS credentials in a region outside the public partitions, before any request", () => {
+    const store = (region: string, credentials?: { accessKeyId: string; secretAccessKey: string }) =>
+      codeOf(
+        () =>
+          new S3Store({
+            bucket: 'b',
+            prefix: 'p',
+            region,
+            forcePathStyle: false,
+            timeoutMs: 1000,
+            endpoints: none,
+            ...(credentials ? { credentials } : {}),
+          }),
+      );
+    assert.equal(store('us-isof-south-1'), 'STORAGE_ENDPOINT_REFUSED');
+    assert.equal(store('eu-isoe-west-1'), 'STORAGE_ENDPOINT_REFUSED');
+    assert.equal(store('eu-west-1'), undefined);
+    // A Secret's key pair signs; no STS is asked.
+    assert.equal(store('us-isof-south-1', { accessKeyId: 'a', secretAccessKey: 's' }), undefined);
   });
 
   it('lets everything through when unrestricted (publish: the user chose the endpoint)', () => {
