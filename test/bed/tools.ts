@@ -64,6 +64,16 @@ const GROUP_FILES: Record<ToolGroup, (keyof ToolPaths)[]> = {
   node: ['kubelet', 'kubeControllerManager', 'kubeScheduler', 'kubeProxy', 'pause'],
 };
 
+/** About how long each group takes to build the first time on 2 cores (an empty Go cache). */
+const GROUP_MINUTES: Record<ToolGroup, number> = {
+  kube: 12,
+  etcd: 3,
+  minio: 8,
+  'fake-gcs-server': 3,
+  helm: 4,
+  node: 9,
+};
+
 function executable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
@@ -85,6 +95,11 @@ export function ensureTools(
   const missing = groups.filter((g) => GROUP_FILES[g].some((k) => !executable(paths[k])));
   if (missing.length === 0) return paths;
   const script = join(import.meta.dirname, 'build-tools.sh');
+  const minutes = missing.reduce((sum, g) => sum + GROUP_MINUTES[g], 0);
+  process.stderr.write(
+    `test bed: building ${missing.join(', ')} from source, once: about ${minutes} min on 2 cores ` +
+      `(less with a warm Go cache), cached in ${join(cacheDir(), 'bin')} for every later run\n`,
+  );
   const result = spawnSync('bash', [script, ...missing], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: {
