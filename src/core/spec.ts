@@ -97,6 +97,52 @@ export function storageURL(target: StorageTarget): string {
   return `${scheme}://${target.bucket}/${prefix}`;
 }
 
+/**
+ * An S3 endpoint is a scheme, host and port. A path would be sent before the bucket, so another
+ * spelling of a target (endpoint .../victim-bucket with bucket "x" is victim-bucket's prefix "x/")
+ * would escape the check for overlapping targets.
+ */
+function checkS3Endpoint(endpoint: string): void {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw specError('storage.s3.endpoint must be an http or https URL');
+  }
+  if (url.pathname !== '/' && url.pathname !== '') {
+    throw specError(
+      'storage.s3.endpoint must be a scheme, host and port, without a path: the bucket and prefix say where the objects go',
+    );
+  }
+}
+
+/** Host suffixes of the Azure clouds, where the account is the host's first label. */
+const AZURE_ACCOUNT_HOSTS = [
+  '.blob.core.windows.net',
+  '.blob.storage.azure.net',
+  '.blob.core.chinacloudapi.cn',
+  '.blob.core.usgovcloudapi.net',
+];
+
+/**
+ * An accountURL names the account, and only the account: a path on an Azure cloud host would be
+ * taken as a container (acct.blob.core.windows.net/oidc with container "prod" writes container
+ * oidc's prefix "prod/"), escaping the check for overlapping targets. Only the emulator form
+ * (https://host:port/<account>) carries a path, of one segment.
+ */
+function checkAccountURLPath(accountURL: string): void {
+  const url = new URL(accountURL);
+  const segments = url.pathname.split('/').filter((s) => s !== '');
+  const host = url.hostname.toLowerCase().replace(/\.$/, '');
+  if (
+    AZURE_ACCOUNT_HOSTS.some((suffix) => host.endsWith(suffix)) ? segments.length > 0 : segments.length > 1
+  ) {
+    throw specError(
+      "storage.azureBlob.accountURL must name the account only: https://<account>.blob.core.windows.net (or an emulator's https://host:port/<account>), without a container or path; the container and prefix say where the objects go",
+    );
+  }
+}
+
 /** The operator's settings that decide what a spec may say. */
 export interface SpecPolicy {
   /** Accept a jwksURI on another origin than issuerURL (--allow-foreign-jwks-uri). */
@@ -169,6 +215,7 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
   if ((s3 ? 1 : 0) + (gcs ? 1 : 0) + (azureBlob ? 1 : 0) !== 1) throw specError(EXACTLY_ONE_STORAGE);
   let storage: StorageTarget;
   if (s3) {
+    if (s3.endpoint !== undefined) checkS3Endpoint(s3.endpoint);
     storage = {
       kind: 's3',
       bucket: s3.bucket,
@@ -200,6 +247,7 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
       );
     }
     const accountURL = azureBlob.accountURL.replace(/\/+$/, '');
+    checkAccountURLPath(accountURL);
     storage = {
       kind: 'azureBlob',
       accountURL,

@@ -286,8 +286,18 @@ describe('operator end to end: ownership of published objects and targets', () =
         publisher('foreign-jwks', 'owned/jwks', { jwksURI: 'https://keys.attacker.example/jwks' }),
       );
       const p = await waitForReady(bed, 'foreign-jwks', 'False', 'InvalidSpec', 60_000);
-      assert.match(condition(p, 'Ready')?.message ?? '', /is not on the issuer's origin/);
+      assert.match(condition(p, 'Ready')?.message ?? '', /is not under the issuer URL/);
       assert.equal(await exists('owned/jwks/.well-known/openid-configuration'), undefined);
+    });
+
+    it("refuses a jwksURI in another bucket on the issuer's own host (path-style storage) as InvalidSpec", async () => {
+      // The bed's issuer is path-style (https://<MinIO>/<bucket>/<prefix>): another bucket on the
+      // same host has the same origin, and would be anyone's keys.
+      const other = `${new URL(bed.issuer).origin}/attacker-bucket/openid/v1/jwks`;
+      await applyYaml(bed, publisher('other-bucket-jwks', 'owned/jwks2', { jwksURI: other }));
+      const p = await waitForReady(bed, 'other-bucket-jwks', 'False', 'InvalidSpec', 60_000);
+      assert.match(condition(p, 'Ready')?.message ?? '', /is not under the issuer URL/);
+      assert.equal(await exists('owned/jwks2/.well-known/openid-configuration'), undefined);
     });
   });
 

@@ -196,7 +196,7 @@ describe('status.keys is not key material (S3)', () => {
     assert.ok(!reasons.includes('reconcile failed'), `no failed reconcile: ${reasons.join(', ')}`);
   });
 
-  it('refuses a status record the CRD cannot hold: more than 200 keys, or a kty that is no key type', async () => {
+  it('refuses a status record the CRD cannot hold: more than 200 keys, a kty that is no key type, more than 4 objects or an object that is no hash', async () => {
     const p = await getPublisher(bed, NAME);
     const many = Array.from({ length: 201 }, (_, i) => ({ kid: `k${i}`, kty: 'EC', firstSeen: FAR_FUTURE }));
     await assert.rejects(
@@ -223,7 +223,36 @@ describe('status.keys is not key material (S3)', () => {
       ]),
       /Unsupported value: "oct"/,
     );
+    // status.objects: the ownership check reads it on every sync, so it is bounded too.
+    const object = (i: number) => ({ key: `k${i}`, sha256: 'a'.repeat(64) });
+    await assert.rejects(
+      bed.kubectl([
+        'patch',
+        'oidcpublisher',
+        NAME,
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status: { objects: Array.from({ length: 5 }, (_, i) => object(i)) } }),
+      ]),
+      /Too many: 5: must have at most 4 items/,
+    );
+    await assert.rejects(
+      bed.kubectl([
+        'patch',
+        'oidcpublisher',
+        NAME,
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status: { objects: [{ key: 'k'.repeat(1101), sha256: 'not a hash' }] } }),
+      ]),
+      (err: Error) =>
+        /status\.objects\[0\]\.key: Too long: may not be more than 1100/.test(err.message) &&
+        /status\.objects\[0\]\.sha256: Invalid value: "not a hash"/.test(err.message),
+    );
     const unchanged = await getPublisher(bed, NAME);
     assert.deepEqual(unchanged.status?.keys, p.status?.keys, 'the refused patches changed nothing');
+    assert.deepEqual(unchanged.status?.objects, p.status?.objects, 'the refused patches changed nothing');
   });
 });

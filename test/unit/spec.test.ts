@@ -568,3 +568,47 @@ describe('issuerBase', () => {
     assert.equal(issuerBase(`${ISSUER}/path`), `${ISSUER}/path`);
   });
 });
+
+describe('resolveSpec: storage URLs name a target one way only', () => {
+  const s3 = (endpoint: string): OidcPublisherSpec => ({
+    issuerURL: ISSUER,
+    storage: { s3: { bucket: 'x', region: 'eu-west-1', endpoint } },
+  });
+  const azure = (accountURL: string): OidcPublisherSpec => ({
+    issuerURL: ISSUER,
+    storage: { azureBlob: { accountURL, container: 'prod' } },
+  });
+  const table: [string, OidcPublisherSpec, boolean][] = [
+    ['an S3 endpoint with a host and port', s3('https://minio.example.com:9000'), true],
+    ['an S3 endpoint with a trailing slash', s3('https://minio.example.com/'), true],
+    [
+      'an S3 endpoint whose path names another bucket',
+      s3('https://s3.eu-west-1.amazonaws.com/victim-oidc'),
+      false,
+    ],
+    ['an Azure account URL', azure('https://acct.blob.core.windows.net'), true],
+    ['an Azure account URL with a trailing slash', azure('https://acct.blob.core.windows.net/'), true],
+    [
+      'an emulator account URL (one path segment: the account)',
+      azure('https://127.0.0.1:10000/devstoreaccount1'),
+      true,
+    ],
+    ['an Azure account URL naming a container', azure('https://victim.blob.core.windows.net/oidc'), false],
+    [
+      'an Azure China account URL naming a container',
+      azure('https://victim.blob.core.chinacloudapi.cn/oidc'),
+      false,
+    ],
+    [
+      'an emulator account URL with a container',
+      azure('https://127.0.0.1:10000/devstoreaccount1/oidc'),
+      false,
+    ],
+  ];
+  for (const [name, spec, accepted] of table) {
+    it(`${name}: ${accepted ? 'accepted' : 'refused as SPEC_INVALID'}`, () => {
+      if (accepted) assert.ok(resolveSpec(spec));
+      else assert.throws(() => resolveSpec(spec), { code: 'SPEC_INVALID' });
+    });
+  }
+});
