@@ -101,7 +101,15 @@ export function redactUrl(url: string): string {
   return out;
 }
 
-/** `text` with every URL in it redacted as redactUrl() does. */
+/** User info after a scheme, whatever characters it holds (a quote or space ends no password). */
+const USERINFO_AFTER_SCHEME = /\b([a-z][a-z0-9+.-]*:\/\/)[^/?#@\r\n]*@/gi;
+/** `user:password@host` without a scheme. */
+const BARE_USERINFO = /(^|[\s"'`(<[=,;])[^\s/?#@"'`<>:]+:[^\s/?#@]+@(?=[\w.[-])/g;
+
+/** `text` with every URL in it redacted as redactUrl() does, and any user info before a host. */
 export function redactUrls(text: string): string {
-  return text.replace(URL_IN_TEXT, redactUrl);
+  return text
+    .replace(USERINFO_AFTER_SCHEME, '$1[redacted]@')
+    .replace(BARE_USERINFO, '$1[redacted]@')
+    .replace(URL_IN_TEXT, redactUrl);
 }

@@ -119,6 +119,21 @@ describe('URLs in messages', () => {
     );
   });
 
+  it('redacts user info whose password holds a quote or a space, and user:password@host without a scheme', () => {
+    const cases: [string, string][] = [
+      [
+        "GET https://user:pa'ss@api.example.com/x: refused",
+        'GET https://[redacted]@api.example.com/x: refused',
+      ],
+      ['GET https://user:pa"ss@api.example.com/x', 'GET https://[redacted]@api.example.com/x'],
+      ['GET https://user:pa ss@api.example.com/x', 'GET https://[redacted]@api.example.com/x'],
+      ['dial user:secret@api.example.com:6443: refused', 'dial [redacted]@api.example.com:6443: refused'],
+      ['server "admin:pw@198.18.0.1:6443"', 'server "[redacted]@198.18.0.1:6443"'],
+      ['write to ops@example.com at 12:30', 'write to ops@example.com at 12:30'],
+    ];
+    for (const [input, expected] of cases) assert.equal(redactUrls(input), expected, input);
+  });
+
   it('never puts credentials of a URL into an error message, a condition or a log line', () => {
     const err = new OidcPublisherError(
       'SOURCE_UNREACHABLE',
