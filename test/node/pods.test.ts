@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -40,6 +41,24 @@ const SELECTOR = 'app.kubernetes.io/name=oidc-publisher';
 interface PodView {
   metadata: { name: string; creationTimestamp: string; deletionTimestamp?: string };
   status: { phase: string; podIP?: string; conditions?: { type: string; status: string }[] };
+}
+
+/** GET on a new connection each time, so a Service's balancing picks an endpoint per scrape. */
+function scrape(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, timeout: 3000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () =>
+        res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`)),
+      );
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: timed out`)));
+    req.on('error', reject);
+  });
 }
 
 function timed(label: string, since: number): void {
@@ -339,13 +358,12 @@ describe('the operator as Pods of its image on a real node', { timeout: 900_000 
       return res?.status === 200 ? res.text() : undefined;
     });
     assert.match(text, /^# TYPE oidc_publisher_reconcile_total counter$/m);
-    // The Service balances over both replicas: the leader has reconciled, the other has not.
-    const totals = new Set<number>();
-    for (let i = 0; i < 30 && totals.size < 2; i++) {
-      const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-      totals.add(metricSum(await res.text(), 'oidc_publisher_reconcile_total') > 0 ? 1 : 0);
+    // The Service balances over both replicas: scrapes see the leader (1) and the standby (0).
+    const leaderValues = new Set<number>();
+    for (let i = 0; i < 40 && leaderValues.size < 2; i++) {
+      leaderValues.add(metricSum(await scrape(url), 'oidc_publisher_leader'));
     }
-    assert.deepEqual([...totals].sort(), [0, 1], 'scrapes reach the leader and the standby');
+    assert.deepEqual([...leaderValues].sort(), [0, 1], 'scrapes reach the leader and the standby');
   });
 
   it('the leader Pod deleted: the other replica takes over, the issuer served throughout', async () => {
