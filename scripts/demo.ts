@@ -5,8 +5,11 @@
  * Starts the test bed (kube-apiserver with anonymous auth off, etcd, MinIO with
  * TLS), installs the CRD and the operator's RBAC, applies the S3 sample, runs
  * the operator as its least-privilege ServiceAccount, waits until Ready, shows
- * the public documents, and verifies a ServiceAccount token against the public
- * issuer with jose. Ctrl-C stops everything. `--once` exits after the check.
+ * the public documents, verifies a ServiceAccount token against the public
+ * issuer with jose, and ends with a workload holding cloud credentials: a second
+ * MinIO, whose STS trusts the published issuer, exchanges the workload's token
+ * (AssumeRoleWithWebIdentity) for temporary credentials that read an object.
+ * Ctrl-C stops everything. `--once` exits after the last step.
  *
  * `--node`: the same story as Pods, the way users run it: the bed runs a real node (root), the
  * image is built from the Dockerfile, and `kubectl apply -k` of config/default (the image
@@ -15,12 +18,14 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { parse, stringify } from 'yaml';
 import { Bed } from '../test/bed/bed.ts';
 import { buildProjectImage } from '../test/bed/container-image.ts';
 import { request } from '../test/bed/http.ts';
 import { NODE_NETWORK } from '../test/bed/node.ts';
 import { writeOverlay } from '../test/bed/overlay.ts';
+import { assumeRoleWithWebIdentity, type StsMinio, startStsMinio, stsS3Client } from '../test/bed/sts.ts';
 import { ensureTools } from '../test/bed/tools.ts';
 import {
   applyYaml,
@@ -47,12 +52,14 @@ const indent = (s: string) =>
 
 let bed: Bed | undefined;
 let op: OperatorProcess | undefined;
+let sts: StsMinio | undefined;
 let stopping = false;
 
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
     step('Stopping the operator and the bed');
+    await sts?.stop();
     const exit = await op?.stop('SIGTERM');
     if (exit !== undefined) console.log(`    operator exited with code ${exit}`);
     await bed?.stop();
@@ -175,6 +182,48 @@ try {
   console.log(
     `    token for demo/app verified: sub=${payload.sub} aud=${String(payload.aud)} iss=${payload.iss}`,
   );
+
+  step('The workload gets cloud credentials with its token (MinIO STS, AssumeRoleWithWebIdentity)');
+  // A second MinIO plays the cloud: its identity provider is the issuer in the bucket.
+  sts = await startStsMinio(bed, { clientId: 'minio-sts' });
+  console.log(`    cloud STS       ${sts.endpoint}  (MinIO)`);
+  console.log(`      MINIO_IDENTITY_OPENID_CONFIG_URL=${sts.configURL}`);
+  console.log(`      MINIO_IDENTITY_OPENID_CLIENT_ID=${sts.clientId}`);
+  console.log(`      MINIO_IDENTITY_OPENID_ROLE_POLICY=${sts.rolePolicy}  -> role ${sts.roleArn}`);
+  const cloud = stsS3Client(sts, bed.ca, sts.root);
+  await cloud.send(new CreateBucketCommand({ Bucket: 'workload-data' }));
+  await cloud.send(
+    new PutObjectCommand({ Bucket: 'workload-data', Key: 'greeting.txt', Body: 'hello, demo/app\n' }),
+  );
+  cloud.destroy();
+  const stsToken = await bed.mintToken({
+    namespace: 'demo',
+    serviceAccount: 'app',
+    audience: sts.clientId,
+    durationSeconds: 600,
+  });
+  console.log(`    kubectl create token app -n demo --audience ${sts.clientId}`);
+  const answer = await assumeRoleWithWebIdentity(sts, bed.ca, { token: stsToken });
+  if (!answer.ok) throw new Error(`AssumeRoleWithWebIdentity: ${answer.code}: ${answer.message}`);
+  console.log(
+    `    AssumeRoleWithWebIdentity -> HTTP ${answer.status}: temporary credentials ${answer.credentials.accessKeyId} for ${answer.subject}, until ${answer.credentials.expiration}`,
+  );
+  const workload = stsS3Client(sts, bed.ca, answer.credentials);
+  try {
+    const got = await workload.send(new GetObjectCommand({ Bucket: 'workload-data', Key: 'greeting.txt' }));
+    console.log(
+      `    GetObject s3://workload-data/greeting.txt with them -> ${JSON.stringify(await got.Body?.transformToString())}`,
+    );
+    const put = await workload
+      .send(new PutObjectCommand({ Bucket: 'workload-data', Key: 'other.txt', Body: 'x' }))
+      .then(
+        () => 'allowed',
+        (err: Error) => err.name,
+      );
+    console.log(`    PutObject with them -> ${put} (the role policy is ${sts.rolePolicy})`);
+  } finally {
+    workload.destroy();
+  }
 
   if (values.once) await shutdown(0);
   console.log(`\n${bold('The operator keeps the issuer current. Press Ctrl-C to stop everything.')}`);

@@ -6,7 +6,7 @@ import { it } from 'node:test';
 import { promisify } from 'node:util';
 import { ROOT } from './harness.ts';
 
-it('npm run demo -- --once publishes, verifies a token against the public issuer and exits 0', async () => {
+it('npm run demo -- --once publishes, verifies a token against the public issuer, gets a workload cloud credentials with it and exits 0', async () => {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [join(ROOT, 'scripts', 'demo.ts'), '--once'],
@@ -27,6 +27,12 @@ it('npm run demo -- --once publishes, verifies a token against the public issuer
     stdout,
     /token for demo\/app verified: sub=system:serviceaccount:demo:app aud=sts\.amazonaws\.com/,
   );
+  assert.match(
+    stdout,
+    /AssumeRoleWithWebIdentity -> HTTP 200: temporary credentials [A-Z0-9]+ for system:serviceaccount:demo:app, until \S+/,
+  );
+  assert.match(stdout, /GetObject s3:\/\/workload-data\/greeting\.txt with them -> "hello, demo\/app\\n"/);
+  assert.match(stdout, /PutObject with them -> AccessDenied \(the role policy is readonly\)/);
   assert.match(stdout, /operator exited with code 0/);
   assert.match(stdout, /everything stopped and cleaned up/);
 });
