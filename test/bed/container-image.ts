@@ -126,7 +126,8 @@ export class Dockerd {
         `--data-root=${dataRoot}`,
         `--exec-root=${execRoot}`,
         `--host=unix://${socket}`,
-        `--pidfile=${join(runDir, 'dockerd.pid')}`,
+        // In the cache, next to its layers: a second dockerd on them refuses to start.
+        `--pidfile=${join(cacheDir(), 'dockerd.pid')}`,
         '--storage-driver=overlay2',
         // No docker0, no iptables chains, no NAT and no change to ip_forward: builds use --network host.
         '--bridge=none',
@@ -433,7 +434,7 @@ export async function buildProjectImage(runDir: string): Promise<BuiltImage> {
     const partial = `${tarball}.${process.pid}`;
     await docker.run(['save', '--output', partial, ref]);
     renameSync(partial, tarball);
-    pruneImageTarballs(images, 'oidc-publisher-', 3);
+    pruneImageTarballs(images, 'oidc-publisher-', 2);
     // Older project images in dockerd are superseded; their layers stay for the next build.
     for (const line of (
       await docker.run(['images', PROJECT_IMAGE_REPO, '--format', '{{.Repository}}:{{.Tag}}'])
@@ -441,6 +442,7 @@ export async function buildProjectImage(runDir: string): Promise<BuiltImage> {
       .split('\n')
       .filter((l) => l && l !== ref))
       await docker.run(['rmi', line]).catch(() => '');
+    await docker.run(['image', 'prune', '--force', '--filter', 'until=72h']).catch(() => '');
     progress(`built ${ref} in ${seconds(t0)}`);
   } finally {
     await docker.stop();
