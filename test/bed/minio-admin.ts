@@ -95,6 +95,23 @@ async function adminCall(
   if (res.status !== 200) throw new Error(`MinIO admin ${method} ${path}: HTTP ${res.status} ${res.text()}`);
 }
 
+/** Creates (or replaces) the canned IAM policy `name`. */
+export async function putCannedPolicy(
+  admin: Admin,
+  ca: Buffer,
+  name: string,
+  policy: Record<string, unknown>,
+): Promise<void> {
+  await adminCall(
+    admin,
+    ca,
+    'PUT',
+    '/minio/admin/v3/add-canned-policy',
+    { name },
+    Buffer.from(JSON.stringify(policy)),
+  );
+}
+
 /**
  * Creates (or updates) a MinIO user whose only permissions are `policy` (an
  * IAM policy document). Returns its credentials.

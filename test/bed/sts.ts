@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { type Bed, freePort } from './bed.ts';
 import { request } from './http.ts';
+import { putCannedPolicy } from './minio-admin.ts';
 import { ManagedProcess } from './process.ts';
 import { ensureTools } from './tools.ts';
 
@@ -66,13 +67,18 @@ export function minioRoleArn(clientId: string, region: string): string {
 
 /**
  * Starts a MinIO whose identity provider is the bed's issuer, with `clientId`
- * and the role policy `rolePolicy` (default `readonly`, a built-in policy:
- * s3:GetObject and s3:GetBucketLocation on every bucket). Waits until its STS
- * knows the role, that is until it has read the issuer's documents.
+ * and a role policy: a canned policy of MinIO's by name (default `readonly`:
+ * s3:GetObject and s3:GetBucketLocation on every bucket), or a policy document
+ * it creates. Waits until its STS knows the role, that is until it has read the
+ * issuer's documents.
  */
 export async function startStsMinio(
   bed: Bed,
-  opts: { clientId: string; rolePolicy?: string; name?: string },
+  opts: {
+    clientId: string;
+    rolePolicy?: string | { name: string; document: Record<string, unknown> };
+    name?: string;
+  },
 ): Promise<StsMinio> {
   const tools = ensureTools(['minio']);
   const name = opts.name ?? 'sts-minio';
@@ -87,7 +93,8 @@ export async function startStsMinio(
   const port = await freePort();
   const endpoint = `https://${host}:${port}`;
   const region = 'us-east-1';
-  const rolePolicy = opts.rolePolicy ?? 'readonly';
+  const rolePolicy =
+    typeof opts.rolePolicy === 'object' ? opts.rolePolicy.name : (opts.rolePolicy ?? 'readonly');
   const configURL = `${bed.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
   const root = {
     accessKeyId: 'stsadmin',
@@ -122,6 +129,14 @@ export async function startStsMinio(
   };
   const ca = bed.ca;
   try {
+    if (typeof opts.rolePolicy === 'object') {
+      // The policy is looked up when a credential is issued and used, so it may come after the start.
+      const document = opts.rolePolicy.document;
+      await proc.waitUntil('accepting admin requests', async () => {
+        await putCannedPolicy({ endpoint, region, ...root }, ca, rolePolicy, document);
+        return true;
+      });
+    }
     // Until it has read the issuer, the STS does not know the role (or IAM is not initialized);
     // then a malformed token is refused for what it is.
     await proc.waitUntil('answering STS requests for its role', async () => {

@@ -20,10 +20,9 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
-import { decodeJwt, SignJWT } from 'jose';
+import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
 import { parse, stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
-import { keyIdOf } from '../bed/pki.ts';
 import { useBed } from '../bed/shared.ts';
 import {
   assumeRoleWithWebIdentity,
@@ -38,6 +37,15 @@ const CLIENT_ID = 'minio-sts';
 const BUCKET = 'workload-data';
 const OBJECT = 'greeting.txt';
 const CONTENT = 'hello from the cloud, workload/app\n';
+const OTHER_BUCKET = 'other-data';
+/** The role's policy: read the objects of one bucket, nothing else. */
+const ROLE_POLICY = {
+  name: 'workload-data-read',
+  document: {
+    Version: '2012-10-17',
+    Statement: [{ Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${BUCKET}/*`] }],
+  },
+};
 
 function refused(answer: StsAnswer): { status: number; code: string; message: string } {
   assert.equal(answer.ok, false, `the STS refuses the token; it answered ${JSON.stringify(answer)}`);
@@ -108,11 +116,13 @@ describe('a workload holds cloud credentials through the bucket-hosted issuer (M
       bed.serviceAccountKubeconfig('workload', 'app'),
     ]);
     // Only now is there an issuer for the STS to read.
-    sts = await startStsMinio(bed, { clientId: CLIENT_ID });
+    sts = await startStsMinio(bed, { clientId: CLIENT_ID, rolePolicy: ROLE_POLICY });
     const admin = stsS3Client(sts, bed.ca, sts.root);
     try {
       await admin.send(new CreateBucketCommand({ Bucket: BUCKET }));
       await admin.send(new PutObjectCommand({ Bucket: BUCKET, Key: OBJECT, Body: CONTENT }));
+      await admin.send(new CreateBucketCommand({ Bucket: OTHER_BUCKET }));
+      await admin.send(new PutObjectCommand({ Bucket: OTHER_BUCKET, Key: OBJECT, Body: 'not yours' }));
     } finally {
       admin.destroy();
     }
@@ -151,8 +161,12 @@ describe('a workload holds cloud credentials through the bucket-hosted issuer (M
       const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: OBJECT }));
       assert.equal(await got.Body?.transformToString(), CONTENT);
 
-      // The role policy (readonly) allows reading objects, nothing else.
+      // The role policy allows reading this bucket's objects, nothing else.
       const forbidden: [string, () => Promise<unknown>][] = [
+        [
+          'GetObject of another bucket',
+          () => s3.send(new GetObjectCommand({ Bucket: OTHER_BUCKET, Key: OBJECT })),
+        ],
         [
           'PutObject',
           () => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'written.txt', Body: 'no' })),
@@ -242,16 +256,38 @@ describe('a workload holds cloud credentials through the bucket-hosted issuer (M
     assert.match(answer.message, /must match configured OpenID Client ID/);
   });
 
-  it('refuses a token of another cluster: its own issuer and key, that key unpublished here', async () => {
-    // What another cluster's API server signs: its own issuer, its own key, and the kid
-    // kube-apiserver derives from that key (base64url SHA-256 of the public key).
-    const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const otherKid = keyIdOf(other.publicKey.export({ type: 'spki', format: 'pem' }));
-    const token = await signToken(other.privateKey, otherKid, { issuer: 'https://127.0.0.1:1/cluster-b' });
-    const answer = refused(await assumeRoleWithWebIdentity(stsOf(), bed.ca, { token }));
-    assert.equal(answer.status, 400);
-    assert.equal(answer.code, 'InvalidParameterValue');
-    assert.match(answer.message, new RegExp(`No public key found for kid ${otherKid}`));
+  it('refuses a TokenRequest token of another cluster (a second API server, its own issuer and key)', async () => {
+    // Cluster B: another kube-apiserver with its own service-account issuer and signing key,
+    // trusting no external issuer.
+    const b = await bed.startConsumerApiserver({
+      name: 'cluster-b',
+      authenticationConfig: 'apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\n',
+    });
+    try {
+      const inB = (args: string[], input?: string) =>
+        bed.kubectl(args, { kubeconfig: b.kubeconfig, ...(input === undefined ? {} : { input }) });
+      await inB(['create', 'namespace', 'workload']);
+      await inB(['create', 'serviceaccount', 'app', '-n', 'workload']);
+      const token = (
+        await inB(['create', 'token', 'app', '-n', 'workload', '--audience', CLIENT_ID, '--duration', '600s'])
+      ).trim();
+      const claims = decodeJwt(token);
+      assert.equal(claims.iss, b.issuer);
+      assert.equal(
+        claims.sub,
+        'system:serviceaccount:workload:app',
+        'the same subject as the accepted token',
+      );
+      assert.deepEqual(claims.aud, [CLIENT_ID], 'and the right audience');
+      const kid = decodeProtectedHeader(token).kid;
+      assert.ok(kid && kid !== bed.signingKey.kid, `B signs with a key of its own: ${kid}`);
+      const answer = refused(await assumeRoleWithWebIdentity(stsOf(), bed.ca, { token }));
+      assert.equal(answer.status, 400);
+      assert.equal(answer.code, 'InvalidParameterValue');
+      assert.equal(answer.message, `No public key found for kid ${kid}`);
+    } finally {
+      await b.stop();
+    }
   });
 
   it("refuses a token forged with a foreign key under this cluster's issuer and published kid", async () => {
