@@ -70,6 +70,7 @@ describe('the operator as Pods of its image on a real node', { timeout: 900_000 
   let image: BuiltImage;
   let overlay: string;
   let publicBase: string;
+  const ipForwardBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
 
   const kubectl = (args: readonly string[], input?: string) =>
     bed.kubectl(args, input === undefined ? {} : { input });
@@ -277,6 +278,30 @@ describe('the operator as Pods of its image on a real node', { timeout: 900_000 
     assert.equal(payload.sub, 'system:serviceaccount:workload:app');
     const pod = (payload['kubernetes.io'] as { pod?: { name?: string } } | undefined)?.pod?.name;
     assert.equal(pod, 'app', 'the token is bound to the Pod');
+    // The Pod can reach the bed and nothing else: no default route, only 198.18.0.0/15.
+    const routes = (await kubectl(['exec', '-n', 'workload', 'app', '--', 'cat', '/proc/net/route']))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => {
+        const [, dest = '', gw = '', , , , , mask = ''] = l.trim().split(/\s+/);
+        const ip = (hex: string) =>
+          (hex.match(/../g) ?? [])
+            .reverse()
+            .map((b) => Number.parseInt(b, 16))
+            .join('.');
+        return `${ip(dest)}/${ip(mask)} via ${ip(gw)}`;
+      })
+      .sort();
+    assert.deepEqual(routes, [
+      '198.18.0.0/255.254.0.0 via 198.18.0.1',
+      '198.18.0.0/255.255.255.0 via 0.0.0.0',
+    ]);
+    assert.equal(
+      readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
+      ipForwardBefore,
+      'IP forwarding on this machine is as it was',
+    );
     await assert.rejects(
       verifyAsRelyingParty(bed.issuer, token, 'another-audience', bed.ca),
       /aud/,
