@@ -103,7 +103,7 @@ build_node() {
   command -v gcc >/dev/null 2>&1 || { log "the pause binary needs gcc (test/bed/node-packages.sh installs it)"; exit 3; }
   local work
   trap 'rm -rf "$work"' RETURN
-  kube_build "${cmds[*]}" "9 min (2 with kube-apiserver's Go cache warm)" "${cmds[@]}"
+  kube_build "${cmds[*]}" "8 min (3 after kube-apiserver's build)" "${cmds[@]}"
   local src
   src="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')/build/pause/linux/pause.c"
   [ -f "$src" ] || { log "no pause.c at $src"; exit 1; }

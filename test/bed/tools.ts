@@ -71,7 +71,7 @@ const GROUP_MINUTES: Record<ToolGroup, number> = {
   minio: 8,
   'fake-gcs-server': 3,
   helm: 4,
-  node: 9,
+  node: 8,
 };
 
 function executable(path: string): boolean {
