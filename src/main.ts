@@ -3,6 +3,7 @@
  * Nothing else reads the environment or exits the process.
  */
 import { type Config, parseConfig, usage } from './config.ts';
+import { CanaryTokens } from './controller/canary.ts';
 import { Controller } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
 import { ClusterClient } from './controller/kube.ts';
@@ -37,6 +38,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
     allowedHosts: config.storageAllowedHosts,
   });
   const issuerReader = new AnonymousIssuerReader();
+  const canary = new CanaryTokens(cluster, config.namespace);
   const controller = new Controller(
     cluster,
     (getObject, listObjects) =>
@@ -51,6 +53,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
         hooks: metrics,
         events,
         specPolicy: { allowForeignJwksURI: config.allowForeignJwksURI },
+        canary,
       }),
     log,
     {

@@ -107,6 +107,16 @@ export const Reason = {
   WrongContentType: 'WrongContentType',
   /** False: the public issuer answered correctly but slower than spec.verification.slowThreshold. */
   TooSlow: 'TooSlow',
+  /** False: a token the API server issued to the canary ServiceAccount (spec.verification.canary)
+   * does not verify against the public discovery document and JWKS: its kid is not published, the
+   * signature does not verify, or iss, aud, exp or nbf are wrong. Relying parties refuse the
+   * cluster's tokens too.
+   */
+  CanaryRejected: 'CanaryRejected',
+  /** False: the API server refused (403) the TokenRequest for the canary ServiceAccount: the operator's RBAC does not grant it. */
+  CanaryTokenForbidden: 'CanaryTokenForbidden',
+  /** False: no canary token could be had: the ServiceAccount does not exist in the operator's namespace (404), or the TokenRequest failed. */
+  CanaryTokenUnavailable: 'CanaryTokenUnavailable',
   /** Unknown: verification is off (spec.verification.enabled: false); Ready does not require it. */
   VerificationDisabled: 'VerificationDisabled',
 

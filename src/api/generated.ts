@@ -117,6 +117,20 @@ export interface OidcPublisherSpecVerification {
   timeout?: string;
   /** Latency above which a verification that succeeded is reported as TooSlow (at most the timeout). */
   slowThreshold?: string;
+  /** After a read-back that succeeded, the operator asks the API server for a short-lived token of this ServiceAccount (TokenRequest, audience oidc-publisher-canary, 10 minutes, renewed at half its lifetime) and verifies it as a relying party would, with only the public discovery document and JWKS: the key named by its kid, the signature, iss, aud, exp and nbf. A token that does not verify is Verified=False/CanaryRejected. The operator's RBAC lets it mint tokens for the ServiceAccount oidc-publisher-canary only. Tokens come from the cluster the operator runs in: not with source.kubeconfigSecretRef. */
+  canary?: OidcPublisherSpecVerificationCanary;
+}
+
+/** After a read-back that succeeded, the operator asks the API server for a short-lived token of this ServiceAccount (TokenRequest, audience oidc-publisher-canary, 10 minutes, renewed at half its lifetime) and verifies it as a relying party would, with only the public discovery document and JWKS: the key named by its kid, the signature, iss, aud, exp and nbf. A token that does not verify is Verified=False/CanaryRejected. The operator's RBAC lets it mint tokens for the ServiceAccount oidc-publisher-canary only. Tokens come from the cluster the operator runs in: not with source.kubeconfigSecretRef. */
+export interface OidcPublisherSpecVerificationCanary {
+  /** The ServiceAccount whose token is the canary, in the operator's namespace (never another: a cluster-scoped publisher must not make the operator mint tokens elsewhere). */
+  serviceAccountRef: OidcPublisherSpecVerificationCanaryServiceAccountRef;
+}
+
+/** The ServiceAccount whose token is the canary, in the operator's namespace (never another: a cluster-scoped publisher must not make the operator mint tokens elsewhere). */
+export interface OidcPublisherSpecVerificationCanaryServiceAccountRef {
+  /** Name of the ServiceAccount, in the operator's namespace; the shipped RBAC grants oidc-publisher-canary. */
+  name: string;
 }
 
 /** What the operator observed and did. */
@@ -221,4 +235,6 @@ export interface OidcPublisherStatusVerification {
   lastVerifiedTime?: string;
   /** How long the last verification took (both documents). */
   latencyMilliseconds?: number;
+  /** The kid of the last canary token the API server issued (spec.verification.canary): the key it signs with now. */
+  signingKeyID?: string;
 }

@@ -12,10 +12,17 @@ import {
   type OidcPublisher,
   type OidcPublisherStatus,
 } from '../api/types.ts';
+import type { CanaryRefusal } from '../core/canary.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { KubeAccess } from '../kube/access.ts';
 import { KubeHttp, KubeHttpError, type StreamOptions } from '../kube/http.ts';
 import { secretAllows, secretNotAllowed } from '../secrets.ts';
+
+/** A token the API server issued, with when it expires. */
+export interface IssuedToken {
+  token: string;
+  expiresAt: Date;
+}
 
 export interface OidcPublisherList {
   metadata?: { resourceVersion?: string };
@@ -108,6 +115,45 @@ export class ClusterClient {
     const out = new Map<string, Buffer>();
     for (const [k, v] of Object.entries(secret?.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
     return out;
+  }
+
+  /**
+   * A token of ServiceAccount `namespace/name` for `audience` (TokenRequest), or why there is none:
+   * never throws, and the answer's body is never passed on. The token goes only to the caller.
+   */
+  async createToken(
+    namespace: string,
+    name: string,
+    audience: string,
+    expirationSeconds: number,
+  ): Promise<IssuedToken | CanaryRefusal> {
+    const what = `TokenRequest for ServiceAccount ${namespace}/${name}`;
+    try {
+      const res = (await this.#http.send(
+        'POST',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}/token`,
+        {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenRequest',
+          spec: { audiences: [audience], expirationSeconds },
+        },
+      )) as { status?: { token?: unknown; expirationTimestamp?: unknown } } | undefined;
+      const token = res?.status?.token;
+      const expires = Date.parse(String(res?.status?.expirationTimestamp));
+      if (typeof token !== 'string' || !token || Number.isNaN(expires)) {
+        return { refused: 'unavailable', message: `${what}: the answer holds no token` };
+      }
+      return { token, expiresAt: new Date(expires) };
+    } catch (err) {
+      if (err instanceof KubeHttpError && err.status === 403)
+        return { refused: 'forbidden', message: `${what}: HTTP 403` };
+      if (err instanceof KubeHttpError && err.status === 404)
+        return {
+          refused: 'unavailable',
+          message: `${what}: HTTP 404 (no such ServiceAccount in the operator's namespace)`,
+        };
+      return { refused: 'unavailable', message: apiError(what, err).message };
+    }
   }
 
   async patchStatus(name: string, status: OidcPublisherStatus): Promise<void> {

@@ -7,6 +7,13 @@ import { randomUUID } from 'node:crypto';
 import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisher } from '../api/types.ts';
 import { FINALIZER } from '../api/types.ts';
+import {
+  CANARY_AUDIENCE,
+  type CanaryCheck,
+  type CanaryRefusal,
+  canaryVerdict,
+  verifyCanaryToken,
+} from '../core/canary.ts';
 import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
 import { type KeyRecord, needsStoredJwks, type StoredJwks } from '../core/keys.ts';
@@ -34,7 +41,7 @@ import {
   sameStatus,
 } from '../core/status.ts';
 import { type Claimant, conflictFor, targetObjects } from '../core/targets.ts';
-import { judge, servedAsRendered } from '../core/verify.ts';
+import { judge, type Observation, servedAsRendered } from '../core/verify.ts';
 import {
   describeError,
   ErrorCodes,
@@ -47,6 +54,7 @@ import { deleteObjects, publishObjects, type WriteMemo } from '../publish/sync.t
 import type { IssuerReader } from '../sources/relying-party.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
+import type { CanaryTokens } from './canary.ts';
 import type { EventRecorder } from './events.ts';
 import type { ClusterClient } from './kube.ts';
 import type { ReconcileResult } from './queue.ts';
@@ -73,6 +81,8 @@ export interface ReconcilerDeps {
   listObjects?(): readonly OidcPublisher[];
   /** The operator's settings for what a spec may say (--allow-foreign-jwks-uri). */
   specPolicy?: SpecPolicy;
+  /** Canary tokens (spec.verification.canary); without it, a canary is CanaryTokenUnavailable. */
+  canary?: Pick<CanaryTokens, 'get' | 'forget'>;
 }
 
 /** Observers of what a sync did (metrics, events); optional. */
@@ -142,6 +152,7 @@ export class Reconciler {
   async #finalize(obj: OidcPublisher, log: Logger): Promise<ReconcileResult> {
     const finalizers = obj.metadata.finalizers ?? [];
     if (!finalizers.includes(FINALIZER)) return { done: true };
+    this.#d.canary?.forget(obj.metadata.name);
     let spec: ResolvedSpec | undefined;
     try {
       // Where the objects are is all deletion needs: a jwksURI refused by policy does not matter here.
@@ -243,6 +254,13 @@ export class Reconciler {
         if (outcome.written && observation) {
           outcome.observation = observation;
           outcome.verdict = judge(spec.issuerURL, objects, observation, spec.verification.slowMs);
+          const canary = spec.verification.canary;
+          if (!canary) this.#d.canary?.forget(name);
+          else if (outcome.verdict.status === 'True') {
+            const seen = await this.#canary(name, canary.serviceAccount, spec.issuerURL, observation, log);
+            outcome.verdict = canaryVerdict(outcome.verdict, canary.serviceAccount, seen.check);
+            if (seen.kid !== undefined) outcome.signingKeyID = seen.kid;
+          }
         }
       }
     }
@@ -291,6 +309,40 @@ export class Reconciler {
     } catch (err) {
       return { error: failed(err) };
     }
+  }
+
+  /**
+   * The canary: a token of `serviceAccount` (cached until half its lifetime), verified with only
+   * the public JWKS `observation` holds. A token that does not verify is dropped, so the next sync
+   * asks for a new one. The token is never logged.
+   */
+  async #canary(
+    name: string,
+    serviceAccount: string,
+    issuerURL: string,
+    observation: Observation,
+    log: Logger,
+  ): Promise<{ check: CanaryCheck | CanaryRefusal; kid?: string }> {
+    const now = this.#now();
+    const got: { token: string } | CanaryRefusal = this.#d.canary
+      ? await this.#d.canary.get(name, serviceAccount, now)
+      : { refused: 'unavailable', message: 'the operator runs without a canary token client' };
+    if ('refused' in got) {
+      log.warn({ serviceAccount, refused: got.refused, message: got.message }, 'no canary token');
+      return { check: got };
+    }
+    const check = verifyCanaryToken(got.token, {
+      issuerURL,
+      audience: CANARY_AUDIENCE,
+      jwks: observation.jwks?.json,
+      now,
+    });
+    if (check.ok) log.debug({ serviceAccount, kid: check.kid }, 'canary token verified');
+    else {
+      this.#d.canary?.forget(name);
+      log.warn({ serviceAccount, kid: check.kid, why: check.why }, 'canary token rejected');
+    }
+    return { check, ...(check.kid !== undefined ? { kid: check.kid } : {}) };
   }
 
   /** Writes what differs from the bucket: the JWKS before the discovery document. */

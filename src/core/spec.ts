@@ -56,7 +56,13 @@ export interface ResolvedSpec {
   deletionPolicy: 'Retain' | 'Delete';
   /** How long a key that left the source stays published. */
   keyRetentionMs: number;
-  verification: { enabled: boolean; timeoutMs: number; slowMs: number };
+  verification: {
+    enabled: boolean;
+    timeoutMs: number;
+    slowMs: number;
+    /** The canary ServiceAccount, in the operator's namespace; absent when there is no canary. */
+    canary?: { serviceAccount: string };
+  };
 }
 
 const EXACTLY_ONE_STORAGE = 'storage must set exactly one of s3, gcs or azureBlob';
@@ -276,6 +282,11 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
     cacheControl: spec.cacheControl ?? DEFAULT_CACHE_CONTROL,
     deletionPolicy: spec.deletionPolicy ?? 'Retain',
     keyRetentionMs,
-    verification: { enabled: v.enabled ?? true, timeoutMs, slowMs },
+    verification: {
+      enabled: v.enabled ?? true,
+      timeoutMs,
+      slowMs,
+      ...(v.canary ? { canary: { serviceAccount: v.canary.serviceAccountRef.name } } : {}),
+    },
   };
 }

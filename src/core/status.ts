@@ -28,6 +28,8 @@ export interface SyncOutcome {
   /** What an anonymous reader of the public issuer saw, judged; absent when not attempted. */
   verdict?: Verdict;
   observation?: Observation;
+  /** The kid of the canary token the API server issued in this sync (spec.verification.canary). */
+  signingKeyID?: string;
 }
 
 const SOURCE_REASONS: Partial<Record<ErrorCode, string>> = {
@@ -271,8 +273,13 @@ export function nextStatus(
     if (outcome.written.length > 0) status.lastPublishTime = stamp(now);
   }
   // Times and latency are refreshed with lastSyncTime, not on every sync, so a sync that changed nothing writes no status.
-  status.verification = prev?.verification;
-  if (!status.verification) delete status.verification;
+  // The canary's kid is the API server's signing key now: a change is written at once, and it
+  // goes when the canary does.
+  const canary = spec.verification.enabled && spec.verification.canary !== undefined;
+  const { signingKeyID: prevKid, ...prevVerification } = prev?.verification ?? {};
+  const signingKeyID = canary ? (outcome.signingKeyID ?? prevKid) : undefined;
+  status.verification = { ...prevVerification, ...(signingKeyID !== undefined ? { signingKeyID } : {}) };
+  if (Object.keys(status.verification).length === 0) delete status.verification;
   const changed = !sameStatus({ ...status, lastSyncTime: undefined }, { ...prev, lastSyncTime: undefined });
   const lastSync = prev?.lastSyncTime ? Date.parse(prev.lastSyncTime) : 0;
   if (changed || now.getTime() - lastSync >= SYNC_HEARTBEAT_MS) {
@@ -281,6 +288,7 @@ export function nextStatus(
       status.verification = {
         lastVerifiedTime: stamp(now),
         ...(outcome.observation ? { latencyMilliseconds: Math.round(outcome.observation.latencyMs) } : {}),
+        ...(signingKeyID !== undefined ? { signingKeyID } : {}),
       };
     }
   } else {

@@ -203,6 +203,29 @@ const CASES: Case[] = [
     message: /spec\.source\.kubeconfigSecretRef\.name: Invalid value/,
   },
   {
+    name: 'a canary ServiceAccount reference with an invalid name',
+    object: withValue(base, ['spec', 'verification'], {
+      canary: { serviceAccountRef: { name: 'Bad_Name' } },
+    }),
+    message: /spec\.verification\.canary\.serviceAccountRef\.name: Invalid value/,
+  },
+  {
+    name: 'a canary without a ServiceAccount reference',
+    object: withValue(base, ['spec', 'verification'], { canary: {} }),
+    message: /spec\.verification\.canary\.serviceAccountRef: Required value/,
+  },
+  {
+    name: "a canary with another cluster as the source (its tokens come from the operator's cluster)",
+    object: withValue(
+      withValue(base, ['spec', 'verification'], {
+        canary: { serviceAccountRef: { name: 'oidc-publisher-canary' } },
+      }),
+      ['spec', 'source'],
+      { kubeconfigSecretRef: { name: 'cluster-b' } },
+    ),
+    message: /verification\.canary verifies tokens of the cluster the operator runs in/,
+  },
+  {
     name: 'a credentials Secret reference without a name',
     object: withValue(base, s3('credentialsSecretRef'), {}),
     message: /spec\.storage\.s3\.credentialsSecretRef\.name: Required value/,
@@ -260,6 +283,20 @@ describe('the CRD refuses invalid OidcPublishers at kubectl apply', () => {
         0,
         `azureBlob with container ${container} is valid, but kubectl said: ${res.stderr}`,
       );
+    }
+  });
+
+  it("accepts a canary on the operator's own cluster, and another cluster as the source without one", async () => {
+    const canary = { canary: { serviceAccountRef: { name: 'oidc-publisher-canary' } } };
+    for (const [what, o] of [
+      ['a canary', withValue(base, ['spec', 'verification'], canary)],
+      [
+        'a kubeconfig source',
+        withValue(base, ['spec', 'source'], { kubeconfigSecretRef: { name: 'cluster-b' } }),
+      ],
+    ] as const) {
+      const res = await apply(o);
+      assert.equal(res.code, 0, `${what} is valid, but kubectl said: ${res.stderr}`);
     }
   });
 

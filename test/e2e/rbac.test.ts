@@ -9,8 +9,9 @@
  * coverage test, and a grant whose removal breaks nothing fails its case.
  *
  * Nothing else is granted: the operator's identity cannot read Secrets outside
- * its namespace, list Secrets, write OidcPublishers, or write anything besides
- * its status, finalizers, Events and Lease.
+ * its namespace, list Secrets, write OidcPublishers, mint tokens of any
+ * ServiceAccount but the canary's (in its own namespace), or write anything
+ * besides its status, finalizers, Events and Lease.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -407,6 +408,24 @@ const CASES: Record<string, Case> = {
         return `Lease renewal refused (403), leadership lost after the renew deadline, exit ${code}`;
       },
     },
+  'Role oidc-publisher-system/oidc-publisher-canary: create serviceaccounts/token named oidc-publisher-canary':
+    {
+      needs:
+        'requesting the canary token of spec.verification.canary (src/controller/canary.ts, ClusterClient.createToken, a TokenRequest)',
+      breaks: async (c) => {
+        const p = await eventually('Verified=False/CanaryTokenForbidden', async () => {
+          const v = await getPublisher(c.bed, c.name);
+          const s = condition(v, 'Verified');
+          return s?.status === 'False' && s.reason === 'CanaryTokenForbidden' ? v : undefined;
+        });
+        const msg = condition(p, 'Verified')?.message ?? '';
+        assert.match(msg, /ServiceAccount oidc-publisher-system\/oidc-publisher-canary: HTTP 403/);
+        assert.equal(condition(p, 'Published')?.status, 'True', 'the documents are still published');
+        assert.equal(condition(p, 'Ready')?.reason, 'CanaryTokenForbidden');
+        assert.equal(await c.op.readyz(), 200, 'the operator keeps running');
+        return `Verified=False/CanaryTokenForbidden, documents published: ${msg}`;
+      },
+    },
   'Role default/oidc-publisher-events: create events.events.k8s.io': {
     needs:
       'recording Events about OidcPublishers in "default" (src/controller/events.ts createNamespacedEvent)',
@@ -448,6 +467,7 @@ describe('RBAC: least privilege against the real API server', () => {
         issuerURL: bed.issuer,
         syncInterval: '10s',
         cacheControl: `public, max-age=${600 + serial}`,
+        verification: { canary: { serviceAccountRef: { name: 'oidc-publisher-canary' } } },
         storage: {
           s3: {
             bucket: bed.state.s3.bucket,
@@ -568,6 +588,11 @@ describe('RBAC: least privilege against the real API server', () => {
     try {
       const p = await waitForReady(bed, name, 'True', 'Ready');
       assert.deepEqual(p.metadata.finalizers, ['oidcpublisher.io/cleanup']);
+      assert.match(
+        condition(p, 'Verified')?.message ?? '',
+        /a token the API server issued \(kid .*\) verifies/,
+        'the canary token was requested and verified',
+      );
       assert.equal(await leaseHolder(bed), `rbac-${name}`);
       assert.equal(await op.readyz(), 200);
       const events = await eventually('an Event about the publisher', async () => {
@@ -673,7 +698,43 @@ describe('RBAC: least privilege against the real API server', () => {
     // Escalation paths.
     for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
       deny('mint ServiceAccount tokens', 'create', 'serviceaccounts', '--subresource=token', '-n', ns);
+      deny(
+        'mint its own tokens',
+        'create',
+        `serviceaccounts/${OPERATOR_SA}`,
+        '--subresource=token',
+        '-n',
+        ns,
+      );
+      deny(
+        'mint tokens of a ServiceAccount',
+        'create',
+        'serviceaccounts/default',
+        '--subresource=token',
+        '-n',
+        ns,
+      );
+      if (ns !== OPERATOR_NAMESPACE) {
+        deny(
+          'mint canary tokens outside its namespace',
+          'create',
+          'serviceaccounts/oidc-publisher-canary',
+          '--subresource=token',
+          '-n',
+          ns,
+        );
+      }
       deny('exec into pods', 'create', 'pods', '--subresource=exec', '-n', ns);
+    }
+    // The canary ServiceAccount: tokens of it only; never read, change or bind it.
+    for (const verb of ['get', 'update', 'patch', 'delete']) {
+      deny(
+        `${verb} the canary ServiceAccount`,
+        verb,
+        'serviceaccounts/oidc-publisher-canary',
+        '-n',
+        OPERATOR_NAMESPACE,
+      );
     }
     deny('impersonate', 'impersonate', 'users');
     deny('impersonate', 'impersonate', 'serviceaccounts', '-n', 'kube-system');
@@ -744,6 +805,7 @@ describe('RBAC: least privilege against the real API server', () => {
         'oidcpublishers.oidcpublisher.io [] list watch patch',
         'oidcpublishers.oidcpublisher.io/status [] patch',
         'events.events.k8s.io [] create',
+        'serviceaccounts/token [oidc-publisher-canary] create',
       ]);
       const unexpected: string[] = [];
       for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
@@ -755,6 +817,7 @@ describe('RBAC: least privilege against the real API server', () => {
             ours.has(key) &&
             (!key.startsWith('leases') || ns === OPERATOR_NAMESPACE) &&
             (!key.startsWith('secrets') || ns === OPERATOR_NAMESPACE) &&
+            (!key.startsWith('serviceaccounts') || ns === OPERATOR_NAMESPACE) &&
             (!key.startsWith('events') || ns === 'default');
           if (!expectedHere) unexpected.push(`-n ${ns}: ${key}`);
         }

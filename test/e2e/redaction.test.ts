@@ -3,7 +3,8 @@
  * every credential it handles (storage keys from a Secret, right and wrong; a
  * kubeconfig Secret with an inline token, valid, rejected, malformed; a
  * kubeconfig that would run a command; basic-auth and GCS key material; its
- * own ServiceAccount token), and then none of the secret values appears in
+ * own ServiceAccount token; the canary tokens it requests), and then none of
+ * the secret values appears in
  * anything it produced: its stdout and stderr at the most verbose log level,
  * the Events, the OidcPublisher objects and their status, /metrics.
  */
@@ -54,6 +55,27 @@ function forms(value: string): string[] {
   const parts = value.split('.');
   if (parts.length === 3 && (parts[2]?.length ?? 0) > 20) out.push(parts[2]!);
   return out;
+}
+
+const CANARY_AUDIENCE = 'oidc-publisher-canary';
+
+/**
+ * Every JWT payload of the canary audience in `text`: the operator requests those tokens itself, so
+ * no test knows their values, but a leaked one (whole, or its payload with or without a signature)
+ * decodes to a payload with that audience.
+ */
+function canaryTokens(where: string, text: string): string[] {
+  const found: string[] = [];
+  for (const m of text.matchAll(/eyJ[A-Za-z0-9_-]{10,}/g)) {
+    try {
+      const payload = JSON.parse(Buffer.from(m[0], 'base64url').toString('utf8')) as { aud?: unknown };
+      const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+      if (aud.includes(CANARY_AUDIENCE)) found.push(`a canary token in ${where}: ${m[0].slice(0, 40)}…`);
+    } catch {
+      // Not a JWT segment.
+    }
+  }
+  return found;
 }
 
 /** Every place a credential (in any of its forms) appears in `text`. */
@@ -213,7 +235,12 @@ describe('redaction: no credential in logs, Events, status or metrics', () => {
 
     op = await OperatorProcess.start(bed, kubeconfig, ['--log-level', 'trace', '--leader-elect', 'false']);
     const kc = (name: string) => ({ source: { kubeconfigSecretRef: { name } } });
-    await applyYaml(bed, publisher('own-cluster', 'public/cluster-a', {}));
+    await applyYaml(
+      bed,
+      publisher('own-cluster', 'public/cluster-a', {
+        verification: { canary: { serviceAccountRef: { name: 'oidc-publisher-canary' } } },
+      }),
+    );
     await applyYaml(bed, publisher('via-kubeconfig', 'public/via-kubeconfig', kc('kc-good')));
     await applyYaml(bed, publisher('refused-token', 'public/refused-token', kc('kc-refused-token')));
     await applyYaml(bed, publisher('malformed', 'public/malformed', kc('kc-malformed')));
@@ -267,7 +294,12 @@ describe('redaction: no credential in logs, Events, status or metrics', () => {
   });
 
   it('reaches the state each credential leads to (so every one was really used)', async () => {
-    await waitForReady(bed, 'own-cluster', 'True', 'Ready');
+    const own = await waitForReady(bed, 'own-cluster', 'True', 'Ready');
+    assert.match(
+      condition(own, 'Verified')?.message ?? '',
+      /a token the API server issued \(kid .*\) verifies/,
+      'the canary token was requested and verified',
+    );
     await waitForCondition('own-cluster', 'Published', 'True', 'DocumentsPublished', 'UpToDate');
     await waitForCondition('via-kubeconfig', 'SourceAvailable', 'True', 'DocumentsFetched');
     await waitForCondition('via-kubeconfig', 'Published', 'True', 'DocumentsPublished', 'UpToDate');
@@ -318,11 +350,37 @@ describe('redaction: no credential in logs, Events, status or metrics', () => {
       ...leaks(credentials, 'OidcPublishers', publishers),
       ...leaks(credentials, '/metrics', metrics),
       ...leaks(credentials, '/readyz', readyz),
+      ...canaryTokens('operator stdout/stderr', output),
+      ...canaryTokens('Events (core/v1)', coreEvents),
+      ...canaryTokens('Events (events.k8s.io/v1)', events),
+      ...canaryTokens('OidcPublishers', publishers),
+      ...canaryTokens('/metrics', metrics),
     ];
     t.diagnostic(
       `checked ${credentials.length} credentials in ${output.length} bytes of logs, ${events.length + coreEvents.length} of Events, ${publishers.length} of OidcPublishers, ${metrics.length} of metrics`,
     );
     assert.deepEqual(found, [], 'credentials found');
+  });
+
+  it('would see a leaked canary token: the detector finds one the API server issues, whole or without its signature', async () => {
+    const token = await bed.mintToken({
+      namespace: 'oidc-publisher-system',
+      serviceAccount: 'oidc-publisher-canary',
+      audience: CANARY_AUDIENCE,
+      durationSeconds: 600,
+    });
+    assert.equal(canaryTokens('sample', `x "${token}" y`).length, 1, 'the whole token');
+    assert.equal(
+      canaryTokens('sample', `x ${token.split('.').slice(0, 2).join('.')} y`).length,
+      1,
+      'no signature',
+    );
+    const other = await bed.mintToken({
+      namespace: 'issuer-readers',
+      serviceAccount: 'reader',
+      audience: 'other',
+    });
+    assert.equal(canaryTokens('sample', other).length, 0, 'a token of another audience');
   });
 
   it('would see a leak: the detector finds each credential, raw and base64', () => {
