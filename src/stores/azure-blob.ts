@@ -24,7 +24,7 @@ import {
   storageScopedCredential,
 } from './azure-pipeline.ts';
 import type { CredentialKind, EndpointPolicy } from './endpoints.ts';
-import { ownError, readLimited } from './limits.ts';
+import { ownErrorAt, readLimited } from './limits.ts';
 import {
   azureMetadataKey,
   HASH_METADATA_KEY,
@@ -186,9 +186,9 @@ function isBlobNotFound(err: unknown): boolean {
 
 /** Maps an Azure SDK (RestError, AbortError, @azure/identity) error to ours. */
 export function azureBlobError(op: string, target: string, err: unknown): OidcPublisherError {
-  const own = ownError(err);
-  if (own) return new OidcPublisherError(own.code, `${op} ${target}: ${own.message}`, { cause: err });
   const where = `${op} ${target}`;
+  const own = ownErrorAt(where, err);
+  if (own) return own;
   const { name, code, statusCode, message } = fields(err);
   if (code === 'ContainerNotFound') {
     return new OidcPublisherError('STORAGE_BUCKET_NOT_FOUND', `${where}: the container does not exist`, {

@@ -13,7 +13,7 @@ import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { EndpointPolicy } from './endpoints.ts';
 import type { ServiceAccountKey } from './gcs-credentials.ts';
-import { ownError, readLimited, withDeadline } from './limits.ts';
+import { ownErrorAt, readLimited, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
 export interface GcsStoreOptions {
@@ -51,8 +51,8 @@ function statusOf(err: unknown): number | undefined {
 
 export function gcsError(op: string, target: string, err: unknown): OidcPublisherError {
   const where = `${op} ${target}`;
-  const own = ownError(err);
-  if (own) return new OidcPublisherError(own.code, `${where}: ${own.message}`, { cause: err });
+  const own = ownErrorAt(where, err);
+  if (own) return own;
   const status = statusOf(err);
   const message = err instanceof Error ? err.message : String(err);
   if (status === 404 && /bucket/i.test(message)) {

@@ -87,6 +87,17 @@ export async function withDeadline<T>(
   }
 }
 
+/**
+ * An error of ours found in `err`'s cause chain, as the error of `where` (the operation and object):
+ * its message is prefixed with `where` unless it already starts with it (a deadline names it).
+ */
+export function ownErrorAt(where: string, err: unknown): OidcPublisherError | undefined {
+  const own = ownError(err);
+  if (!own) return undefined;
+  const message = own.message.startsWith(`${where}: `) ? own.message : `${where}: ${own.message}`;
+  return new OidcPublisherError(own.code, message, { cause: err });
+}
+
 /** The first OidcPublisherError in an error's cause chain (an SDK may wrap the one a stream failed with). */
 export function ownError(err: unknown): OidcPublisherError | undefined {
   let e: unknown = err;

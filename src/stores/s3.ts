@@ -18,7 +18,7 @@ import {
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
 import { type CredentialKind, type EndpointPolicy, isAwsRegion } from './endpoints.ts';
-import { limitStream, MAX_STORAGE_RESPONSE_BYTES, ownError, withDeadline } from './limits.ts';
+import { limitStream, MAX_STORAGE_RESPONSE_BYTES, ownErrorAt, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
 export interface S3StoreOptions {
@@ -70,8 +70,8 @@ function isNotFound(err: unknown): boolean {
 /** Maps an AWS SDK error to ours. */
 export function s3Error(op: string, target: string, err: unknown): OidcPublisherError {
   const where = `${op} ${target}`;
-  const own = ownError(err);
-  if (own) return new OidcPublisherError(own.code, `${where}: ${own.message}`, { cause: err });
+  const own = ownErrorAt(where, err);
+  if (own) return own;
   if (err instanceof S3ServiceException) {
     const status = err.$metadata?.httpStatusCode;
     if (err.name === 'NoSuchBucket') {

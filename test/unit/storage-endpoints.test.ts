@@ -16,8 +16,8 @@ import {
   type StorageKind,
 } from '../../src/stores/endpoints.ts';
 import { GOOGLE_TOKEN_URI, parseServiceAccountKey } from '../../src/stores/gcs-credentials.ts';
-import { readLimited } from '../../src/stores/limits.ts';
-import { S3Store } from '../../src/stores/s3.ts';
+import { readLimited, withDeadline } from '../../src/stores/limits.ts';
+import { S3Store, s3Error } from '../../src/stores/s3.ts';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -477,5 +477,22 @@ describe('readLimited', () => {
       readLimited(Readable.from([Buffer.alloc(6), Buffer.alloc(5)]), 10),
       (err: unknown) => err instanceof OidcPublisherError && /larger than 10 bytes/.test(err.message),
     );
+  });
+});
+
+describe('storage errors of ours, as the error of an operation', () => {
+  it('names the operation and object once, whether or not the error named it already', async () => {
+    const where = 'PUT s3://b/p/openid/v1/jwks';
+    const late = await withDeadline(10, where, () => new Promise<never>(() => {})).catch((e: unknown) => e);
+    assert.equal(
+      s3Error('PUT', 's3://b/p/openid/v1/jwks', late).message,
+      `${where}: no complete answer within 10 ms`,
+    );
+    const wrapped = new Error('stream failed', {
+      cause: new OidcPublisherError('STORAGE_ERROR', 'answer larger than 2 MiB'),
+    });
+    const mapped = s3Error('GET', 's3://b/p/openid/v1/jwks', wrapped);
+    assert.equal(mapped.code, 'STORAGE_ERROR');
+    assert.equal(mapped.message, 'GET s3://b/p/openid/v1/jwks: answer larger than 2 MiB');
   });
 });
