@@ -239,24 +239,29 @@ describe('faults: storage down, refusing writes, edited behind our back', () => 
       );
     }
 
+    let lastGood: Awaited<ReturnType<typeof stored>> | undefined;
     async function tamper(
       t: { diagnostic(m: string): void },
       what: string,
       act: () => Promise<void>,
       writes: string[],
+      readyBefore = true,
     ) {
-      await waitForReady(bed, NAME, 'True', 'Ready');
-      const good = await stored(bed, PREFIX);
+      if (readyBefore) await waitForReady(bed, NAME, 'True', 'Ready');
+      const good = readyBefore ? await stored(bed, PREFIX) : undefined;
       const at = Date.now();
       await act();
       const event = await repairEvent(at, writes);
       const repairedMs = Date.parse(event.eventTime ?? '') - at;
       await waitForReady(bed, NAME, 'True', 'Ready');
       const now = await stored(bed, PREFIX);
-      assert.equal(now.jwks?.body, good.jwks?.body, 'the JWKS bytes are restored');
-      assert.equal(now.discovery?.body, good.discovery?.body, 'the discovery bytes are restored');
-      assert.equal(now.jwks?.cacheControl, good.jwks?.cacheControl);
-      assert.equal(now.discovery?.cacheControl, good.discovery?.cacheControl);
+      const before = good ?? lastGood;
+      assert.ok(before, 'the documents as published before are known');
+      assert.equal(now.jwks?.body, before.jwks?.body, 'the JWKS bytes are restored');
+      assert.equal(now.discovery?.body, before.discovery?.body, 'the discovery bytes are restored');
+      assert.equal(now.jwks?.cacheControl, before.jwks?.cacheControl);
+      assert.equal(now.discovery?.cacheControl, before.discovery?.cacheControl);
+      lastGood = now;
       t.diagnostic(`${what}: repaired ${repairedMs} ms later; Event note "${event.note}"`);
       assert.ok(repairedMs < SYNC_MS + 10_000, `repaired on the next sync (${repairedMs} ms)`);
     }
@@ -277,26 +282,43 @@ describe('faults: storage down, refusing writes, edited behind our back', () => 
       }
     });
 
-    it('repairs a discovery document replaced with other bytes', async (t) => {
+    it('leaves a discovery document replaced by someone else (other bytes, no owner) alone, and repairs it once deleted', async (t) => {
       const s3 = client();
       try {
+        await waitForReady(bed, NAME, 'True', 'Ready');
+        lastGood = await stored(bed, PREFIX);
+        const foreign = JSON.stringify({
+          issuer: 'https://evil.example.com',
+          jwks_uri: 'https://evil.example.com/k',
+        });
+        await s3.send(
+          new PutObjectCommand({
+            Bucket: bed.state.s3.bucket,
+            Key: DISCOVERY_KEY,
+            Body: foreign,
+            ContentType: 'application/json',
+          }),
+        );
+        // Not this publisher's object: it says so and writes nothing, rather than fight over it.
+        const p = await waitForReady(bed, NAME, 'False', 'ObjectNotOwned', SYNC_MS + 10_000);
+        assert.match(
+          p.status?.conditions?.find((c) => c.type === 'Ready')?.message ?? '',
+          /was not written by this OidcPublisher/,
+        );
+        assert.equal(
+          (await stored(bed, PREFIX)).discovery?.body,
+          foreign,
+          'the foreign object is not overwritten',
+        );
+        // Deleting it hands the key back: the next sync writes it again.
         await tamper(
           t,
-          'discovery document replaced',
+          'foreign discovery document deleted',
           async () => {
-            await s3.send(
-              new PutObjectCommand({
-                Bucket: bed.state.s3.bucket,
-                Key: DISCOVERY_KEY,
-                Body: JSON.stringify({
-                  issuer: 'https://evil.example.com',
-                  jwks_uri: 'https://evil.example.com/k',
-                }),
-                ContentType: 'application/json',
-              }),
-            );
+            await s3.send(new DeleteObjectCommand({ Bucket: bed.state.s3.bucket, Key: DISCOVERY_KEY }));
           },
-          [`${DISCOVERY_KEY} (content changed)`],
+          [`${DISCOVERY_KEY} (missing)`],
+          false,
         );
       } finally {
         s3.destroy();
