@@ -198,55 +198,30 @@ describe('status.keys is not key material (S3)', () => {
 
   it('refuses a status record the CRD cannot hold: more than 200 keys, a kty that is no key type, more than 4 objects or an object that is no hash', async () => {
     const p = await getPublisher(bed, NAME);
+    const patchStatus = (status: object) =>
+      bed.kubectl([
+        'patch',
+        'oidcpublisher',
+        NAME,
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status }),
+      ]);
     const many = Array.from({ length: 201 }, (_, i) => ({ kid: `k${i}`, kty: 'EC', firstSeen: FAR_FUTURE }));
+    await assert.rejects(patchStatus({ keys: many }), /Too many: 201: must have at most 200 items/);
     await assert.rejects(
-      bed.kubectl([
-        'patch',
-        'oidcpublisher',
-        NAME,
-        '--subresource=status',
-        '--type=merge',
-        '-p',
-        JSON.stringify({ status: { keys: many } }),
-      ]),
-      /Too many: 201: must have at most 200 items/,
-    );
-    await assert.rejects(
-      bed.kubectl([
-        'patch',
-        'oidcpublisher',
-        NAME,
-        '--subresource=status',
-        '--type=merge',
-        '-p',
-        JSON.stringify({ status: { keys: [{ kid: 'x', kty: 'oct', firstSeen: FAR_FUTURE }] } }),
-      ]),
+      patchStatus({ keys: [{ kid: 'x', kty: 'oct', firstSeen: FAR_FUTURE }] }),
       /Unsupported value: "oct"/,
     );
     // status.objects: the ownership check reads it on every sync, so it is bounded too.
     const object = (i: number) => ({ key: `k${i}`, sha256: 'a'.repeat(64) });
     await assert.rejects(
-      bed.kubectl([
-        'patch',
-        'oidcpublisher',
-        NAME,
-        '--subresource=status',
-        '--type=merge',
-        '-p',
-        JSON.stringify({ status: { objects: Array.from({ length: 5 }, (_, i) => object(i)) } }),
-      ]),
+      patchStatus({ objects: Array.from({ length: 5 }, (_, i) => object(i)) }),
       /Too many: 5: must have at most 4 items/,
     );
     await assert.rejects(
-      bed.kubectl([
-        'patch',
-        'oidcpublisher',
-        NAME,
-        '--subresource=status',
-        '--type=merge',
-        '-p',
-        JSON.stringify({ status: { objects: [{ key: 'k'.repeat(1101), sha256: 'not a hash' }] } }),
-      ]),
+      patchStatus({ objects: [{ key: 'k'.repeat(1101), sha256: 'not a hash' }] }),
       (err: Error) =>
         /status\.objects\[0\]\.key: Too long: may not be more than 1100/.test(err.message) &&
         /status\.objects\[0\]\.sha256: Invalid value: "not a hash"/.test(err.message),
