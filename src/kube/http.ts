@@ -109,16 +109,35 @@ export interface StreamOptions {
   onOpen?: () => void;
 }
 
+/** One finished request: `code` is the answer's status, or `<error>` when none came. */
+export interface KubeRequestResult {
+  method: string;
+  host: string;
+  code: number | '<error>';
+  seconds: number;
+}
+
+/** Told of each finished request (a watch once its answer's status arrived), e.g. for metrics. */
+export type KubeRequestObserver = (result: KubeRequestResult) => void;
+
 export class KubeHttp {
   readonly server: string;
   readonly #access: KubeAccess;
   readonly #timeoutMs: number;
   readonly #agents = new TlsAgents(8);
+  readonly #host: string;
+  readonly #observer: KubeRequestObserver | undefined;
 
-  constructor(access: KubeAccess, opts: { timeoutMs?: number } = {}) {
+  constructor(access: KubeAccess, opts: { timeoutMs?: number; observer?: KubeRequestObserver } = {}) {
     this.#access = access;
     this.server = access.server;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#host = new URL(access.server).host;
+    this.#observer = opts.observer;
+  }
+
+  #observe(method: string, started: number, code: number | '<error>'): void {
+    this.#observer?.({ method, host: this.#host, code, seconds: (performance.now() - started) / 1000 });
   }
 
   async #options(): Promise<RequestOptions> {
@@ -142,12 +161,15 @@ export class KubeHttp {
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
     const base = await this.#options();
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const started = performance.now();
+    let code: number | '<error>' = '<error>';
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (err: Error | undefined, value?: unknown) => {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
+        this.#observe(method, started, code);
         if (err) reject(err);
         else resolve(value);
       };
@@ -163,6 +185,7 @@ export class KubeHttp {
           },
         },
         (res: IncomingMessage) => {
+          code = res.statusCode ?? 0;
           const chunks: Buffer[] = [];
           let size = 0;
           res.on('data', (c: Buffer) => {
@@ -198,10 +221,14 @@ export class KubeHttp {
   async stream(path: string, onEvent: (value: unknown) => void, opts: StreamOptions): Promise<void> {
     const base = await this.#options();
     if (opts.signal.aborted) return;
+    const started = performance.now();
+    let answered = false;
     return new Promise((resolve, reject) => {
       let settled = false;
       let idle: NodeJS.Timeout | undefined;
       const settle = (err?: unknown) => {
+        if (!answered && !opts.signal.aborted) this.#observe('GET', started, '<error>');
+        answered = true;
         if (settled) return;
         settled = true;
         clearTimeout(idle);
@@ -226,6 +253,8 @@ export class KubeHttp {
         },
         (res: IncomingMessage) => {
           const status = res.statusCode ?? 0;
+          answered = true;
+          this.#observe('GET', started, status);
           if (status !== 200) {
             const chunks: Buffer[] = [];
             let size = 0;
