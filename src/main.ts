@@ -2,6 +2,7 @@
  * Wiring: configuration, clients, controller, health endpoints, signals.
  * Nothing else reads the environment or exits the process.
  */
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { type Config, parseConfig, usage } from './config.ts';
 import { CanaryTokens } from './controller/canary.ts';
 import { Controller } from './controller/controller.ts';
@@ -19,12 +20,17 @@ import { AnonymousIssuerReader } from './sources/relying-party.ts';
 import { StoreFactory } from './stores/factory.ts';
 import { VERSION } from './version.ts';
 
+/** The controller's name, the `name` label of the work queue metrics (controller-runtime's). */
+const CONTROLLER_NAME = 'oidcpublisher';
+
 export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessEnv): Promise<number> {
   const log = createLogger({ level: config.logLevel });
   const access = await loadKubeAccess(config.kubeconfig, env);
-  const cluster = new ClusterClient(access);
-  const metrics = new Metrics();
-  const events = new EventRecorder(access, config.leaderElection.identity, log);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = new Metrics(registry);
+  const cluster = new ClusterClient(access, metrics.kubeRequest);
+  const events = new EventRecorder(access, config.leaderElection.identity, log, metrics.kubeRequest);
   const sources = new SourceCache({
     secrets: cluster,
     namespace: config.namespace,
@@ -61,6 +67,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
       ...(config.watchName ? { watchName: config.watchName } : {}),
+      queueObserver: metrics.workQueue(CONTROLLER_NAME),
     },
     (name) => metrics.forget(name),
   );
@@ -95,6 +102,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
           leaseDurationMs: config.leaderElection.leaseDurationMs,
           renewDeadlineMs: config.leaderElection.renewDeadlineMs,
           retryPeriodMs: config.leaderElection.retryPeriodMs,
+          requestObserver: metrics.kubeRequest,
         },
         log,
       )

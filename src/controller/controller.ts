@@ -9,7 +9,7 @@ import { findCondition } from '../core/conditions.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { Informer } from './informer.ts';
 import type { ClusterClient } from './kube.ts';
-import { WorkQueue } from './queue.ts';
+import { type QueueObserver, WorkQueue } from './queue.ts';
 import type { Reconciler } from './reconciler.ts';
 
 export interface ControllerOptions {
@@ -18,6 +18,8 @@ export interface ControllerOptions {
   backoffMaxMs: number;
   /** Only this OidcPublisher, when set. */
   watchName?: string;
+  /** Told what happens in the work queue (metrics). */
+  queueObserver?: QueueObserver;
 }
 
 /** What about an object makes it worth a reconcile; status is left out. */
@@ -57,6 +59,7 @@ export class Controller {
       baseDelayMs: opts.backoffBaseMs,
       maxDelayMs: opts.backoffMaxMs,
       onHandlerError: (key, err) => log.error({ err, oidcpublisher: key }, 'reconcile threw'),
+      observer: opts.queueObserver,
     });
     this.informer = new Informer<OidcPublisher>(
       {

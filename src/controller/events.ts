@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { API_GROUP, API_VERSION, KIND, type OidcPublisher } from '../api/types.ts';
 import type { EventSpec } from '../core/events.ts';
 import type { KubeAccess } from '../kube/access.ts';
-import { KubeHttp } from '../kube/http.ts';
+import { KubeHttp, type KubeRequestObserver } from '../kube/http.ts';
 import { type Logger, serializeError } from '../log.ts';
 
 export const EVENTS_NAMESPACE = 'default';
@@ -24,8 +24,9 @@ export class EventRecorder {
   readonly #instance: string;
   readonly #log: Logger;
 
-  constructor(access: KubeAccess, instance: string, log: Logger) {
-    this.#http = new KubeHttp(access);
+  /** `observer` is told of each request (metrics). */
+  constructor(access: KubeAccess, instance: string, log: Logger, observer?: KubeRequestObserver) {
+    this.#http = new KubeHttp(access, { observer });
     this.#instance = instance;
     this.#log = log;
   }

@@ -15,7 +15,7 @@ import {
 import type { CanaryRefusal } from '../core/canary.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { KubeAccess } from '../kube/access.ts';
-import { KubeHttp, KubeHttpError, type StreamOptions } from '../kube/http.ts';
+import { KubeHttp, KubeHttpError, type KubeRequestObserver, type StreamOptions } from '../kube/http.ts';
 import { secretAllows, secretNotAllowed } from '../secrets.ts';
 
 /** A token the API server issued, with when it expires. */
@@ -49,8 +49,9 @@ const PUBLISHERS = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
 export class ClusterClient {
   readonly #http: KubeHttp;
 
-  constructor(access: KubeAccess) {
-    this.#http = new KubeHttp(access);
+  /** `observer` is told of each request (metrics). */
+  constructor(access: KubeAccess, observer?: KubeRequestObserver) {
+    this.#http = new KubeHttp(access, { observer });
   }
 
   async listPublishers(): Promise<OidcPublisherList> {

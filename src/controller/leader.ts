@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeAccess } from '../kube/access.ts';
-import { KubeHttp, KubeHttpError } from '../kube/http.ts';
+import { KubeHttp, KubeHttpError, type KubeRequestObserver } from '../kube/http.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { microTime } from './events.ts';
 
@@ -32,6 +32,8 @@ export interface LeaderElectionOptions {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
+  /** Told of each request to the API server (metrics). */
+  requestObserver?: KubeRequestObserver;
 }
 
 export interface LeaderCallbacks {
@@ -58,7 +60,7 @@ export class LeaderElector {
 
   constructor(access: KubeAccess, opts: LeaderElectionOptions, log: Logger) {
     // A request that outlives the renew deadline is of no use: the lease is lost by then.
-    this.#http = new KubeHttp(access, { timeoutMs: opts.renewDeadlineMs });
+    this.#http = new KubeHttp(access, { timeoutMs: opts.renewDeadlineMs, observer: opts.requestObserver });
     this.#path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(opts.namespace)}/leases`;
     this.#o = opts;
     this.#log = log.child({ lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });

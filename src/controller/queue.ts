@@ -23,10 +23,31 @@ export interface QueueOptions {
   random?: () => number;
   /** Called when a handler throws (it should not). */
   onHandlerError?: (key: string, err: unknown) => void;
+  /** Told what happens to keys, e.g. for metrics. */
+  observer?: QueueObserver;
+}
+
+/**
+ * What happens to keys, in the terms of client-go's work queue metrics. A key is waiting from
+ * `added` until `started` or `dropped`; a key added while it runs waits too, and starts again after
+ * `done`.
+ */
+export interface QueueObserver {
+  /** `key` now waits for a worker (it did not). */
+  added(key: string): void;
+  /** A worker took `key`. */
+  started(key: string): void;
+  /** The handler for `key` returned (or threw). */
+  done(key: string): void;
+  /** `key` stopped waiting without running: removed, or the queue shut down. */
+  dropped(key: string): void;
+  /** `key` failed and will run again after its backoff delay. */
+  retried(key: string): void;
 }
 
 export class WorkQueue {
-  readonly #opts: Required<Omit<QueueOptions, 'onHandlerError'>> & Pick<QueueOptions, 'onHandlerError'>;
+  readonly #opts: Required<Omit<QueueOptions, 'onHandlerError' | 'observer'>> &
+    Pick<QueueOptions, 'onHandlerError' | 'observer'>;
   readonly #ready = new Set<string>();
   readonly #active = new Set<string>();
   readonly #dirty = new Set<string>();
@@ -48,17 +69,26 @@ export class WorkQueue {
   /** Runs `key` as soon as a worker is free. */
   add(key: string): void {
     if (this.#stopping) return;
+    this.#cancelTimer(key);
+    if (this.#active.has(key)) {
+      if (!this.#dirty.has(key)) {
+        this.#dirty.add(key);
+        this.#opts.observer?.added(key);
+      }
+      return;
+    }
+    if (this.#ready.has(key)) return;
+    this.#ready.add(key);
+    this.#opts.observer?.added(key);
+    this.#pump();
+  }
+
+  #cancelTimer(key: string): void {
     const t = this.#timers.get(key);
     if (t) {
       clearTimeout(t.timer);
       this.#timers.delete(key);
     }
-    if (this.#active.has(key)) {
-      this.#dirty.add(key);
-      return;
-    }
-    this.#ready.add(key);
-    this.#pump();
   }
 
   /** Runs `key` after `delayMs`, unless it is already due sooner. */
@@ -83,11 +113,8 @@ export class WorkQueue {
 
   /** Forgets a key entirely (its object was deleted). */
   remove(key: string): void {
-    const t = this.#timers.get(key);
-    if (t) clearTimeout(t.timer);
-    this.#timers.delete(key);
-    this.#ready.delete(key);
-    this.#dirty.delete(key);
+    this.#cancelTimer(key);
+    if (this.#ready.delete(key) || this.#dirty.delete(key)) this.#opts.observer?.dropped(key);
     this.#failures.delete(key);
   }
 
@@ -115,6 +142,7 @@ export class WorkQueue {
       const key = this.#ready.values().next().value as string;
       this.#ready.delete(key);
       this.#active.add(key);
+      this.#opts.observer?.started(key);
       void this.#run(handler, key);
     }
   }
@@ -128,13 +156,22 @@ export class WorkQueue {
       result = { backoff: true };
     }
     this.#active.delete(key);
+    this.#opts.observer?.done(key);
     if ('backoff' in result) {
+      if (!this.#stopping) this.#opts.observer?.retried(key);
       this.addAfter(key, Math.min(this.backoffDelay(key), result.maxDelayMs ?? Number.POSITIVE_INFINITY));
     } else {
       this.#failures.delete(key);
       if ('requeueAfterMs' in result) this.addAfter(key, result.requeueAfterMs);
     }
-    if (this.#dirty.delete(key)) this.add(key);
+    if (this.#dirty.delete(key)) {
+      // Added while it ran: it has been waiting since, and now goes to the ready set.
+      if (this.#stopping) this.#opts.observer?.dropped(key);
+      else {
+        this.#cancelTimer(key);
+        this.#ready.add(key);
+      }
+    }
     if (this.#stopping && this.#active.size === 0) this.#idle?.();
     this.#pump();
   }
@@ -144,6 +181,7 @@ export class WorkQueue {
     this.#stopping = true;
     for (const t of this.#timers.values()) clearTimeout(t.timer);
     this.#timers.clear();
+    for (const key of this.#ready) this.#opts.observer?.dropped(key);
     this.#ready.clear();
     if (this.#active.size === 0) return true;
     return new Promise((resolve) => {

@@ -3,11 +3,16 @@ import type { Server } from 'node:http';
 import { OidcPublisherError } from '../errors.ts';
 import { createLimitedServer, HEALTH_LIMITS, type HttpLimits, listen } from './http-server.ts';
 import { parseListenAddress } from './listen-address.ts';
-import type { Registry } from './prometheus.ts';
+
+/** What /metrics shows: a prom-client Registry (or anything that renders the text format). */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string> | string;
+}
 
 export interface HealthChecks {
   ready(): boolean;
-  metrics?: Registry;
+  metrics?: MetricsSource;
 }
 
 /**
@@ -34,7 +39,11 @@ export function startHealthServer(
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/metrics' && checks.metrics) {
-      res.writeHead(200, { 'content-type': checks.metrics.contentType }).end(checks.metrics.metrics());
+      const { contentType } = checks.metrics;
+      Promise.resolve(checks.metrics.metrics()).then(
+        (text) => res.writeHead(200, { 'content-type': contentType }).end(text),
+        () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
+      );
     } else if (path === '/readyz') {
       const ok = checks.ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');

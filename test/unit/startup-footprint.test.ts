@@ -2,7 +2,7 @@
  * What the operator loads before its first sync. Every package and Node
  * bundle here costs memory for the life of the process (docs/performance.md):
  * client-node, the cloud SDKs and Node's bundled undici must wait until
- * something needs them.
+ * something needs them; prom-client is loaded at start, for /metrics.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -55,19 +55,21 @@ function withDependencies(roots: string[]): Set<string> {
 describe('startup footprint', () => {
   const operator = footprint('src/main.ts');
 
-  it('loads only pino (with its dependencies) and yaml among the packages when the operator starts', () => {
-    const allowed = withDependencies(['pino', 'yaml']);
+  it('loads only pino, prom-client (with their dependencies) and yaml among the packages when the operator starts', () => {
+    const allowed = withDependencies(['pino', 'prom-client', 'yaml']);
     assert.deepEqual(
       operator.packages.filter((p) => !allowed.has(p)),
       [],
       `loaded at start: ${operator.packages.join(', ')}`,
     );
-    assert.ok(operator.packages.includes('pino'), `expected pino among ${operator.packages.join(', ')}`);
+    for (const p of ['pino', 'prom-client']) {
+      assert.ok(operator.packages.includes(p), `expected ${p} among ${operator.packages.join(', ')}`);
+    }
   });
 
-  it('does not load client-node, prom-client or a cloud SDK', () => {
+  it('does not load client-node or a cloud SDK', () => {
     for (const p of operator.packages) {
-      assert.doesNotMatch(p, /^(@kubernetes\/|prom-client$|@aws-sdk\/|@smithy\/|@google-cloud\/|@azure\/)/);
+      assert.doesNotMatch(p, /^(@kubernetes\/|@aws-sdk\/|@smithy\/|@google-cloud\/|@azure\/)/);
     }
   });
 
