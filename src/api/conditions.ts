@@ -15,6 +15,12 @@ export const ConditionType = {
    * would fetch it (issuer, jwks_uri, bytes, Content-Type, latency).
    */
   Verified: 'Verified',
+  /**
+   * Every key the source serves was published at least the JWKS's cache lifetime ago (status.keys
+   * trustedAt), so relying parties that honour Cache-Control know it: the API server may sign with
+   * any of them. Informational: Ready does not depend on it.
+   */
+  KeysTrusted: 'KeysTrusted',
   /** Summary: True when the documents are published and current; otherwise the reason of the first failing step. */
   Ready: 'Ready',
 } as const;
@@ -119,6 +125,24 @@ export const Reason = {
   CanaryTokenUnavailable: 'CanaryTokenUnavailable',
   /** Unknown: verification is off (spec.verification.enabled: false); Ready does not require it. */
   VerificationDisabled: 'VerificationDisabled',
+
+  // KeysTrusted
+  /** True: every key the source serves is past its trustedAt (publishedAt + the JWKS cache lifetime). */
+  AllKeysTrusted: 'AllKeysTrusted',
+  /**
+   * False: a key the source serves was published less than the JWKS cache lifetime ago; the message
+   * names it and its trustedAt. Switching the API server's signing key to it before then gets its
+   * tokens refused by relying parties still holding an older JWKS.
+   */
+  KeyNotYetTrusted: 'KeyNotYetTrusted',
+  /**
+   * False: the canary token (spec.verification.canary) shows the API server signing with a key that
+   * is not yet past its trustedAt: relying parties that cached the JWKS before its publication can
+   * refuse the cluster's tokens until then. A Warning Event says so.
+   */
+  SigningKeyNotTrusted: 'SigningKeyNotTrusted',
+  /** Unknown: no key has been published yet, so none can be trusted. */
+  KeysNotPublished: 'KeysNotPublished',
 
   // Ready
   /** True: the documents are published and current. */

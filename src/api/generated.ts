@@ -191,6 +191,10 @@ export interface OidcPublisherStatusKeysItem {
   retiredAt?: string;
   /** When the retired key leaves the published JWKS (retiredAt + keyRetention); recomputed at every sync, never read. */
   expiresAt?: string;
+  /** When the operator first wrote a JWKS holding the key. A time later than now counts as now. */
+  publishedAt?: string;
+  /** When every relying party that honours the JWKS's Cache-Control knows the key: publishedAt plus the cache lifetime (max-age, plus s-maxage; 300s when the Cache-Control names neither). Make the API server sign with a new key only after its trustedAt (condition KeysTrusted). */
+  trustedAt?: string;
   /** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters. */
   jwk?: OidcPublisherStatusKeysItemJwk;
 }

@@ -1,8 +1,8 @@
 /**
  * Canary tokens: one per OidcPublisher, requested from the API server
  * (TokenRequest) for a ServiceAccount in the operator's namespace, and reused
- * until half its lifetime has passed, so a sync verifies it again without a new
- * request. The token stays in this cache and goes only to core/canary.ts: it is
+ * for a minute (or half its lifetime, if shorter), so a sync verifies it again
+ * without a new request. The token stays in this cache and goes only to core/canary.ts: it is
  * never logged, and never put in status, Events or metrics.
  */
 import { CANARY_AUDIENCE, CANARY_TOKEN_SECONDS, type CanaryRefusal } from '../core/canary.ts';
@@ -10,9 +10,16 @@ import type { ClusterClient, IssuedToken } from './kube.ts';
 
 interface Cached extends IssuedToken {
   serviceAccount: string;
-  /** When a new token is requested: half its lifetime after it was issued. */
+  /** When a new token is requested: CANARY_RENEW_MS or half its lifetime after it was issued, whichever is sooner. */
   renewAt: number;
 }
+
+/**
+ * A canary token is reused for at most a minute: its kid tells which key the API server signs with
+ * now (status.verification.signingKeyID, the SigningKeyNotTrusted check), so a switched signing key
+ * shows within a minute and a sync. A TokenRequest is not stored in etcd.
+ */
+export const CANARY_RENEW_MS = 60_000;
 
 export class CanaryTokens {
   readonly #client: Pick<ClusterClient, 'createToken'>;
@@ -44,7 +51,8 @@ export class CanaryTokens {
     );
     if ('refused' in issued) return issued;
     const lifetime = issued.expiresAt.getTime() - now.getTime();
-    this.#cache.set(publisher, { ...issued, serviceAccount, renewAt: now.getTime() + lifetime / 2 });
+    const renewIn = Math.min(lifetime / 2, CANARY_RENEW_MS);
+    this.#cache.set(publisher, { ...issued, serviceAccount, renewAt: now.getTime() + renewIn });
     return { token: issued.token };
   }
 

@@ -41,6 +41,7 @@ import {
   sameStatus,
 } from '../core/status.ts';
 import { type Claimant, conflictFor, targetObjects } from '../core/targets.ts';
+import { cacheLifetimeMs, keyTrust } from '../core/trust.ts';
 import { judge, type Observation, servedAsRendered } from '../core/verify.ts';
 import {
   describeError,
@@ -255,7 +256,10 @@ export class Reconciler {
           outcome.observation = observation;
           outcome.verdict = judge(spec.issuerURL, objects, observation, spec.verification.slowMs);
           const canary = spec.verification.canary;
-          if (!canary) this.#d.canary?.forget(name);
+          // A key new in the source may come with a new signing key: a fresh canary token shows it
+          // in this sync (SigningKeyNotTrusted), not when the cached one is renewed.
+          const added = outcome.preparation.retention.changes.some((c) => c.kind === 'added');
+          if (!canary || added) this.#d.canary?.forget(name);
           else if (outcome.verdict.status === 'True') {
             const seen = await this.#canary(name, canary.serviceAccount, spec.issuerURL, observation, log);
             outcome.verdict = canaryVerdict(outcome.verdict, canary.serviceAccount, seen.check);
@@ -286,10 +290,18 @@ export class Reconciler {
     // A retained key leaves the JWKS when its retention ends, not at the next regular sync after that.
     const expiry =
       outcome.preparation?.kind === 'ready' ? outcome.preparation.retention.nextExpiryInMs : undefined;
-    return {
-      requeueAfterMs:
-        expiry === undefined ? spec.syncIntervalMs : Math.min(spec.syncIntervalMs, expiry + 100),
-    };
+    // KeysTrusted turns True when the last served key becomes trusted, not at the next regular sync.
+    const trust = keyTrust(
+      status.keys as KeyRecord[] | undefined,
+      status.verification?.signingKeyID,
+      this.#now(),
+      cacheLifetimeMs(spec.cacheControl),
+    ).nextTrustInMs;
+    const due = [
+      spec.syncIntervalMs,
+      ...[expiry, trust].flatMap((ms) => (ms === undefined ? [] : [ms + 100])),
+    ];
+    return { requeueAfterMs: Math.min(...due) };
   }
 
   /**

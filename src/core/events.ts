@@ -64,6 +64,15 @@ function keyNote(change: KeyChange, expiresAt: string | undefined): string {
   }
 }
 
+function sameSigningKey(a: OidcPublisherStatus | undefined, b: OidcPublisherStatus): boolean {
+  return a?.verification?.signingKeyID === b.verification?.signingKeyID;
+}
+
+/**
+ * Events: writes, key changes, a Ready that turns False (or recovers), the API server signing with
+ * a key relying parties may not know yet (Warning SigningKeyNotTrusted) and every served key
+ * becoming trusted (Normal AllKeysTrusted: the signing key may be switched).
+ */
 export function eventsFor(
   prev: OidcPublisherStatus | undefined,
   next: OidcPublisherStatus,
@@ -97,6 +106,16 @@ export function eventsFor(
       action: 'Publish',
       note: `${refused - MAX_REFUSED_EVENTS} more status.keys records were refused and not published`,
     });
+  }
+  const wasTrusted = findCondition(prev?.conditions, ConditionType.KeysTrusted);
+  const trusted = findCondition(next.conditions, ConditionType.KeysTrusted);
+  if (
+    trusted?.reason === Reason.SigningKeyNotTrusted &&
+    (wasTrusted?.reason !== trusted.reason || !sameSigningKey(prev, next))
+  ) {
+    events.push({ type: 'Warning', reason: trusted.reason, action: 'Sync', note: trusted.message });
+  } else if (trusted?.status === 'True' && wasTrusted?.status === 'False') {
+    events.push({ type: 'Normal', reason: trusted.reason, action: 'Sync', note: trusted.message });
   }
   const wasReady = findCondition(prev?.conditions, ConditionType.Ready);
   const ready = findCondition(next.conditions, ConditionType.Ready);

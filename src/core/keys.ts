@@ -25,6 +25,10 @@ export interface KeyRecord {
   retiredAt?: string;
   /** When a retired key leaves the published JWKS. */
   expiresAt?: string;
+  /** When the JWKS holding the key was first written (core/trust.ts). */
+  publishedAt?: string;
+  /** When every relying party honouring the JWKS's Cache-Control knows the key: publishedAt + its lifetime. */
+  trustedAt?: string;
   /** The public parameters, as published; a retired key is published only when they match the stored JWKS. */
   jwk?: Partial<PublicJwk>;
 }

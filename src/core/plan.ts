@@ -22,6 +22,7 @@ import {
   objectKey,
   type ResolvedSpec,
 } from './spec.ts';
+import { cacheLifetimeMs, withTrust } from './trust.ts';
 
 export interface RawDocuments {
   discovery: Uint8Array | string;
@@ -160,13 +161,12 @@ export function prepare(spec: DocumentSpec, raw: RawDocuments, retention?: Reten
   if (discovery.issuer !== spec.issuerURL) {
     return { kind: 'issuerMismatch', issuer: discovery.issuer, expected: spec.issuerURL };
   }
-  const retained = retainKeys(
-    keys,
-    retention?.previous,
-    retention?.now ?? new Date(0),
-    spec.keyRetentionMs,
-    retention?.stored,
-  );
+  const now = retention?.now ?? new Date(0);
+  const kept = retainKeys(keys, retention?.previous, now, spec.keyRetentionMs, retention?.stored);
+  const retained: Retention = {
+    ...kept,
+    records: withTrust(kept.records, retention?.previous, now, cacheLifetimeMs(spec.cacheControl)),
+  };
   const prefix = spec.storage.prefix;
   const jwksBody = renderJwks(retained.published);
   const discoveryBody = renderDiscovery(discovery, spec.jwksURI);

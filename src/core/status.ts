@@ -7,9 +7,10 @@ import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisherStatus } from '../api/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { type ConditionInput, mergeConditions } from './conditions.ts';
-import type { KeyChange } from './keys.ts';
+import type { KeyChange, KeyRecord } from './keys.ts';
 import type { PlannedWrite, Preparation } from './plan.ts';
 import { type ResolvedSpec, storageURL } from './spec.ts';
+import { cacheLifetimeMs, keyTrust } from './trust.ts';
 import type { Observation, Verdict } from './verify.ts';
 
 export interface FailedStep {
@@ -95,6 +96,7 @@ export function invalidSpecStatus(
         { type: ConditionType.IssuerMatched, ...notRead },
         { type: ConditionType.Published, ...notRead },
         { type: ConditionType.Verified, ...notRead },
+        { type: ConditionType.KeysTrusted, ...notRead },
         {
           type: ConditionType.Ready,
           status: 'False',
@@ -239,8 +241,21 @@ export function nextStatus(
     });
   }
 
+  // The canary's kid is the API server's signing key now: a change is written at once, and it
+  // goes when the canary does.
+  const canary = spec.verification.enabled && spec.verification.canary !== undefined;
+  const { signingKeyID: prevKid, ...prevVerification } = prev?.verification ?? {};
+  const signingKeyID = canary ? (outcome.signingKeyID ?? prevKid) : undefined;
+  const published = prep?.kind === 'ready' && outcome.written !== undefined;
+  const keys = published ? prep.retention.records : (prev?.keys as KeyRecord[] | undefined);
+  conds.push(keyTrust(keys, signingKeyID, now, cacheLifetimeMs(spec.cacheControl)).condition);
+
+  // KeysTrusted informs a rotation; the documents are published and current without it.
   const failing = conds.find(
-    (c) => c.status !== 'True' && !(c.type === ConditionType.Verified && !spec.verification.enabled),
+    (c) =>
+      c.status !== 'True' &&
+      c.type !== ConditionType.KeysTrusted &&
+      !(c.type === ConditionType.Verified && !spec.verification.enabled),
   );
   const ready: ConditionInput = failing
     ? { type: ConditionType.Ready, status: 'False', reason: failing.reason, message: failing.message }
@@ -273,11 +288,6 @@ export function nextStatus(
     if (outcome.written.length > 0) status.lastPublishTime = stamp(now);
   }
   // Times and latency are refreshed with lastSyncTime, not on every sync, so a sync that changed nothing writes no status.
-  // The canary's kid is the API server's signing key now: a change is written at once, and it
-  // goes when the canary does.
-  const canary = spec.verification.enabled && spec.verification.canary !== undefined;
-  const { signingKeyID: prevKid, ...prevVerification } = prev?.verification ?? {};
-  const signingKeyID = canary ? (outcome.signingKeyID ?? prevKid) : undefined;
   status.verification = { ...prevVerification, ...(signingKeyID !== undefined ? { signingKeyID } : {}) };
   if (Object.keys(status.verification).length === 0) delete status.verification;
   const changed = !sameStatus({ ...status, lastSyncTime: undefined }, { ...prev, lastSyncTime: undefined });

@@ -29,6 +29,21 @@ import { ensureTools, type ToolPaths } from './tools.ts';
 
 const execFileAsync = promisify(execFile);
 
+/**
+ * The namespace whose requests the bed's API server writes to its audit log (Metadata level:
+ * user, verb, URI, user agent, status), and no other: a test proves there what reached the API
+ * server (the User-Agent) at no cost to the rest of the run.
+ */
+export const AUDITED_NAMESPACE = 'bed-audited';
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  namespaces: [${AUDITED_NAMESPACE}]
+- level: None
+`;
+
 export interface BedOptions {
   /** Directory for the bed's files; a new temporary one by default. */
   dir?: string;
@@ -94,8 +109,10 @@ export interface BedState {
     url: string;
     port: number;
     issuer: string;
-    /** Keys whose public halves the API server trusts; the last one signs. */
+    /** Keys whose public halves the API server trusts (and serves). */
     keys: SigningKey[];
+    /** The kid of --service-account-signing-key-file; absent: the last of keys. */
+    signingKid?: string;
     proc: ProcState;
   };
   etcd: { url: string; proc: ProcState };
@@ -346,8 +363,13 @@ export class Bed {
   get adminKubeconfig(): string {
     return this.state.admin.kubeconfig;
   }
+  /** The API server's audit log (JSON lines): requests in AUDITED_NAMESPACE only. */
+  get auditLog(): string {
+    return join(this.dir, 'kube-apiserver-audit.log');
+  }
   get signingKey(): SigningKey {
-    const key = this.state.apiserver.keys.at(-1);
+    const keys = this.state.apiserver.keys;
+    const key = keys.find((k) => k.kid === this.state.apiserver.signingKid) ?? keys.at(-1);
     if (!key) throw new Error('bed has no signing key');
     return key;
   }
@@ -394,6 +416,8 @@ export class Bed {
     const pki = join(this.dir, 'pki');
     const host = s.host ?? '127.0.0.1';
     const nodeMode = host !== '127.0.0.1';
+    const auditPolicy = join(this.dir, 'audit-policy.yaml');
+    writeFileSync(auditPolicy, AUDIT_POLICY);
     const proc = this.#launch('kube-apiserver', {
       command: s.apiserver.binary,
       args: [
@@ -430,6 +454,8 @@ export class Bed {
         '--allow-privileged=false',
         '--profiling=false',
         '--enable-priority-and-fairness=false',
+        `--audit-policy-file=${auditPolicy}`,
+        `--audit-log-path=${this.auditLog}`,
         '--v=0',
       ],
     });
@@ -457,12 +483,31 @@ export class Bed {
    */
   async restartApiserver(opts: { rotate?: boolean; dropOldKeys?: boolean } = {}): Promise<void> {
     await this.stopApiserver();
+    delete this.state.apiserver.signingKid;
     if (opts.rotate) {
       const next = createSigningKey(join(this.dir, 'pki'), `sa-${this.state.apiserver.keys.length + 1}`);
       this.state.apiserver.keys = opts.dropOldKeys ? [next] : [...this.state.apiserver.keys, next];
     } else if (opts.dropOldKeys) {
       this.state.apiserver.keys = [this.signingKey];
     }
+    await this.startApiserver();
+  }
+
+  /** A new service-account key pair in the bed's pki directory; the API server uses it once restarted with it. */
+  createServiceAccountKey(): SigningKey {
+    const n = this.state.apiserver.keys.length + 1 + Math.floor(Math.random() * 1e6);
+    return createSigningKey(join(this.dir, 'pki'), `sa-${n}`);
+  }
+
+  /**
+   * Restarts the API server as a rotation step would: `keys` are its --service-account-key-file
+   * (the public keys it serves and trusts), `signing` its --service-account-signing-key-file.
+   */
+  async restartApiserverWithKeys(keys: readonly SigningKey[], signing: SigningKey): Promise<void> {
+    if (!keys.some((k) => k.kid === signing.kid)) throw new Error('the signing key must be one of the keys');
+    await this.stopApiserver();
+    this.state.apiserver.keys = [...keys];
+    this.state.apiserver.signingKid = signing.kid;
     await this.startApiserver();
   }
 

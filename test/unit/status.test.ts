@@ -100,9 +100,14 @@ const ALL_TRUE = [
   'Ready=True/Ready',
 ];
 
-/** Each condition as "Type=Status/Reason", in order. */
+/**
+ * Each condition of the publishing pipeline as "Type=Status/Reason", in order. KeysTrusted informs
+ * a rotation and has its own tables below.
+ */
 function summary(status: OidcPublisherStatus): string[] {
-  return (status.conditions ?? []).map((c) => `${c.type}=${c.status}/${c.reason}`);
+  return (status.conditions ?? [])
+    .filter((c) => c.type !== ConditionType.KeysTrusted)
+    .map((c) => `${c.type}=${c.status}/${c.reason}`);
 }
 
 function assertConditions(status: OidcPublisherStatus, expected: string[]): void {
@@ -516,8 +521,13 @@ describe('nextStatus', () => {
   it('keeps lastTransitionTime when no status flips, and sets the new generation on every condition', () => {
     const first = nextStatus(undefined, 1, SPEC, PUBLISHED, T0);
     const later = nextStatus(first, 2, SPEC, sync(first, at(H)), at(H));
-    assert.equal(later.conditions?.length, 5, `expected 5 conditions, got ${later.conditions?.length}`);
+    assert.equal(later.conditions?.length, 6, `expected 6 conditions, got ${later.conditions?.length}`);
+    // An hour on, the keys published at T0 are past their trustedAt: only KeysTrusted flipped.
+    const trusted = findCondition(later.conditions, ConditionType.KeysTrusted);
+    assert.equal(trusted?.status, 'True');
+    assert.equal(trusted?.lastTransitionTime, stampAt(H));
     for (const c of later.conditions ?? []) {
+      if (c.type === ConditionType.KeysTrusted) continue;
       assert.equal(
         c.lastTransitionTime,
         T0_STAMP,
@@ -545,6 +555,7 @@ describe('nextStatus', () => {
       IssuerMatched: T0_STAMP,
       Published: stampAt(60_000),
       Verified: stampAt(60_000),
+      KeysTrusted: T0_STAMP,
       Ready: stampAt(60_000),
     };
     assert.deepEqual(times, expected, `expected ${JSON.stringify(expected)}, got ${JSON.stringify(times)}`);
