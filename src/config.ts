@@ -31,6 +31,10 @@ export interface Config {
   healthAddr: string;
   /** Accept an OidcPublisher's jwksURI on another origin than its issuerURL. */
   allowForeignJwksURI: boolean;
+  /** Client-side rate limit of requests to the API server: requests per second, 0 for none. */
+  kubeApiQps: number;
+  /** How many requests may go at once above kubeApiQps. */
+  kubeApiBurst: number;
   leaderElection: {
     enabled: boolean;
     leaseName: string;
@@ -135,6 +139,16 @@ export const FLAGS = {
     env: 'OIDC_PUBLISHER_ALLOW_FOREIGN_JWKS_URI',
     help: "accept an OidcPublisher's jwksURI that is not under its issuerURL: true or false (default false)",
   },
+  'kube-api-qps': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_KUBE_API_QPS',
+    help: 'client-side limit of requests per second to the API server, 0 for none (default 20)',
+  },
+  'kube-api-burst': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_KUBE_API_BURST',
+    help: 'requests to the API server allowed at once above --kube-api-qps (default 30)',
+  },
   'pod-name': {
     type: 'string',
     env: 'POD_NAME',
@@ -204,6 +218,16 @@ export function parseConfig(
   } catch (err) {
     problems.push(err instanceof Error ? err.message : String(err));
   }
+  const qpsText = raw('kube-api-qps') ?? '20';
+  const kubeApiQps = /^\d+(?:\.\d+)?$/.test(qpsText) ? Number(qpsText) : Number.NaN;
+  if (!(kubeApiQps >= 0 && kubeApiQps <= 10_000)) {
+    problems.push(`--kube-api-qps: ${JSON.stringify(qpsText)} is not a number from 0 (no limit) to 10000`);
+  }
+  const burstText = raw('kube-api-burst') ?? '30';
+  const kubeApiBurst = /^\d+$/.test(burstText) ? Number(burstText) : Number.NaN;
+  if (!(kubeApiBurst >= 1 && kubeApiBurst <= 10_000)) {
+    problems.push(`--kube-api-burst: ${JSON.stringify(burstText)} is not a whole number from 1 to 10000`);
+  }
   const leaderText = raw('leader-elect') ?? 'true';
   if (leaderText !== 'true' && leaderText !== 'false') {
     problems.push(`--leader-elect: ${JSON.stringify(leaderText)} is not true or false`);
@@ -229,6 +253,8 @@ export function parseConfig(
     logLevel: logLevel as Config['logLevel'],
     healthAddr,
     allowForeignJwksURI: foreignJwksText === 'true',
+    kubeApiQps,
+    kubeApiBurst,
     leaderElection: {
       enabled: leaderText !== 'false',
       leaseName: raw('leader-election-id') ?? 'oidc-publisher',

@@ -13,6 +13,7 @@ import { Reconciler } from './controller/reconciler.ts';
 import { SourceCache } from './controller/sources.ts';
 import { describeError, isOidcPublisherError } from './errors.ts';
 import { loadKubeAccess } from './kube/access.ts';
+import { TokenBucket } from './kube/rate-limit.ts';
 import { createLogger } from './log.ts';
 import { startHealthServer } from './server/health.ts';
 import { Metrics } from './server/metrics.ts';
@@ -29,8 +30,14 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = new Metrics(registry);
-  const cluster = new ClusterClient(access, metrics.kubeRequest);
-  const events = new EventRecorder(access, config.leaderElection.identity, log, metrics.kubeRequest);
+  // One client-side rate limit for the operator's calls and its Events (client-go's clientset
+  // shares one the same way); leader election has a bucket of its own, so renewals never queue
+  // behind a burst of reconciles.
+  const bucket = () =>
+    config.kubeApiQps > 0 ? new TokenBucket(config.kubeApiQps, config.kubeApiBurst) : undefined;
+  const limiter = bucket();
+  const cluster = new ClusterClient(access, metrics.kubeRequest, { limiter });
+  const events = new EventRecorder(access, config.leaderElection.identity, log, metrics.kubeRequest, limiter);
   const sources = new SourceCache({
     secrets: cluster,
     namespace: config.namespace,
@@ -84,6 +91,8 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
       server: access.server,
       ...(access.viaClientNode ? { kubeconfigVia: `client-node (${access.viaClientNode})` } : {}),
       concurrency: config.concurrency,
+      kubeApiQps: config.kubeApiQps,
+      kubeApiBurst: config.kubeApiBurst,
       leaderElection: config.leaderElection.enabled,
       identity: config.leaderElection.identity,
     },
@@ -103,6 +112,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
           renewDeadlineMs: config.leaderElection.renewDeadlineMs,
           retryPeriodMs: config.leaderElection.retryPeriodMs,
           requestObserver: metrics.kubeRequest,
+          limiter: bucket(),
         },
         log,
       )

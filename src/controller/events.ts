@@ -9,6 +9,7 @@ import { API_GROUP, API_VERSION, KIND, type OidcPublisher } from '../api/types.t
 import type { EventSpec } from '../core/events.ts';
 import type { KubeAccess } from '../kube/access.ts';
 import { KubeHttp, type KubeRequestObserver } from '../kube/http.ts';
+import type { TokenBucket } from '../kube/rate-limit.ts';
 import { type Logger, serializeError } from '../log.ts';
 
 export const EVENTS_NAMESPACE = 'default';
@@ -24,9 +25,15 @@ export class EventRecorder {
   readonly #instance: string;
   readonly #log: Logger;
 
-  /** `observer` is told of each request (metrics). */
-  constructor(access: KubeAccess, instance: string, log: Logger, observer?: KubeRequestObserver) {
-    this.#http = new KubeHttp(access, { observer });
+  /** `observer` is told of each request (metrics); `limiter` is the client-side rate limit. */
+  constructor(
+    access: KubeAccess,
+    instance: string,
+    log: Logger,
+    observer?: KubeRequestObserver,
+    limiter?: TokenBucket,
+  ) {
+    this.#http = new KubeHttp(access, { observer, limiter });
     this.#instance = instance;
     this.#log = log;
   }

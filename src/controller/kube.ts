@@ -16,6 +16,8 @@ import type { CanaryRefusal } from '../core/canary.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { KubeAccess } from '../kube/access.ts';
 import { KubeHttp, KubeHttpError, type KubeRequestObserver, type StreamOptions } from '../kube/http.ts';
+import { DEFAULT_PAGE_SIZE, listAll } from '../kube/list.ts';
+import type { TokenBucket } from '../kube/rate-limit.ts';
 import { secretAllows, secretNotAllowed } from '../secrets.ts';
 
 /** A token the API server issued, with when it expires. */
@@ -46,17 +48,27 @@ function apiError(op: string, err: unknown): OidcPublisherError {
 const MERGE_PATCH = 'application/merge-patch+json';
 const PUBLISHERS = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
 
+export interface ClusterClientOptions {
+  /** The client-side rate limit (main.ts shares one with the EventRecorder); none when absent. */
+  limiter?: TokenBucket | undefined;
+  /** Objects per page of a list (`limit`); 0 lists in one answer. */
+  pageSize?: number;
+}
+
 export class ClusterClient {
   readonly #http: KubeHttp;
+  readonly #pageSize: number;
 
   /** `observer` is told of each request (metrics). */
-  constructor(access: KubeAccess, observer?: KubeRequestObserver) {
-    this.#http = new KubeHttp(access, { observer });
+  constructor(access: KubeAccess, observer?: KubeRequestObserver, opts: ClusterClientOptions = {}) {
+    this.#http = new KubeHttp(access, { observer, limiter: opts.limiter });
+    this.#pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
   }
 
+  /** Every OidcPublisher, in pages of `pageSize`, and the resourceVersion to watch from. */
   async listPublishers(): Promise<OidcPublisherList> {
     try {
-      return (await this.#http.send('GET', PUBLISHERS)) as OidcPublisherList;
+      return await listAll<OidcPublisher>((p) => this.#http.send('GET', p), PUBLISHERS, this.#pageSize);
     } catch (err) {
       throw apiError('list oidcpublishers', err);
     }

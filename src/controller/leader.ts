@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeAccess } from '../kube/access.ts';
 import { KubeHttp, KubeHttpError, type KubeRequestObserver } from '../kube/http.ts';
+import type { TokenBucket } from '../kube/rate-limit.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { microTime } from './events.ts';
 
@@ -34,6 +35,8 @@ export interface LeaderElectionOptions {
   retryPeriodMs: number;
   /** Told of each request to the API server (metrics). */
   requestObserver?: KubeRequestObserver;
+  /** The client-side rate limit: a bucket of its own, so reconciles do not delay renewals. */
+  limiter?: TokenBucket;
 }
 
 export interface LeaderCallbacks {
@@ -60,7 +63,11 @@ export class LeaderElector {
 
   constructor(access: KubeAccess, opts: LeaderElectionOptions, log: Logger) {
     // A request that outlives the renew deadline is of no use: the lease is lost by then.
-    this.#http = new KubeHttp(access, { timeoutMs: opts.renewDeadlineMs, observer: opts.requestObserver });
+    this.#http = new KubeHttp(access, {
+      timeoutMs: opts.renewDeadlineMs,
+      observer: opts.requestObserver,
+      limiter: opts.limiter,
+    });
     this.#path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(opts.namespace)}/leases`;
     this.#o = opts;
     this.#log = log.child({ lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });

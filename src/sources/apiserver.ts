@@ -9,7 +9,7 @@ import { MAX_DOCUMENT_BYTES } from '../core/documents.ts';
 import type { RawDocuments } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { KubeAccess } from '../kube/access.ts';
-import { TlsAgents } from '../kube/http.ts';
+import { TlsAgents, USER_AGENT } from '../kube/http.ts';
 
 export const DISCOVERY_ENDPOINT = '/.well-known/openid-configuration';
 export const JWKS_ENDPOINT = '/openid/v1/jwks';
@@ -75,7 +75,11 @@ export class ApiServerSource implements DocumentSource {
         {
           ...base,
           method: 'GET',
-          headers: { ...(base.headers as Record<string, string> | undefined), accept },
+          headers: {
+            ...(base.headers as Record<string, string> | undefined),
+            accept,
+            'user-agent': USER_AGENT,
+          },
           timeout: this.#timeoutMs,
         },
         (res: IncomingMessage) => {

@@ -56,6 +56,8 @@ describe('parseConfig', () => {
       logLevel: 'info',
       healthAddr: ':8081',
       allowForeignJwksURI: false,
+      kubeApiQps: 20,
+      kubeApiBurst: 30,
       leaderElection: {
         enabled: true,
         leaseName: 'oidc-publisher',
@@ -105,6 +107,31 @@ describe('parseConfig', () => {
     assert.deepEqual(
       problemsOf(() => parseConfig(['--allow-foreign-jwks-uri', 'yes'], NS, noFile)),
       ['--allow-foreign-jwks-uri: "yes" is not true or false'],
+    );
+  });
+
+  it('takes the client-side rate limit of API requests from --kube-api-qps and --kube-api-burst (or their variables)', () => {
+    const flags = parseConfig(['--kube-api-qps', '2.5', '--kube-api-burst', '4'], NS, noFile);
+    assert.deepEqual([flags.kubeApiQps, flags.kubeApiBurst], [2.5, 4]);
+    const vars = parseConfig(
+      [],
+      { ...NS, OIDC_PUBLISHER_KUBE_API_QPS: '0', OIDC_PUBLISHER_KUBE_API_BURST: '1' },
+      noFile,
+    );
+    assert.deepEqual([vars.kubeApiQps, vars.kubeApiBurst], [0, 1], '0 turns the limit off');
+    assert.deepEqual(
+      problemsOf(() => parseConfig(['--kube-api-qps=-1', '--kube-api-burst', '0'], NS, noFile)),
+      [
+        '--kube-api-qps: "-1" is not a number from 0 (no limit) to 10000',
+        '--kube-api-burst: "0" is not a whole number from 1 to 10000',
+      ],
+    );
+    assert.deepEqual(
+      problemsOf(() => parseConfig(['--kube-api-qps', '1e3', '--kube-api-burst', '2.5'], NS, noFile)),
+      [
+        '--kube-api-qps: "1e3" is not a number from 0 (no limit) to 10000',
+        '--kube-api-burst: "2.5" is not a whole number from 1 to 10000',
+      ],
     );
   });
 
