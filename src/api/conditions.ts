@@ -141,6 +141,12 @@ export const Reason = {
    * refuse the cluster's tokens until then. A Warning Event says so.
    */
   SigningKeyNotTrusted: 'SigningKeyNotTrusted',
+  /**
+   * False: a key the source serves signs with an algorithm that one of spec.relyingParties does not
+   * accept (for example ES256 and azure); the message names the key, its algorithm and who refuses
+   * it, and says when the API server signs with it. A Warning Event says so.
+   */
+  AlgorithmNotAccepted: 'AlgorithmNotAccepted',
   /** Unknown: no key has been published yet, so none can be trusted. */
   KeysNotPublished: 'KeysNotPublished',
 

@@ -260,7 +260,7 @@ export class Reconciler {
           // in this sync (SigningKeyNotTrusted), not when the cached one is renewed.
           const added = outcome.preparation.retention.changes.some((c) => c.kind === 'added');
           if (!canary || added) this.#d.canary?.forget(name);
-          else if (outcome.verdict.status === 'True') {
+          if (canary && outcome.verdict.status === 'True') {
             const seen = await this.#canary(name, canary.serviceAccount, spec.issuerURL, observation, log);
             outcome.verdict = canaryVerdict(outcome.verdict, canary.serviceAccount, seen.check);
             if (seen.kid !== undefined) outcome.signingKeyID = seen.kid;
@@ -296,6 +296,7 @@ export class Reconciler {
       status.verification?.signingKeyID,
       this.#now(),
       cacheLifetimeMs(spec.cacheControl),
+      spec.relyingParties,
     ).nextTrustInMs;
     const due = [
       spec.syncIntervalMs,

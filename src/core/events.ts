@@ -70,7 +70,8 @@ function sameSigningKey(a: OidcPublisherStatus | undefined, b: OidcPublisherStat
 
 /**
  * Events: writes, key changes, a Ready that turns False (or recovers), the API server signing with
- * a key relying parties may not know yet (Warning SigningKeyNotTrusted) and every served key
+ * a key relying parties may not know yet (Warning SigningKeyNotTrusted), a key whose algorithm a
+ * declared relying party refuses (Warning AlgorithmNotAccepted) and every served key
  * becoming trusted (Normal AllKeysTrusted: the signing key may be switched).
  */
 export function eventsFor(
@@ -109,9 +110,14 @@ export function eventsFor(
   }
   const wasTrusted = findCondition(prev?.conditions, ConditionType.KeysTrusted);
   const trusted = findCondition(next.conditions, ConditionType.KeysTrusted);
+  const warns =
+    trusted?.reason === Reason.SigningKeyNotTrusted || trusted?.reason === Reason.AlgorithmNotAccepted;
   if (
-    trusted?.reason === Reason.SigningKeyNotTrusted &&
-    (wasTrusted?.reason !== trusted.reason || !sameSigningKey(prev, next))
+    trusted &&
+    warns &&
+    (wasTrusted?.reason !== trusted.reason ||
+      !sameSigningKey(prev, next) ||
+      wasTrusted.message !== trusted.message)
   ) {
     events.push({ type: 'Warning', reason: trusted.reason, action: 'Sync', note: trusted.message });
   } else if (trusted?.status === 'True' && wasTrusted?.status === 'False') {

@@ -5,6 +5,7 @@
  */
 import type { OidcPublisherSpec } from '../api/types.ts';
 import { OidcPublisherError } from '../errors.ts';
+import { isRelyingParty, RELYING_PARTIES, type RelyingParty } from './algorithms.ts';
 import { parseDuration } from './duration.ts';
 
 export const DEFAULT_SYNC_INTERVAL = '1m';
@@ -56,6 +57,8 @@ export interface ResolvedSpec {
   deletionPolicy: 'Retain' | 'Delete';
   /** How long a key that left the source stays published. */
   keyRetentionMs: number;
+  /** The relying parties whose accepted algorithms KeysTrusted checks (core/algorithms.ts); absent when none. */
+  relyingParties?: readonly RelyingParty[];
   verification: {
     enabled: boolean;
     timeoutMs: number;
@@ -273,6 +276,11 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
     throw specError(EXACTLY_ONE_STORAGE);
   }
   const ref = spec.source?.kubeconfigSecretRef;
+  const parties = [...new Set(spec.relyingParties ?? [])].map((p) => {
+    if (!isRelyingParty(p))
+      throw specError(`relyingParties: ${JSON.stringify(p)} is not one of ${RELYING_PARTIES.join(', ')}`);
+    return p;
+  });
   return {
     issuerURL: spec.issuerURL,
     jwksURI,
@@ -282,6 +290,7 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
     cacheControl: spec.cacheControl ?? DEFAULT_CACHE_CONTROL,
     deletionPolicy: spec.deletionPolicy ?? 'Retain',
     keyRetentionMs,
+    ...(parties.length > 0 ? { relyingParties: parties } : {}),
     verification: {
       enabled: v.enabled ?? true,
       timeoutMs,

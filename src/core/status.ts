@@ -248,7 +248,9 @@ export function nextStatus(
   const signingKeyID = canary ? (outcome.signingKeyID ?? prevKid) : undefined;
   const published = prep?.kind === 'ready' && outcome.written !== undefined;
   const keys = published ? prep.retention.records : (prev?.keys as KeyRecord[] | undefined);
-  conds.push(keyTrust(keys, signingKeyID, now, cacheLifetimeMs(spec.cacheControl)).condition);
+  conds.push(
+    keyTrust(keys, signingKeyID, now, cacheLifetimeMs(spec.cacheControl), spec.relyingParties).condition,
+  );
 
   // KeysTrusted informs a rotation; the documents are published and current without it.
   const failing = conds.find(

@@ -8,6 +8,7 @@
  * Pure: `now`, the records and the Cache-Control are passed in.
  */
 import { ConditionType, Reason } from '../api/conditions.ts';
+import { algorithmOf, type RelyingParty, refusedBy } from './algorithms.ts';
 import type { ConditionInput } from './conditions.ts';
 import type { KeyRecord, PublishedKeyRecord } from './keys.ts';
 
@@ -91,13 +92,16 @@ const shown = (kid: string): string => JSON.stringify(kid.slice(0, 100));
  * The KeysTrusted condition: True when every key the source serves is past its trustedAt, so the
  * API server may sign with any of them. False with SigningKeyNotTrusted when the canary token
  * shows the API server signing with a key that is not yet trusted (its tokens can be refused now),
- * else KeyNotYetTrusted naming the key and when it will be.
+ * else KeyNotYetTrusted naming the key and when it will be. AlgorithmNotAccepted when a served key
+ * signs with an algorithm one of the declared relying parties does not accept (first when it is
+ * the signing key: its tokens are refused now).
  */
 export function keyTrust(
   records: readonly KeyRecord[] | undefined,
   signingKeyID: string | undefined,
   now: Date,
   lifetimeMs: number,
+  parties: readonly RelyingParty[] = [],
 ): KeyTrust {
   const served = (records ?? []).filter((r) => r.retiredAt === undefined);
   if (served.length === 0)
@@ -115,20 +119,29 @@ export function keyTrust(
     .map((r) => ({ r, trustedMs: parsed(r.trustedAt) ?? nowMs + lifetimeMs }))
     .filter((p) => p.trustedMs > nowMs)
     .sort((a, b) => a.trustedMs - b.trustedMs || (a.r.kid < b.r.kid ? -1 : 1));
-  if (pending.length === 0)
+  const nextTrustInMs = pending.length > 0 ? (pending[0]?.trustedMs ?? nowMs) - nowMs : undefined;
+  const timing = nextTrustInMs !== undefined ? { nextTrustInMs } : {};
+  const refusals = served.flatMap((r) => {
+    const by = refusedBy(r, parties);
+    return by.length > 0 ? [{ r, by }] : [];
+  });
+  const refusal = (x: { r: KeyRecord; by: RelyingParty[] }): string =>
+    `key ${shown(x.r.kid)} signs with ${algorithmOf(x.r) ?? `an unknown algorithm (kty ${x.r.kty})`}, which ${x.by.join(', ')} (spec.relyingParties) do${x.by.length === 1 ? 'es' : ''} not accept`;
+  const signingRefused = refusals.find((x) => x.r.kid === signingKeyID);
+  if (signingRefused)
     return {
+      ...timing,
       condition: {
         type: ConditionType.KeysTrusted,
-        status: 'True',
-        reason: Reason.AllKeysTrusted,
-        message: `every key the source serves (${served.length}) was published at least the JWKS cache lifetime (${lifetime}) ago: relying parties that honour Cache-Control know them, and the API server may sign with any of them`,
+        status: 'False',
+        reason: Reason.AlgorithmNotAccepted,
+        message: `the API server signs with it (canary token): ${refusal(signingRefused)}; they refuse the cluster's tokens`,
       },
     };
-  const nextTrustInMs = (pending[0]?.trustedMs ?? nowMs) - nowMs;
   const signing = pending.find((p) => p.r.kid === signingKeyID);
   if (signing)
     return {
-      nextTrustInMs,
+      ...timing,
       condition: {
         type: ConditionType.KeysTrusted,
         status: 'False',
@@ -136,13 +149,36 @@ export function keyTrust(
         message: `the API server signs with key ${shown(signing.r.kid)} (seen in the canary token), published at ${signing.r.publishedAt ?? 'an unknown time'}: relying parties that cached the JWKS before (for up to ${lifetime}) can refuse its tokens until ${stamp(signing.trustedMs)}`,
       },
     };
+  if (refusals.length > 0) {
+    const more = refusals.length > 3 ? `, and ${refusals.length - 3} more` : '';
+    return {
+      ...timing,
+      condition: {
+        type: ConditionType.KeysTrusted,
+        status: 'False',
+        reason: Reason.AlgorithmNotAccepted,
+        message: `${refusals.slice(0, 3).map(refusal).join('; ')}${more}: do not make the API server sign with such a key`,
+      },
+    };
+  }
+  if (pending.length === 0) {
+    const accepted = parties.length > 0 ? ` and ${parties.join(', ')} accept their algorithms` : '';
+    return {
+      condition: {
+        type: ConditionType.KeysTrusted,
+        status: 'True',
+        reason: Reason.AllKeysTrusted,
+        message: `every key the source serves (${served.length}) was published at least the JWKS cache lifetime (${lifetime}) ago${accepted}: relying parties that honour Cache-Control know them, and the API server may sign with any of them`,
+      },
+    };
+  }
   const named = pending
     .slice(0, 3)
     .map((p) => `${shown(p.r.kid)} until ${stamp(p.trustedMs)}`)
     .join(', ');
   const more = pending.length > 3 ? `, and ${pending.length - 3} more` : '';
   return {
-    nextTrustInMs,
+    ...timing,
     condition: {
       type: ConditionType.KeysTrusted,
       status: 'False',

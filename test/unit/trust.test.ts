@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConditionType, Reason } from '../../src/api/conditions.ts';
 import type { OidcPublisherStatus } from '../../src/api/types.ts';
+import { algorithmOf, RELYING_PARTIES, type RelyingParty, refusedBy } from '../../src/core/algorithms.ts';
 import { eventsFor } from '../../src/core/events.ts';
 import type { KeyRecord, PublishedKeyRecord } from '../../src/core/keys.ts';
 import { cacheLifetimeMs, keyTrust, UNKNOWN_CACHE_LIFETIME_MS, withTrust } from '../../src/core/trust.ts';
@@ -178,5 +179,77 @@ describe('Events of KeysTrusted', () => {
     );
     assert.deepEqual(eventsFor(ok, ok, {}), []);
     assert.deepEqual(eventsFor(undefined, ok, {}), []);
+  });
+});
+
+describe('keyTrust with spec.relyingParties: algorithms each accepts', () => {
+  const rsa = rec('rsa', { publishedAt: stamp(0), trustedAt: stamp(MIN) });
+  const ec = {
+    ...rec('ec', { publishedAt: stamp(0), trustedAt: stamp(MIN) }),
+    kty: 'EC',
+    alg: 'ES256',
+  } as PublishedKeyRecord;
+  const ecNoAlg = { ...ec, kid: 'ec384', alg: undefined, jwk: { crv: 'P-384' } } as PublishedKeyRecord;
+
+  it('algorithmOf falls back to what kube-apiserver uses for the key type and curve', () => {
+    assert.equal(algorithmOf(rsa), 'RS256');
+    assert.equal(algorithmOf({ kty: 'RSA' }), 'RS256');
+    assert.equal(algorithmOf(ecNoAlg), 'ES384');
+    assert.equal(algorithmOf({ kty: 'EC', jwk: { crv: 'P-999' } }), undefined);
+  });
+
+  it('every documented relying party accepts RS256; only gcp and kubernetes accept ES256', () => {
+    for (const p of RELYING_PARTIES) assert.deepEqual(refusedBy(rsa, [p]), [], p);
+    assert.deepEqual(refusedBy(ec, [...RELYING_PARTIES]), ['aws', 'azure', 'vault']);
+    assert.deepEqual(refusedBy(ecNoAlg, ['kubernetes', 'gcp']), ['gcp']);
+  });
+
+  const cases: {
+    name: string;
+    parties: RelyingParty[];
+    signing?: string;
+    want: [string, string];
+    mentions: string[];
+  }[] = [
+    { name: 'no relying party declared', parties: [], want: ['True', Reason.AllKeysTrusted], mentions: [] },
+    {
+      name: 'gcp and kubernetes accept both keys',
+      parties: ['gcp', 'kubernetes'],
+      want: ['True', Reason.AllKeysTrusted],
+      mentions: ['gcp, kubernetes accept their algorithms'],
+    },
+    {
+      name: 'azure refuses the published EC key (not signing)',
+      parties: ['azure'],
+      signing: 'rsa',
+      want: ['False', Reason.AlgorithmNotAccepted],
+      mentions: ['"ec" signs with ES256, which azure (spec.relyingParties) does not accept', 'do not make'],
+    },
+    {
+      name: 'aws and vault refuse the signing EC key',
+      parties: ['aws', 'vault'],
+      signing: 'ec',
+      want: ['False', Reason.AlgorithmNotAccepted],
+      mentions: [
+        'the API server signs with it',
+        'aws, vault (spec.relyingParties) do not accept',
+        'refuse the cluster',
+      ],
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: ${c.want.join('/')}`, () => {
+      const got = keyTrust([rsa, ec], c.signing, at(2 * MIN), MIN, c.parties);
+      assert.deepEqual([got.condition.status, got.condition.reason], c.want, got.condition.message);
+      for (const m of c.mentions)
+        assert.ok(got.condition.message.includes(m), `message mentions ${m}: ${got.condition.message}`);
+    });
+  }
+
+  it('a key not yet trusted and one refused: the refusal is named first, the requeue still comes at trustedAt', () => {
+    const fresh = rec('new', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN) });
+    const got = keyTrust([fresh, ec], 'rsa', at(2 * MIN), MIN, ['azure']);
+    assert.equal(got.condition.reason, Reason.AlgorithmNotAccepted);
+    assert.equal(got.nextTrustInMs, 3 * MIN);
   });
 });
