@@ -159,6 +159,31 @@ describe('leader election: two replicas against one Lease', () => {
       0,
       'the standby never touched storage',
     );
+    // The work queue and the Kubernetes client as controller-runtime and client-go name them, and
+    // the process: the leader queued its publisher twice and finished a sync (the second may still
+    // be running), the standby queued it but ran none.
+    assert.ok(
+      metricSum(leaderText, 'workqueue_work_duration_seconds_count') >= 1,
+      `workqueue_work_duration_seconds_count of the leader: ${metricSum(leaderText, 'workqueue_work_duration_seconds_count')}`,
+    );
+    assert.ok(metricSum(leaderText, 'workqueue_adds_total') >= 2, 'workqueue_adds_total of the leader');
+    assert.equal(
+      metricSum(standbyText, 'workqueue_work_duration_seconds_count'),
+      0,
+      'the standby ran no work',
+    );
+    assert.match(leaderText, /^workqueue_depth\{name="oidcpublisher"\} \d+$/m);
+    for (const text of [leaderText, standbyText]) {
+      assert.match(
+        text,
+        /^rest_client_requests_total\{code="200",method="GET",host="[^"]+:\d+"\} [1-9]\d*$/m,
+      );
+      assert.match(
+        text,
+        /^rest_client_request_duration_seconds_count\{verb="GET",host="[^"]+:\d+"\} [1-9]\d*$/m,
+      );
+      assert.ok(metricSum(text, 'process_resident_memory_bytes') > 1e6, 'process_resident_memory_bytes');
+    }
     const standbyReconcileLogs = standby.logs().filter((l) => l.oidcpublisher !== undefined);
     assert.deepEqual(standbyReconcileLogs, [], 'the standby logged no reconcile');
     assert.ok(!standby.logs().some((l) => l.msg === 'became leader'), 'the standby never led');

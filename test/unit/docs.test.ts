@@ -291,7 +291,9 @@ describe('docs/troubleshooting.md and docs/architecture.md follow the code', () 
       .filter((f) => /metrics\.ts$/.test(f))
       .map((f) => readFileSync(join(dir, f), 'utf8'))
       .join('\n');
-    const names = [...source.matchAll(/name: '(oidc_publisher_\w+)'/g)].map((m) => m[1] ?? '');
+    const names = [...source.matchAll(/name: '((?:oidc_publisher|workqueue|rest_client)_\w+)'/g)].map(
+      (m) => m[1] ?? '',
+    );
     assert.ok(names.length > 5, 'metrics found in src/server/metrics.ts');
     const doc = readDoc('docs/troubleshooting.md');
     for (const name of names) assert.ok(doc.includes(`\`${name}`), `docs/troubleshooting.md lacks ${name}`);
