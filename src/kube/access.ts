@@ -253,6 +253,13 @@ export function resolveKubeconfig(doc: unknown, baseDir: string): ResolvedKubeco
   ] as const) {
     if (set(user, data) && set(user, file)) throw invalid(`${u} sets both ${data} and ${file}`);
   }
+  // The references disagree on which wins (client-go the data, client-node the file; kubectl
+  // refuses the pair), so one is asked for.
+  if (set(cluster, 'certificate-authority-data') && set(cluster, 'certificate-authority')) {
+    throw invalid(`${c} sets both certificate-authority-data and certificate-authority`);
+  }
+  // client-go sends the file's token, client-node (which does not read tokenFile) the inline one.
+  if (set(user, 'token') && set(user, 'tokenFile')) throw invalid(`${u} sets both token and tokenFile`);
   if (set(user, 'token') && (set(user, 'username') || set(user, 'password'))) {
     throw invalid(`${u} sets both a token and basic authentication`);
   }

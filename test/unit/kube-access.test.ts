@@ -73,10 +73,24 @@ describe('resolveKubeconfig', () => {
     });
   });
 
-  it('prefers an inline token to a token file', () => {
-    const r = resolveKubeconfig(kubeconfig({}, { token: 'inline', tokenFile: '/t' }), '/');
-    assert.equal(r.kind, 'static');
-    assert.deepEqual(r.kind === 'static' && r.spec.token, { data: Buffer.from('inline') });
+  it('refuses an inline token with a token file: client-go would send the file, client-node the token', () => {
+    assert.throws(() => resolveKubeconfig(kubeconfig({}, { token: 'inline', tokenFile: '/t' }), '/'), {
+      message: 'kubeconfig invalid: user "u" sets both token and tokenFile',
+    });
+  });
+
+  it('refuses a CA file with inline CA data: client-go would take the data, client-node the file', () => {
+    assert.throws(
+      () =>
+        resolveKubeconfig(
+          kubeconfig({ 'certificate-authority': '/ca.crt', 'certificate-authority-data': 'Q0E=' }, {}),
+          '/',
+        ),
+      {
+        message:
+          'kubeconfig invalid: cluster "c" sets both certificate-authority-data and certificate-authority',
+      },
+    );
   });
 
   it('keeps insecure-skip-tls-verify when it is true', () => {
