@@ -3,6 +3,12 @@
  * documents an API server serves, and a resolved spec. Pure data, no I/O.
  */
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto';
+import type {
+  ObjectMeta,
+  OidcPublisher,
+  OidcPublisherSpec,
+  OidcPublisherStatus,
+} from '../../src/api/types.ts';
 import { renderJwks, sha256Hex, validateJwks } from '../../src/core/documents.ts';
 import { type StoredJwks, storedJwks } from '../../src/core/keys.ts';
 import type { RenderedObject } from '../../src/core/plan.ts';
@@ -91,6 +97,36 @@ export function resolvedSpec(overrides: Partial<ResolvedSpec> = {}): ResolvedSpe
     keyRetentionMs: 24 * 3_600_000,
     verification: { enabled: true, timeoutMs: 5000, slowMs: 2000 },
     ...overrides,
+  };
+}
+
+export const PUBLISHER_NAME = 'cluster-issuer';
+export const PUBLISHER_UID = 'uid-cluster-issuer';
+
+/**
+ * An OidcPublisher as the informer hands it over: publishing ISSUER to s3://oidc/ with every
+ * other field defaulted, and `over` merged into its metadata and spec.
+ */
+export function samplePublisher(
+  over: {
+    metadata?: Partial<ObjectMeta>;
+    spec?: Partial<OidcPublisherSpec>;
+    status?: OidcPublisherStatus;
+  } = {},
+): OidcPublisher {
+  return {
+    apiVersion: 'oidcpublisher.io/v1alpha1',
+    kind: 'OidcPublisher',
+    metadata: {
+      name: PUBLISHER_NAME,
+      uid: PUBLISHER_UID,
+      generation: 1,
+      resourceVersion: '1',
+      creationTimestamp: '2025-01-01T00:00:00Z',
+      ...over.metadata,
+    },
+    spec: { issuerURL: ISSUER, storage: { s3: { bucket: 'oidc', region: 'eu-west-1' } }, ...over.spec },
+    ...(over.status ? { status: over.status } : {}),
   };
 }
 
