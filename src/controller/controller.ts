@@ -38,15 +38,15 @@ export class Controller {
   readonly #seen = new Map<string, string>();
   readonly #log: Logger;
   readonly #watchName: string | undefined;
-  readonly #reconciler: Reconciler;
+  readonly #reconciler: Pick<Reconciler, 'reconcile'>;
   readonly #onDelete: ((name: string) => void) | undefined;
 
   constructor(
-    cluster: ClusterClient,
+    cluster: Pick<ClusterClient, 'listPublishers' | 'watchPublishers'>,
     reconcilerFor: (
       getObject: (name: string) => OidcPublisher | undefined,
       listObjects: () => readonly OidcPublisher[],
-    ) => Reconciler,
+    ) => Pick<Reconciler, 'reconcile'>,
     log: Logger,
     opts: ControllerOptions,
     onDelete?: (name: string) => void,
@@ -93,11 +93,12 @@ export class Controller {
   /** Starts reconciling (on becoming leader): every known object, then whatever changes. */
   startWorkers(): void {
     const reconciler = this.#reconciler;
-    this.queue.start((name) => reconciler.reconcile(name));
+    // Queued before the workers start, so a name the informer queued already is merged, not run twice.
     for (const o of this.informer.list()) {
       const name = o.metadata.name;
       if (!this.#watchName || name === this.#watchName) this.queue.add(name);
     }
+    this.queue.start((name) => reconciler.reconcile(name));
   }
 
   /**
