@@ -9,6 +9,7 @@ import { Controller } from './controller/controller.ts';
 import { EventRecorder } from './controller/events.ts';
 import { ClusterClient } from './controller/kube.ts';
 import { LeaderElector } from './controller/leader.ts';
+import { KubeLeases } from './controller/leases.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { SourceCache } from './controller/sources.ts';
 import { describeError, isOidcPublisherError } from './errors.ts';
@@ -103,7 +104,14 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
   let lostLeadership = false;
   const elector = config.leaderElection.enabled
     ? new LeaderElector(
-        access,
+        // A request that outlives the renew deadline is of no use: the lease is lost by then.
+        new KubeLeases(access, {
+          namespace: config.namespace,
+          name: config.leaderElection.leaseName,
+          timeoutMs: config.leaderElection.renewDeadlineMs,
+          observer: metrics.kubeRequest,
+          limiter: bucket(),
+        }),
         {
           namespace: config.namespace,
           name: config.leaderElection.leaseName,
@@ -111,8 +119,6 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
           leaseDurationMs: config.leaderElection.leaseDurationMs,
           renewDeadlineMs: config.leaderElection.renewDeadlineMs,
           retryPeriodMs: config.leaderElection.retryPeriodMs,
-          requestObserver: metrics.kubeRequest,
-          limiter: bucket(),
         },
         log,
       )

@@ -4,26 +4,22 @@
  * leadership when renewal fails for a whole lease duration, and release the
  * lease on shutdown so a standby takes over at once.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubeAccess } from '../kube/access.ts';
-import { KubeHttp, KubeHttpError, type KubeRequestObserver } from '../kube/http.ts';
-import type { TokenBucket } from '../kube/rate-limit.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { microTime } from './events.ts';
+import type { Lease, LeaseStore } from './leases.ts';
 
-/** The fields of a coordination.k8s.io/v1 Lease this reads and writes. */
-interface Lease {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
-  spec?: {
-    holderIdentity?: string;
-    leaseDurationSeconds?: number;
-    acquireTime?: string;
-    renewTime?: string;
-    leaseTransitions?: number;
-    [k: string]: unknown;
-  };
+/** Waits `ms`, or until `signal` aborts; the global timer, so a test's fake clock drives it. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 export interface LeaderElectionOptions {
@@ -33,10 +29,6 @@ export interface LeaderElectionOptions {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
-  /** Told of each request to the API server (metrics). */
-  requestObserver?: KubeRequestObserver;
-  /** The client-side rate limit: a bucket of its own, so reconciles do not delay renewals. */
-  limiter?: TokenBucket;
 }
 
 export interface LeaderCallbacks {
@@ -46,8 +38,7 @@ export interface LeaderCallbacks {
 }
 
 export class LeaderElector {
-  readonly #http: KubeHttp;
-  readonly #path: string;
+  readonly #leases: LeaseStore;
   readonly #o: LeaderElectionOptions;
   readonly #log: Logger;
   #leading = false;
@@ -61,14 +52,9 @@ export class LeaderElector {
   /** Aborted by stop(): ends the wait between attempts. */
   readonly #wake = new AbortController();
 
-  constructor(access: KubeAccess, opts: LeaderElectionOptions, log: Logger) {
-    // A request that outlives the renew deadline is of no use: the lease is lost by then.
-    this.#http = new KubeHttp(access, {
-      timeoutMs: opts.renewDeadlineMs,
-      observer: opts.requestObserver,
-      limiter: opts.limiter,
-    });
-    this.#path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(opts.namespace)}/leases`;
+  /** `leases`: the Lease `opts.namespace`/`opts.name` (KubeLeases in the API server). */
+  constructor(leases: LeaseStore, opts: LeaderElectionOptions, log: Logger) {
+    this.#leases = leases;
     this.#o = opts;
     this.#log = log.child({ lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
   }
@@ -98,11 +84,11 @@ export class LeaderElector {
     return Math.max(0, this.#lastRenew + this.#o.renewDeadlineMs - Date.now());
   }
 
-  #send(method: string, path: string, body?: unknown): Promise<unknown> {
+  #call<T>(op: (timeoutMs: number) => Promise<T>): Promise<T> {
     const timeoutMs = this.#budgetMs();
     if (timeoutMs <= 0)
       return Promise.reject(Object.assign(new Error('renew deadline passed'), { code: 'ETIMEDOUT' }));
-    return this.#http.send(method, path, body, { timeoutMs });
+    return op(timeoutMs);
   }
 
   async #run(cb: LeaderCallbacks): Promise<void> {
@@ -135,21 +121,16 @@ export class LeaderElector {
       const wait = this.#leading
         ? Math.min(this.#o.retryPeriodMs, Math.max(0, this.#lastRenew + this.#o.renewDeadlineMs - Date.now()))
         : this.#o.retryPeriodMs;
-      await sleep(wait, undefined, { signal: this.#wake.signal }).catch(() => undefined);
+      await pause(wait, this.#wake.signal);
     }
   }
 
-  async #read(): Promise<Lease | undefined> {
-    try {
-      return (await this.#send('GET', `${this.#path}/${encodeURIComponent(this.#o.name)}`)) as Lease;
-    } catch (err) {
-      if (err instanceof KubeHttpError && err.status === 404) return undefined;
-      throw err;
-    }
+  #read(): Promise<Lease | undefined> {
+    return this.#call((timeoutMs) => this.#leases.get(timeoutMs));
   }
 
-  async #replace(lease: Lease): Promise<void> {
-    await this.#send('PUT', `${this.#path}/${encodeURIComponent(this.#o.name)}`, lease);
+  #replace(lease: Lease): Promise<void> {
+    return this.#call((timeoutMs) => this.#leases.replace(lease, timeoutMs));
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
@@ -159,7 +140,7 @@ export class LeaderElector {
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     const lease = await this.#read();
     if (!lease) {
-      await this.#send('POST', this.#path, {
+      const created: Lease = {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: { name, namespace },
@@ -170,7 +151,8 @@ export class LeaderElector {
           renewTime: now,
           leaseTransitions: 0,
         },
-      });
+      };
+      await this.#call((timeoutMs) => this.#leases.create(created, timeoutMs));
       return true;
     }
     const spec = lease.spec ?? {};
@@ -208,7 +190,7 @@ export class LeaderElector {
     this.#wake.abort();
     await this.#loop;
     if (!this.#leading) {
-      this.#http.close();
+      this.#leases.close();
       return;
     }
     this.#leading = false;
@@ -228,7 +210,7 @@ export class LeaderElector {
     } catch (err) {
       this.#log.warn({ err: serializeError(err) }, 'could not release the lease');
     } finally {
-      this.#http.close();
+      this.#leases.close();
     }
   }
 }

@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { LeaderElector } from '../../src/controller/leader.ts';
+import { KubeLeases } from '../../src/controller/leases.ts';
 import { type AccessSpec, resolveKubeconfig, StaticAccess } from '../../src/kube/access.ts';
 import { createLogger } from '../../src/log.ts';
 import type { Bed } from '../bed/bed.ts';
@@ -53,7 +54,11 @@ describe('faults: a leader whose API server hangs', () => {
     let startedAt = 0;
     let stoppedAt = 0;
     elector = new LeaderElector(
-      new StaticAccess(spec),
+      new KubeLeases(new StaticAccess(spec), {
+        namespace: 'default',
+        name: 'deadline-check',
+        timeoutMs: RENEW_DEADLINE_MS,
+      }),
       {
         namespace: 'default',
         name: 'deadline-check',
