@@ -46,8 +46,11 @@ function generate(schema: Schema, rootName: string): string {
         return 'number';
       case 'boolean':
         return 'boolean';
-      case 'array':
-        return `${typeOf(s.items ?? {}, `${name}Item`)}[]`;
+      case 'array': {
+        const item = typeOf(s.items ?? {}, `${name}Item`);
+        // A union of literals needs parentheses: ("a" | "b")[], not "a" | "b"[].
+        return item.includes(' | ') ? `(${item})[]` : `${item}[]`;
+      }
       case 'object':
         if (!s.properties) return 'Record<string, unknown>';
         emit(s, name);

@@ -16,7 +16,7 @@ export interface OidcPublisherSpec {
   /** Cache-Control header of the published objects. */
   cacheControl?: string;
   /** The relying parties that trust this issuer: aws (IAM/STS), gcp (Workload Identity Federation), azure (Entra workload identity federation), kubernetes (structured authentication), vault (JWT auth with its default algorithms). When a key the API server serves signs with an algorithm one of them does not accept (for example ES256 and azure), KeysTrusted is False with AlgorithmNotAccepted and a Warning Event names it. Optional; nothing is checked without it. */
-  relyingParties?: "aws" | "gcp" | "azure" | "kubernetes" | "vault"[];
+  relyingParties?: ("aws" | "gcp" | "azure" | "kubernetes" | "vault")[];
   /** How long a key that disappeared from the source stays in the published JWKS (0s to 8760h). Tokens signed with a retired key stay valid for their lifetime and relying parties cache the key set, so keep it at least as long as the longest token lifetime (--service-account-max-token-expiration) plus the relying parties' cache time. New keys are published at once. */
   keyRetention?: string;
   /** After each sync the operator reads its own issuer anonymously, as a relying party does, and reports the result in the Verified condition. */
