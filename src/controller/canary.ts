@@ -6,7 +6,7 @@
  * never logged, and never put in status, Events or metrics.
  */
 import { CANARY_AUDIENCE, CANARY_TOKEN_SECONDS, type CanaryRefusal } from '../core/canary.ts';
-import type { ClusterClient, IssuedToken } from './kube.ts';
+import type { ClusterClient, IssuedToken } from '../kube/cluster-client.ts';
 
 interface Cached extends IssuedToken {
   serviceAccount: string;

@@ -6,9 +6,9 @@
 import { ConditionType, Reason } from '../api/conditions.ts';
 import type { OidcPublisher } from '../api/types.ts';
 import { findCondition } from '../core/conditions.ts';
+import type { ClusterClient } from '../kube/cluster-client.ts';
 import { type Logger, serializeError } from '../log.ts';
 import { Informer } from './informer.ts';
-import type { ClusterClient } from './kube.ts';
 import { type QueueObserver, WorkQueue } from './queue.ts';
 import type { Reconciler } from './reconciler.ts';
 

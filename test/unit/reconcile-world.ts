@@ -7,13 +7,13 @@
 import { Writable } from 'node:stream';
 import type { OidcPublisher, OidcPublisherStatus } from '../../src/api/types.ts';
 import { CanaryTokens } from '../../src/controller/canary.ts';
-import type { ClusterClient, IssuedToken, OidcPublisherList } from '../../src/controller/kube.ts';
 import type { ReconcileResult } from '../../src/controller/queue.ts';
 import { Reconciler, type ReconcilerDeps } from '../../src/controller/reconciler.ts';
 import type { CanaryRefusal } from '../../src/core/canary.ts';
 import type { EventSpec } from '../../src/core/events.ts';
 import type { PlannedWrite, RawDocuments } from '../../src/core/plan.ts';
 import { OidcPublisherError } from '../../src/errors.ts';
+import type { ClusterClient, IssuedToken, OidcPublisherList } from '../../src/kube/cluster-client.ts';
 import type { StreamOptions } from '../../src/kube/http.ts';
 import { createLogger } from '../../src/log.ts';
 import type { DocumentSource } from '../../src/sources/apiserver.ts';

@@ -3,7 +3,7 @@
  * OidcPublishers, their status and finalizers, and Secrets in its namespace.
  * API errors are mapped here; their messages (which embed response bodies)
  * are never passed on. Requests share one keep-alive connection pool
- * (kube/http.ts): a Secret is read on every sync.
+ * (http.ts): a Secret is read on every sync.
  */
 import {
   API_GROUP,
@@ -14,11 +14,11 @@ import {
 } from '../api/types.ts';
 import type { CanaryRefusal } from '../core/canary.ts';
 import { OidcPublisherError } from '../errors.ts';
-import type { KubeAccess } from '../kube/access.ts';
-import { KubeHttp, KubeHttpError, type KubeRequestObserver, type StreamOptions } from '../kube/http.ts';
-import { DEFAULT_PAGE_SIZE, listAll } from '../kube/list.ts';
-import type { TokenBucket } from '../kube/rate-limit.ts';
 import { secretAllows, secretNotAllowed } from '../secrets.ts';
+import type { KubeAccess } from './access.ts';
+import { KubeHttp, KubeHttpError, type KubeRequestObserver, type StreamOptions } from './http.ts';
+import { DEFAULT_PAGE_SIZE, listAll } from './list.ts';
+import type { TokenBucket } from './rate-limit.ts';
 
 /** A token the API server issued, with when it expires. */
 export interface IssuedToken {
