@@ -10,6 +10,7 @@
  * client hold a connection for up to 40 s. The interval here is 1 s.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { SecureContextOptions } from 'node:tls';
 import type { ListenAddress } from './listen-address.ts';
 
 // `import ... from 'node:http'` would load Node's whole bundled undici (its ESM namespace reads
@@ -58,6 +59,36 @@ export function createLimitedServer(
 ): Server {
   const server = createServer(
     {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+    },
+    handler,
+  );
+  server.maxConnections = limits.maxConnections;
+  return server;
+}
+
+/**
+ * An HTTPS server with these limits, not yet listening: TLS 1.2 or later, HTTP/1.1, and the TLS
+ * handshake held to headersTimeoutMs too (Node's default is 120 s). `setSecureContext` replaces
+ * the certificate for new connections.
+ */
+export function createLimitedSecureServer(
+  limits: HttpLimits,
+  context: SecureContextOptions,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Server {
+  const { createServer: createHttpsServer } = process.getBuiltinModule(
+    'node:https',
+  ) as typeof import('node:https');
+  const server = createHttpsServer(
+    {
+      ...context,
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['http/1.1'],
+      handshakeTimeout: limits.headersTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
       connectionsCheckingInterval: limits.checkIntervalMs,

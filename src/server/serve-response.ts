@@ -1,8 +1,9 @@
 /**
  * What `oidc-publisher serve` answers, decided without I/O: the request's
- * method, path and If-None-Match, and the documents held (if any), give the
- * status, headers and body. Exactly two paths exist; only GET and HEAD are
- * allowed on them; nothing is served before a validated document is held.
+ * host, method, path and If-None-Match, and the documents held (if any), give
+ * the publisher, status, headers and body. Each publisher has exactly two
+ * paths, on its issuer's host or on any host; only GET and HEAD are allowed on
+ * them; nothing is served before a validated document is held.
  */
 import type { RenderedObject } from '../core/plan.ts';
 import { DISCOVERY_PATH, JWKS_PATH } from '../core/spec.ts';
@@ -86,6 +87,45 @@ function text(status: number, route: Route, message: string, head: boolean, extr
     headers: { ...PLAIN, 'content-length': String(body.length), ...extra },
     ...(head ? {} : { body }),
   };
+}
+
+/** The host name a request names in its Host header: lower case, without port or trailing dot. */
+export function requestHostName(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const value = header.trim().toLowerCase();
+  const m = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::\d*)?$/.exec(value);
+  return m?.[1]?.replace(/\.$/, '');
+}
+
+/** Where a publisher answers: on its host (any host when absent), at its two paths. */
+export interface Routed {
+  host?: string | undefined;
+  paths: ServePaths;
+}
+
+/** The index of the publisher that answers `url` on `hostHeader`, or undefined (404). */
+export function selectPublisher(
+  publishers: readonly Routed[],
+  hostHeader: string | undefined,
+  url: string,
+): number | undefined {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const host = requestHostName(hostHeader);
+  const i = publishers.findIndex(
+    (p) => (p.host === undefined || p.host === host) && (path === p.paths.discovery || path === p.paths.jwks),
+  );
+  return i < 0 ? undefined : i;
+}
+
+/** The answer to a request no publisher serves: an unknown host or path. */
+export function notFound(method: string): ServeResponse {
+  return text(404, 'other', 'not found', method === 'HEAD');
+}
+
+/** The Strict-Transport-Security value for a max-age, or undefined for none (0). */
+export function hstsHeader(maxAgeMs: number): string | undefined {
+  return maxAgeMs > 0 ? `max-age=${Math.floor(maxAgeMs / 1000)}` : undefined;
 }
 
 export function respond(

@@ -1,174 +1,59 @@
 /**
- * `oidc-publisher serve`: the issuer documents served over HTTP from memory,
- * for an Ingress or load balancer to expose as the public issuer, instead of
- * a bucket. The documents are read from the API server every sync interval
+ * `oidc-publisher serve`: the issuer documents of one or more clusters served
+ * over HTTP or HTTPS from memory, as the public issuer, instead of a bucket.
+ * Each publisher's documents are read from its API server every sync interval
  * through the same source (ApiServerSource) and validated and rendered by the
- * same core (prepare) as the operator's; only a validated document is ever
- * served, and the last good ones keep being served while the API server is
- * unreachable. /readyz turns 503 once they are older than --stale-after.
+ * same core (prepare, with key retention) as the operator's; only a validated
+ * document is ever served, and the last good ones keep being served while the
+ * API server is unreachable. /readyz turns 503 once any publisher's are older
+ * than --stale-after.
+ *
+ * Retired keys are remembered in memory, as the operator remembers them in
+ * status: the JWKS this process served last is the "stored JWKS" retention
+ * takes a retired key from (it wrote those bytes itself), and the key records
+ * of the last good read are the "status". A restart forgets them.
  *
  * Exit codes: 0 stopped by SIGTERM or SIGINT, 1 could not start (kubeconfig,
- * listen), 2 bad arguments.
+ * TLS files, listen), 2 bad arguments.
  */
 import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Reason } from '../api/conditions.ts';
-import { formatDuration, parseDuration } from '../core/duration.ts';
+import { formatDuration } from '../core/duration.ts';
+import { type KeyRecord, storedJwks } from '../core/keys.ts';
 import { type DocumentSpec, prepare } from '../core/plan.ts';
-import { standaloneSpec } from '../core/standalone.ts';
-import { describeError, isOidcPublisherError, OidcPublisherError } from '../errors.ts';
+import { describeError, isOidcPublisherError } from '../errors.ts';
 import { loadKubeAccess } from '../kube/access.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
 import { startHealthServer } from './health.ts';
-import { createLimitedServer, type HttpLimits, listen, SERVE_LIMITS } from './http-server.ts';
-import { type ListenAddress, parseListenAddress } from './listen-address.ts';
+import {
+  createLimitedSecureServer,
+  createLimitedServer,
+  type HttpLimits,
+  listen,
+  SERVE_LIMITS,
+} from './http-server.ts';
+import type { ListenAddress } from './listen-address.ts';
+import { parseServeArgs, type ServeArgs, serveUsage } from './serve-args.ts';
 import { ServeMetrics } from './serve-metrics.ts';
 import {
   type HeldDocuments,
-  pathPrefixProblems,
+  hstsHeader,
+  notFound,
   respond,
   type ServePaths,
-  servePaths,
+  selectPublisher,
 } from './serve-response.ts';
+import { CertificateReloader, type KeyPair } from './tls-files.ts';
 
-const OPTIONS = {
-  kubeconfig: { type: 'string' },
-  issuer: { type: 'string' },
-  listen: { type: 'string' },
-  'path-prefix': { type: 'string' },
-  'sync-interval': { type: 'string' },
-  'stale-after': { type: 'string' },
-  'health-addr': { type: 'string' },
-  'jwks-uri': { type: 'string' },
-  'cache-control': { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 const MAX_SOURCE_TIMEOUT_MS = 10_000;
 
-export function serveUsage(): string {
-  return `oidc-publisher serve: serve a cluster's service-account issuer documents over HTTP, from memory,
-for an Ingress or load balancer to expose as the public issuer (instead of a bucket).
-
-Usage:
-  oidc-publisher serve --issuer <https url> [--kubeconfig <file>] [flags]
-
-It serves exactly GET and HEAD of <path-prefix>/.well-known/openid-configuration (application/json)
-and <path-prefix>/openid/v1/jwks (application/jwk-set+json), with Cache-Control, a strong ETag (the
-SHA-256 of the bytes) and 304 on If-None-Match; 404 for any other path, 405 for other methods, and
-503 until the documents have been read and validated once. The documents are read again every
---sync-interval; while the API server cannot be read, the last good ones keep being served.
-
-Flags:
-  --issuer <url>            the public issuer; must equal the API server's --service-account-issuer
-  --kubeconfig <file>       the cluster to read the documents from (default: $KUBECONFIG,
-                            ~/.kube/config, then in-cluster, whose rotating ServiceAccount token is
-                            re-read). Your own kubeconfig, trusted: exec plugins and token files work
-                            (the operator refuses them in kubeconfigs from Secrets). The identity
-                            needs only get on the nonResourceURLs /.well-known/openid-configuration
-                            and /openid/v1/jwks.
-  --listen <host:port>      where to serve the documents (default :8080)
-  --path-prefix </path>     serve the documents under this path, e.g. /cluster-a (default: none)
-  --sync-interval <d>       how often to read the documents again, 1s to 24h (default 1m)
-  --stale-after <d>         /readyz answers 503 once the last good read is older than this; longer
-                            than --sync-interval (default 5m). /healthz stays 200.
-  --health-addr <host:port> /healthz, /readyz and /metrics; empty to disable (default :8081,
-                            every interface: kubelet probes connect to the Pod's IP)
-  --jwks-uri <url>          jwks_uri written into the discovery document
-                            (default: <issuer>/openid/v1/jwks)
-  --cache-control <value>   Cache-Control of the documents (default "public, max-age=300")
-  --log-level <level>       one of ${LOG_LEVELS.join(', ')} (default info)
-
-Exit codes:
-  0  stopped by SIGTERM or SIGINT
-  1  could not start (kubeconfig, listen address in use), with the error code
-  2  bad arguments
-`;
-}
-
-export interface ServeArgs {
-  help: false;
-  kubeconfig?: string;
-  spec: DocumentSpec;
-  listen: ListenAddress;
-  paths: ServePaths;
-  syncIntervalMs: number;
-  staleAfterMs: number;
-  /** host:port for /healthz, /readyz and /metrics, or '' for none. */
-  healthAddr: string;
-  logLevel: (typeof LOG_LEVELS)[number];
-}
-
-/** Parses the arguments without I/O: CONFIG_INVALID naming every problem at once. */
-export function parseServeArgs(argv: readonly string[]): { help: true } | ServeArgs {
-  let values: Partial<Record<Exclude<keyof typeof OPTIONS, 'help'>, string>> & { help?: boolean };
-  try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new OidcPublisherError('CONFIG_INVALID', describeError(err).split('\n')[0] ?? 'bad arguments');
-  }
-  if (values.help) return { help: true };
-  const problems: string[] = [];
-  const { spec, problems: specProblems } = standaloneSpec({
-    issuer: values.issuer,
-    jwksURI: values['jwks-uri'],
-    cacheControl: values['cache-control'],
-  });
-  problems.push(...specProblems);
-  const listenText = values.listen ?? ':8080';
-  const listen = parseListenAddress(listenText);
-  if (!listen) problems.push(`--listen: ${JSON.stringify(listenText)} is not host:port`);
-  const healthAddr = values['health-addr'] ?? ':8081';
-  if (healthAddr !== '' && !parseListenAddress(healthAddr)) {
-    problems.push(`--health-addr: ${JSON.stringify(healthAddr)} is not host:port`);
-  }
-  if (listen && healthAddr !== '' && listenText === healthAddr) {
-    problems.push('--listen and --health-addr: must differ');
-  }
-  const prefix = values['path-prefix'] ?? '';
-  problems.push(...pathPrefixProblems(prefix));
-  const duration = (flag: string, text: string, minMs: number, maxMs: number): number => {
-    const ms = parseDuration(text);
-    if (ms === undefined || ms < minMs || ms > maxMs) {
-      problems.push(
-        `--${flag}: ${JSON.stringify(text)} is not a duration from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`,
-      );
-      return 0;
-    }
-    return ms;
-  };
-  const syncIntervalMs = duration('sync-interval', values['sync-interval'] ?? '1m', 1000, 86_400_000);
-  const staleAfterMs = duration('stale-after', values['stale-after'] ?? '5m', 1000, 7 * 86_400_000);
-  if (syncIntervalMs > 0 && staleAfterMs > 0 && staleAfterMs <= syncIntervalMs) {
-    problems.push('--stale-after: must be longer than --sync-interval, or /readyz would flap');
-  }
-  const logLevel = values['log-level'] ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    problems.push(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
-  }
-  if (values.kubeconfig === '') problems.push('--kubeconfig: empty');
-  if (problems.length > 0 || !listen) throw new OidcPublisherError('CONFIG_INVALID', problems.join('; '));
-  return {
-    help: false,
-    spec,
-    listen,
-    paths: servePaths(prefix),
-    syncIntervalMs,
-    staleAfterMs,
-    healthAddr,
-    logLevel: logLevel as ServeArgs['logLevel'],
-    ...(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {}),
-  };
-}
-
 /**
- * The documents being served: replaced only by a read that validated, kept
- * through failed reads. Reads every sync interval, sooner (1s, 2s, 4s, ...)
- * after a failure.
+ * The documents being served for one issuer: replaced only by a read that validated, kept
+ * through failed reads. Reads every sync interval (sooner when a retired key expires before),
+ * and 1s, 2s, 4s, ... after a failure.
  */
 export class IssuerDocuments {
   readonly #source: Pick<DocumentSource, 'fetchDocuments'>;
@@ -178,6 +63,9 @@ export class IssuerDocuments {
   readonly #intervalMs: number;
   readonly #now: () => number;
   #held: { docs: HeldDocuments; at: number } | undefined;
+  /** The keys of the last good read, with when each left the source: retention's memory. */
+  #records: KeyRecord[] | undefined;
+  #nextExpiryInMs: number | undefined;
   #stop = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -197,6 +85,10 @@ export class IssuerDocuments {
     this.#now = opts.now ?? Date.now;
   }
 
+  get issuer(): string {
+    return this.#spec.issuerURL;
+  }
+
   get documents(): HeldDocuments | undefined {
     return this.#held?.docs;
   }
@@ -208,17 +100,24 @@ export class IssuerDocuments {
 
   /** Reads, validates and renders the documents; on success serves them. Never throws. */
   async refresh(): Promise<boolean> {
+    const issuer = this.#spec.issuerURL;
     let result: string;
     try {
       const raw = await this.#source.fetchDocuments();
       const now = this.#now();
-      const prep = prepare(this.#spec, raw, { previous: undefined, now: new Date(now) });
+      const served = this.#held?.docs.jwks;
+      const prep = prepare(this.#spec, raw, {
+        previous: this.#records,
+        now: new Date(now),
+        // What this process served last, in its own memory: the bytes it rendered itself.
+        ...(served ? { stored: storedJwks(served.body, served.sha256) } : {}),
+      });
       if (prep.kind === 'invalid') throw prep.error;
       if (prep.kind === 'issuerMismatch') {
         result = Reason.IssuerMismatch;
         this.#log.warn(
           { issuer: prep.issuer, expected: prep.expected, serving: this.#held ? 'last good' : 'nothing' },
-          "the API server's issuer differs from --issuer; not serving its documents",
+          "the API server's issuer differs from the configured one; not serving its documents",
         );
       } else {
         const jwks = prep.objects.find((o) => o.role === 'jwks');
@@ -228,10 +127,22 @@ export class IssuerDocuments {
           this.#held?.docs.jwks.sha256 !== jwks.sha256 ||
           this.#held.docs.discovery.sha256 !== discovery.sha256;
         this.#held = { docs: { jwks, discovery }, at: now };
-        this.#metrics.lastRefresh.set(now / 1000);
-        this.#metrics.keys.set(prep.keys.length);
-        this.#metrics.refreshes.inc({ result: 'ok' });
-        const fields = { jwks: jwks.sha256, discovery: discovery.sha256, keys: prep.keys.length };
+        this.#records = prep.retention.records;
+        this.#nextExpiryInMs = prep.retention.nextExpiryInMs;
+        this.#metrics.lastRefresh.labels(issuer).set(now / 1000);
+        this.#metrics.keys.labels(issuer).set(prep.keys.length);
+        this.#metrics.retainedKeys.labels(issuer).set(prep.retention.fromStorage.length);
+        this.#metrics.refreshes.labels(issuer, 'ok').inc();
+        for (const change of prep.retention.changes) {
+          if (change.kind === 'refused') this.#log.warn(change, 'a retired key is not kept');
+          else this.#log.info(change, `key ${change.kind}`);
+        }
+        const fields = {
+          jwks: jwks.sha256,
+          discovery: discovery.sha256,
+          keys: prep.keys.length,
+          retained: prep.retention.fromStorage.length,
+        };
         if (changed) this.#log.info(fields, 'serving new documents');
         else this.#log.debug(fields, 'documents unchanged');
         return true;
@@ -243,11 +154,18 @@ export class IssuerDocuments {
         'reading the documents failed; keeping what is served',
       );
     }
-    this.#metrics.refreshes.inc({ result });
+    this.#metrics.refreshes.labels(issuer, result).inc();
     return false;
   }
 
-  /** Reads now, then every sync interval, until stop(). */
+  /** How long to wait after a read: the interval, less when a retired key expires sooner. */
+  delayAfter(ok: boolean, failures: number): number {
+    if (!ok) return Math.min(this.#intervalMs, 1000 * 2 ** Math.min(failures - 1, 16));
+    const expiry = this.#nextExpiryInMs;
+    return expiry === undefined ? this.#intervalMs : Math.min(this.#intervalMs, Math.max(1000, expiry));
+  }
+
+  /** Reads now, then again after each delay, until stop(). */
   start(): void {
     if (this.#loop) return;
     const signal = this.#stop.signal;
@@ -256,10 +174,7 @@ export class IssuerDocuments {
       while (!signal.aborted) {
         const ok = await this.refresh();
         failures = ok ? 0 : failures + 1;
-        const delay = ok
-          ? this.#intervalMs
-          : Math.min(this.#intervalMs, 1000 * 2 ** Math.min(failures - 1, 16));
-        await sleep(delay, undefined, { signal }).catch(() => {});
+        await sleep(this.delayAfter(ok, failures), undefined, { signal }).catch(() => {});
       }
     })();
   }
@@ -270,24 +185,54 @@ export class IssuerDocuments {
   }
 }
 
-/** The HTTP server of the two documents. */
+/** One publisher as the server sees it: where it answers and what it holds. */
+export interface ServedPublisher {
+  issuer: string;
+  /** The Host it answers on (lower case, no port); absent: any host. */
+  host?: string | undefined;
+  paths: ServePaths;
+  documents(): HeldDocuments | undefined;
+}
+
+/** HTTPS: the first pair, and the Strict-Transport-Security max-age (0 for none). */
+export interface ServeTls {
+  pair: Pick<KeyPair, 'cert' | 'key'>;
+  hstsMaxAgeMs: number;
+}
+
+/**
+ * The HTTP or HTTPS server of the publishers' documents. Over HTTPS each answer carries
+ * Strict-Transport-Security, and `server.setSecureContext` serves a new pair to new connections.
+ */
 export function startIssuerServer(
   address: ListenAddress,
-  deps: { paths: ServePaths; documents: () => HeldDocuments | undefined; metrics: ServeMetrics },
+  deps: { publishers: readonly ServedPublisher[]; metrics: ServeMetrics; tls?: ServeTls },
   limits: HttpLimits = SERVE_LIMITS,
 ): Promise<Server> {
-  const server = createLimitedServer(limits, (req, res) => {
-    const ifNoneMatch = req.headers['if-none-match'];
-    const answer = respond(
-      { method: req.method ?? 'GET', url: req.url ?? '/', ifNoneMatch },
-      deps.paths,
-      deps.documents(),
+  const hsts = deps.tls ? hstsHeader(deps.tls.hstsMaxAgeMs) : undefined;
+  const handler: Parameters<typeof createLimitedServer>[1] = (req, res) => {
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const i = selectPublisher(deps.publishers, req.headers.host, url);
+    const publisher = i === undefined ? undefined : deps.publishers[i];
+    const answer = publisher
+      ? respond(
+          { method, url, ifNoneMatch: req.headers['if-none-match'] },
+          publisher.paths,
+          publisher.documents(),
+        )
+      : notFound(method);
+    const path = !publisher || answer.route === 'other' ? 'other' : publisher.paths[answer.route];
+    deps.metrics.requests.labels(publisher?.issuer ?? '', path, String(answer.status)).inc();
+    res.writeHead(
+      answer.status,
+      hsts ? { ...answer.headers, 'strict-transport-security': hsts } : answer.headers,
     );
-    const path = answer.route === 'other' ? 'other' : deps.paths[answer.route];
-    deps.metrics.requests.inc({ path, status: String(answer.status) });
-    res.writeHead(answer.status, answer.headers);
     res.end(answer.body);
-  });
+  };
+  const server = deps.tls
+    ? createLimitedSecureServer(limits, { cert: deps.tls.pair.cert, key: deps.tls.pair.key }, handler)
+    : createLimitedServer(limits, handler);
   return listen(server, address);
 }
 
@@ -338,58 +283,112 @@ export async function runServe(
   }
   const stopped = io.stopped();
   const log = createLogger({ level: args.logLevel });
-  const metrics = new ServeMetrics();
-  let source: ApiServerSource;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = new ServeMetrics(registry);
+  const sources: ApiServerSource[] = [];
+  const closeSources = () => {
+    for (const s of sources) s.close();
+  };
   try {
-    source = new ApiServerSource(await loadKubeAccess(args.kubeconfig, env), {
-      timeoutMs: Math.min(MAX_SOURCE_TIMEOUT_MS, args.syncIntervalMs),
-    });
+    for (const p of args.publishers) {
+      sources.push(
+        new ApiServerSource(await loadKubeAccess(p.kubeconfig, env), {
+          timeoutMs: Math.min(MAX_SOURCE_TIMEOUT_MS, args.syncIntervalMs),
+        }),
+      );
+    }
   } catch (err) {
+    closeSources();
     return fail(1, err);
   }
-  const documents = new IssuerDocuments({
-    source,
-    spec: args.spec,
-    log,
-    metrics,
-    syncIntervalMs: args.syncIntervalMs,
-  });
+  const held = args.publishers.map(
+    (p, i) =>
+      new IssuerDocuments({
+        source: sources[i]!,
+        spec: p.spec,
+        log: args.publishers.length > 1 ? log.child({ issuer: p.spec.issuerURL }) : log,
+        metrics,
+        syncIntervalMs: args.syncIntervalMs,
+      }),
+  );
   let server: Server | undefined;
   let health: Server | undefined;
+  let certificates: CertificateReloader | undefined;
   try {
-    server = await startIssuerServer(args.listen, {
-      paths: args.paths,
-      documents: () => documents.documents,
-      metrics,
-    });
+    if (args.tls) {
+      const live: { server?: Server } = {};
+      certificates = new CertificateReloader({
+        files: args.tls,
+        log,
+        metrics: {
+          reloaded: (result) => metrics.tlsReloads.labels(result).inc(),
+          expiry: (notAfter) => metrics.tlsExpiry.set(notAfter.getTime() / 1000),
+        },
+        apply: (pair) =>
+          (live.server as { setSecureContext?: (o: object) => void } | undefined)?.setSecureContext?.({
+            cert: pair.cert,
+            key: pair.key,
+            minVersion: 'TLSv1.2',
+          }),
+      });
+      server = await startIssuerServer(args.listen, {
+        publishers: publishersOf(args, held),
+        metrics,
+        tls: { pair: certificates.current, hstsMaxAgeMs: args.hstsMaxAgeMs },
+      });
+      live.server = server;
+      certificates.start();
+    } else {
+      server = await startIssuerServer(args.listen, { publishers: publishersOf(args, held), metrics });
+    }
     if (args.healthAddr !== '') {
       health = await startHealthServer(args.healthAddr, {
-        ready: () => documents.fresh(args.staleAfterMs),
+        ready: () => held.every((d) => d.fresh(args.staleAfterMs)),
         metrics: metrics.registry,
       });
     }
   } catch (err) {
+    certificates?.stop();
     await closeServer(server);
-    source.close();
+    closeSources();
     const code = (err as { code?: string } | undefined)?.code;
-    return fail(1, `listen: ${code ?? describeError(err)}`);
+    if (!args.tls || certificates) return fail(1, `listen: ${code ?? describeError(err)}`);
+    return fail(1, `TLS files: ${describeError(err)}`);
   }
-  documents.start();
+  for (const d of held) d.start();
   log.info(
     {
-      server: source.server,
-      issuer: args.spec.issuerURL,
+      publishers: args.publishers.map((p, i) => ({
+        issuer: p.spec.issuerURL,
+        server: sources[i]?.server,
+        host: p.host ?? '*',
+        paths: p.paths,
+      })),
       listen: server.address(),
-      paths: args.paths,
+      tls: certificates
+        ? { serial: certificates.current.serial, notAfter: certificates.current.notAfter.toISOString() }
+        : false,
       syncInterval: formatDuration(args.syncIntervalMs),
       staleAfter: formatDuration(args.staleAfterMs),
+      keyRetention: formatDuration(args.keyRetentionMs),
     },
     'serving the issuer documents',
   );
   const why = await stopped;
   log.info({ why }, 'shutting down');
-  await documents.stop();
+  certificates?.stop();
+  await Promise.all(held.map((d) => d.stop()));
   await Promise.all([closeServer(server), closeServer(health)]);
-  source.close();
+  closeSources();
   return 0;
+}
+
+function publishersOf(args: ServeArgs, held: readonly IssuerDocuments[]): ServedPublisher[] {
+  return args.publishers.map((p, i) => ({
+    issuer: p.spec.issuerURL,
+    host: p.host,
+    paths: p.paths,
+    documents: () => held[i]?.documents,
+  }));
 }

@@ -34,7 +34,7 @@ interface Answer {
   body: Buffer;
 }
 
-/** An HTTP request to a serve process, by plain fetch (it serves HTTP; TLS is the Ingress's job). */
+/** An HTTP request to a serve process, by plain fetch (serve-tls.test.ts covers HTTPS). */
 async function http(url: string, init: RequestInit = {}): Promise<Answer> {
   const res = await fetch(url, init);
   return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
@@ -327,19 +327,28 @@ describe('oidc-publisher serve: the issuer documents over HTTP from memory', () 
     it('counts requests by path and status and records the last good read on /metrics', async () => {
       const text = await serve.metrics();
       assert.ok(
-        metricSum(text, `oidc_publisher_serve_requests_total\\{path="/cluster-a${JWKS}",status="200"\\}`) >=
-          2,
+        metricSum(
+          text,
+          `oidc_publisher_serve_requests_total\\{issuer="[^"]*",path="/cluster-a${JWKS}",status="200"\\}`,
+        ) >= 2,
         text,
-      );
-      assert.ok(metricSum(text, 'oidc_publisher_serve_requests_total\\{path="other",status="404"\\}') >= 7);
-      assert.ok(
-        metricSum(text, `oidc_publisher_serve_requests_total\\{path="/cluster-a${JWKS}",status="405"\\}`) >=
-          4,
       );
       assert.ok(
         metricSum(
           text,
-          'oidc_publisher_serve_requests_total\\{path="/cluster-a/.well-known/openid-configuration",status="304"\\}',
+          'oidc_publisher_serve_requests_total\\{issuer="[^"]*",path="other",status="404"\\}',
+        ) >= 7,
+      );
+      assert.ok(
+        metricSum(
+          text,
+          `oidc_publisher_serve_requests_total\\{issuer="[^"]*",path="/cluster-a${JWKS}",status="405"\\}`,
+        ) >= 4,
+      );
+      assert.ok(
+        metricSum(
+          text,
+          'oidc_publisher_serve_requests_total\\{issuer="[^"]*",path="/cluster-a/.well-known/openid-configuration",status="304"\\}',
         ) >= 1,
       );
       const last = metricSum(text, 'oidc_publisher_serve_last_refresh_success_timestamp_seconds');
@@ -371,7 +380,7 @@ describe('oidc-publisher serve: the issuer documents over HTTP from memory', () 
       await eventually('a failed read', async () =>
         metricSum(
           await serve.metrics(),
-          'oidc_publisher_serve_refresh_total\\{result="SOURCE_UNREACHABLE"\\}',
+          'oidc_publisher_serve_refresh_total\\{issuer="[^"]*",result="SOURCE_UNREACHABLE"\\}',
         ) > 0
           ? true
           : undefined,
@@ -410,7 +419,7 @@ describe('oidc-publisher serve: the issuer documents over HTTP from memory', () 
     await eventually('a refused read', async () =>
       metricSum(
         await serve.metrics(),
-        'oidc_publisher_serve_refresh_total\\{result="SOURCE_UNAUTHORIZED"\\}',
+        'oidc_publisher_serve_refresh_total\\{issuer="[^"]*",result="SOURCE_UNAUTHORIZED"\\}',
       ) >= 2
         ? true
         : undefined,
@@ -469,7 +478,7 @@ describe('oidc-publisher serve: the issuer documents over HTTP from memory', () 
       await eventually('a failed read', async () =>
         metricSum(
           await serve.metrics(),
-          'oidc_publisher_serve_refresh_total\\{result="SOURCE_HTTP_ERROR"\\}',
+          'oidc_publisher_serve_refresh_total\\{issuer="[^"]*",result="SOURCE_HTTP_ERROR"\\}',
         ) >= 2
           ? true
           : undefined,
@@ -487,12 +496,12 @@ describe('oidc-publisher serve: the issuer documents over HTTP from memory', () 
       mode = 'fail';
       const failuresBefore = metricSum(
         await serve.metrics(),
-        'oidc_publisher_serve_refresh_total\\{result="SOURCE_HTTP_ERROR"\\}',
+        'oidc_publisher_serve_refresh_total\\{issuer="[^"]*",result="SOURCE_HTTP_ERROR"\\}',
       );
       await eventually('more failed reads', async () =>
         metricSum(
           await serve.metrics(),
-          'oidc_publisher_serve_refresh_total\\{result="SOURCE_HTTP_ERROR"\\}',
+          'oidc_publisher_serve_refresh_total\\{issuer="[^"]*",result="SOURCE_HTTP_ERROR"\\}',
         ) >=
         failuresBefore + 2
           ? true

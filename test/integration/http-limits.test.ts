@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
+import { Registry } from 'prom-client';
 import { startHealthServer } from '../../src/server/health.ts';
 import type { HttpLimits } from '../../src/server/http-server.ts';
 import { startIssuerServer } from '../../src/server/serve.ts';
@@ -104,7 +105,12 @@ const targets: Target[] = [
     start: (limits) =>
       startIssuerServer(
         { host: '127.0.0.1', port: 0 },
-        { paths: servePaths(''), documents: () => undefined, metrics: new ServeMetrics() },
+        {
+          publishers: [
+            { issuer: 'https://issuer.example.com', paths: servePaths(''), documents: () => undefined },
+          ],
+          metrics: new ServeMetrics(new Registry()),
+        },
         limits,
       ),
   },

@@ -6,10 +6,12 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
 import { prepare, type RawDocuments, type RenderedObject } from '../../src/core/plan.ts';
 import { OidcPublisherError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
-import { IssuerDocuments, parseServeArgs, type ServeArgs } from '../../src/server/serve.ts';
+import { IssuerDocuments } from '../../src/server/serve.ts';
+import { parseServeArgs, type ServeArgs } from '../../src/server/serve-args.ts';
 import { ServeMetrics } from '../../src/server/serve-metrics.ts';
 import {
   type HeldDocuments,
@@ -158,12 +160,19 @@ describe('serve arguments', () => {
   it('has defaults: :8080, no prefix, 1m sync, 5m stale, :8081 health', () => {
     const a = args(['--issuer', ISSUER]);
     assert.deepEqual(a.listen, { port: 8080 });
-    assert.deepEqual(a.paths, servePaths(''));
+    assert.equal(a.publishers.length, 1);
+    const [p] = a.publishers;
+    assert.deepEqual(p?.paths, servePaths(''));
+    assert.equal(p?.host, undefined, 'one publisher answers on any host');
     assert.equal(a.syncIntervalMs, 60_000);
     assert.equal(a.staleAfterMs, 300_000);
+    assert.equal(a.keyRetentionMs, 86_400_000, 'the CRD default keyRetention, 24h');
+    assert.equal(p?.spec.keyRetentionMs, 86_400_000);
     assert.equal(a.healthAddr, ':8081');
-    assert.equal(a.spec.jwksURI, `${ISSUER}/openid/v1/jwks`);
-    assert.equal(a.kubeconfig, undefined);
+    assert.equal(p?.spec.jwksURI, `${ISSUER}/openid/v1/jwks`);
+    assert.equal(p?.kubeconfig, undefined);
+    assert.equal(a.tls, undefined);
+    assert.equal(a.hstsMaxAgeMs, 0, 'no HSTS over plain HTTP');
   });
 
   it('takes every flag', () => {
@@ -190,16 +199,17 @@ describe('serve arguments', () => {
       'debug',
     ]);
     assert.deepEqual(a.listen, { host: '127.0.0.1', port: 9000 });
-    assert.equal(a.paths.jwks, '/cluster-a/openid/v1/jwks');
+    const [p] = a.publishers;
+    assert.equal(p?.paths.jwks, '/cluster-a/openid/v1/jwks');
     assert.equal(a.healthAddr, '');
-    assert.equal(a.spec.jwksURI, 'https://keys.example.com/jwks');
-    assert.equal(a.spec.cacheControl, 'public, max-age=60');
-    assert.equal(a.kubeconfig, '/k');
+    assert.equal(p?.spec.jwksURI, 'https://keys.example.com/jwks');
+    assert.equal(p?.spec.cacheControl, 'public, max-age=60');
+    assert.equal(p?.kubeconfig, '/k');
     assert.equal(a.logLevel, 'debug');
   });
 
   const refused: [string, string[], RegExp][] = [
-    ['no issuer', [], /--issuer: required/],
+    ['no issuer', [], /--issuer \(or --publisher\): required/],
     ['a listen address without a port', ['--issuer', ISSUER, '--listen', '8080'], /--listen/],
     ['a port above 65535', ['--issuer', ISSUER, '--listen', ':70000'], /--listen/],
     [
@@ -231,7 +241,7 @@ describe('serve: the documents held', () => {
   });
   function holder(reads: (() => RawDocuments)[]) {
     let clock = 1_000_000;
-    const metrics = new ServeMetrics();
+    const metrics = new ServeMetrics(new Registry());
     const source = {
       fetchDocuments: async () => {
         const next = reads.shift();
@@ -293,9 +303,11 @@ describe('serve: the documents held', () => {
     for (let i = 0; i < 3; i++) assert.equal(await docs.refresh(), false);
     assert.equal(docs.documents, first);
     const text = await metrics.registry.metrics();
-    assert.match(text, /oidc_publisher_serve_refresh_total\{result="ok"\} 1/);
-    assert.match(text, /oidc_publisher_serve_refresh_total\{result="DOCUMENT_INVALID"\} 2/);
-    assert.match(text, /oidc_publisher_serve_refresh_total\{result="IssuerMismatch"\} 1/);
+    const refresh = (result: string) =>
+      new RegExp(`oidc_publisher_serve_refresh_total\\{issuer="${ISSUER}",result="${result}"\\}`);
+    assert.match(text, new RegExp(`${refresh('ok').source} 1`));
+    assert.match(text, new RegExp(`${refresh('DOCUMENT_INVALID').source} 2`));
+    assert.match(text, new RegExp(`${refresh('IssuerMismatch').source} 1`));
   });
 
   it('takes new keys at the next good read, and records when and how many', async () => {
@@ -305,7 +317,13 @@ describe('serve: the documents held', () => {
     await docs.refresh();
     assert.notEqual(docs.documents?.jwks.sha256, before);
     const text = await metrics.registry.metrics();
-    assert.match(text, /^oidc_publisher_serve_published_keys 2$/m);
-    assert.match(text, /^oidc_publisher_serve_last_refresh_success_timestamp_seconds 1000$/m);
+    assert.match(text, new RegExp(`^oidc_publisher_serve_published_keys\\{issuer="${ISSUER}"\\} 2$`, 'm'));
+    assert.match(
+      text,
+      new RegExp(
+        `^oidc_publisher_serve_last_refresh_success_timestamp_seconds\\{issuer="${ISSUER}"\\} 1000$`,
+        'm',
+      ),
+    );
   });
 });
