@@ -5,7 +5,7 @@
  * lease on shutdown so a standby takes over at once.
  */
 import { type Logger, serializeError } from '../log.ts';
-import { microTime } from './events.ts';
+import { microTime } from './event-recorder.ts';
 import type { Lease, LeaseStore } from './leases.ts';
 
 /** Waits `ms`, or until `signal` aborts; the global timer, so a test's fake clock drives it. */

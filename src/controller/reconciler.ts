@@ -54,12 +54,12 @@ import type { ClusterClient } from '../kube/cluster-client.ts';
 import type { Logger } from '../log.ts';
 import { deleteObjects, publishObjects, type WriteMemo } from '../publish/sync.ts';
 import type { IssuerReader } from '../sources/relying-party.ts';
+import type { SourceCache } from '../sources/source-cache.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
 import type { CanaryTokens } from './canary.ts';
-import type { EventRecorder } from './events.ts';
+import type { EventRecorder } from './event-recorder.ts';
 import type { ReconcileResult } from './queue.ts';
-import type { SourceCache } from './sources.ts';
 import { readStoredJwks } from './stored-jwks.ts';
 
 export interface ReconcilerDeps {

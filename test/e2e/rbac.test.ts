@@ -428,7 +428,7 @@ const CASES: Record<string, Case> = {
     },
   'Role default/oidc-publisher-events: create events.events.k8s.io': {
     needs:
-      'recording Events about OidcPublishers in "default" (src/controller/events.ts createNamespacedEvent)',
+      'recording Events about OidcPublishers in "default" (src/controller/event-recorder.ts EventRecorder.record)',
     breaks: async (c) => {
       await waitForReady(c.bed, c.name, 'True', 'Ready');
       await waitForLog(c.op, 'could not record event', /Forbidden|403/);

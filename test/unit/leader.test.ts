@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { microTime } from '../../src/controller/events.ts';
+import { microTime } from '../../src/controller/event-recorder.ts';
 import { type LeaderCallbacks, LeaderElector } from '../../src/controller/leader.ts';
 import type { Lease, LeaseStore } from '../../src/controller/leases.ts';
 import { createLogger } from '../../src/log.ts';

@@ -9,8 +9,8 @@ import type { ResolvedSpec } from '../core/spec.ts';
 import { OidcPublisherError } from '../errors.ts';
 import { type KubeAccess, StaticAccess } from '../kube/access.ts';
 import type { SecretReader } from '../secrets.ts';
-import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
-import { parseUntrustedKubeconfig } from '../sources/kubeconfig.ts';
+import { ApiServerSource, type DocumentSource } from './apiserver.ts';
+import { parseUntrustedKubeconfig } from './kubeconfig.ts';
 
 export class SourceCache {
   readonly #secrets: SecretReader;
