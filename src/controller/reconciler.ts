@@ -52,13 +52,13 @@ import {
 } from '../errors.ts';
 import type { ClusterClient } from '../kube/cluster-client.ts';
 import type { Logger } from '../log.ts';
-import { deleteObjects, publishObjects, type WriteMemo } from '../publish/sync.ts';
 import type { IssuerReader } from '../sources/relying-party.ts';
 import type { SourceCache } from '../sources/source-cache.ts';
 import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
 import type { CanaryTokens } from './canary.ts';
 import type { EventRecorder } from './event-recorder.ts';
+import { deleteObjects, publishObjects, type WriteMemo } from './publish-objects.ts';
 import type { ReconcileResult } from './queue.ts';
 import { readStoredJwks } from './stored-jwks.ts';
 

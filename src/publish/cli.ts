@@ -9,6 +9,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Reason } from '../api/conditions.ts';
+import { publishObjects } from '../controller/publish-objects.ts';
 import type { DocumentSpec, PlannedWrite, RenderedObject } from '../core/plan.ts';
 import { prepare } from '../core/plan.ts';
 import { azureAccountName, type StorageTarget } from '../core/spec.ts';
@@ -20,7 +21,6 @@ import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
 import { StoreFactory } from '../stores/factory.ts';
 import { FileStore } from '../stores/file.ts';
 import type { ObjectStore } from '../stores/store.ts';
-import { publishObjects } from './sync.ts';
 
 const OPTIONS = {
   kubeconfig: { type: 'string' },

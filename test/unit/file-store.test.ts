@@ -16,10 +16,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { publishObjects } from '../../src/controller/publish-objects.ts';
 import { sha256Hex } from '../../src/core/documents.ts';
 import { prepare, type RenderedObject } from '../../src/core/plan.ts';
 import { OidcPublisherError } from '../../src/errors.ts';
-import { publishObjects } from '../../src/publish/sync.ts';
 import { FileStore, keySegments, METADATA_DIR, parseMetadata } from '../../src/stores/file.ts';
 import { discoveryJson, jwksJson, RSA_PUBLIC, resolvedSpec } from './fixtures.ts';
 

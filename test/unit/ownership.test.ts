@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { deleteObjects, publishObjects, type WriteMemo } from '../../src/controller/publish-objects.ts';
 import {
   type Claim,
   claimOf,
@@ -16,7 +17,6 @@ import {
   refuseForeign,
   type StoredObject,
 } from '../../src/core/plan.ts';
-import { deleteObjects, publishObjects, type WriteMemo } from '../../src/publish/sync.ts';
 import {
   azureMetadataKey,
   HASH_METADATA_KEY,

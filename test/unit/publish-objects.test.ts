@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { publishObjects } from '../../src/controller/publish-objects.ts';
 import { prepare, type RenderedObject, type StoredObject } from '../../src/core/plan.ts';
-import { publishObjects } from '../../src/publish/sync.ts';
 import type { PutOptions } from '../../src/stores/store.ts';
 import { discoveryJson, jwksJson, RSA_PUBLIC, resolvedSpec } from './fixtures.ts';
 
