@@ -170,8 +170,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return 0;
   }
   // Subcommands are loaded only when run: the operator does not carry their dependencies.
-  if (first === 'authn-config') return (await import('./authn/cli.ts')).runAuthnConfig(rest, env);
-  if (first === 'publish') return (await import('./publish/cli.ts')).runPublish(rest, env);
+  if (first === 'authn-config') return (await import('./commands/authn-config.ts')).runAuthnConfig(rest, env);
+  if (first === 'publish') return (await import('./commands/publish.ts')).runPublish(rest, env);
   if (first === 'serve') return (await import('./server/serve.ts')).runServe(rest, env);
   const args = first === 'run' ? rest : argv;
   let config: Readonly<Config>;

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { type AuthnCliIo, runAuthnConfig } from '../../src/commands/authn-config.ts';
 import {
   type AuthenticationConfiguration,
   type AuthnConfigOptions,
@@ -13,8 +14,7 @@ import {
   buildAuthnConfig,
   defaultUsernamePrefix,
   renderAuthnConfig,
-} from '../../src/authn/authn-config.ts';
-import { type AuthnCliIo, runAuthnConfig } from '../../src/authn/cli.ts';
+} from '../../src/core/authentication-config.ts';
 
 const ISSUER = 'https://oidc.example.com/clusters/prod';
 // A self-signed P-256 CA certificate (public material only; the key was discarded).

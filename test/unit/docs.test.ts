@@ -11,8 +11,8 @@ import { dirname, join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { ConditionType, Reason } from '../../src/api/conditions.ts';
-import { renderAuthnConfig } from '../../src/authn/authn-config.ts';
 import { FLAGS } from '../../src/config.ts';
+import { renderAuthnConfig } from '../../src/core/authentication-config.ts';
 import { ErrorCodes } from '../../src/errors.ts';
 import {
   anchors,

@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { standaloneSpec } from '../../src/core/standalone.ts';
-import { OidcPublisherError } from '../../src/errors.ts';
 import {
   describeObject,
   objectLocation,
@@ -15,7 +13,9 @@ import {
   type PublishIo,
   parsePublishArgs,
   runPublish,
-} from '../../src/publish/cli.ts';
+} from '../../src/commands/publish.ts';
+import { standaloneSpec } from '../../src/core/standalone.ts';
+import { OidcPublisherError } from '../../src/errors.ts';
 
 const ISSUER = 'https://issuer.example.com/clusters/prod';
 

@@ -5,18 +5,18 @@
  * 2 bad arguments (with a one-line reason).
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { API_GROUP, API_PLURAL, API_VERSION } from '../api/types.ts';
-import { describeError, OidcPublisherError } from '../errors.ts';
-import { loadKubeAccess } from '../kube/access.ts';
-import { KubeHttp, KubeHttpError } from '../kube/http.ts';
 import {
   AUTHN_API_VERSIONS,
   type AuthnConfigOptions,
   authnConfigProblems,
   DEFAULT_AUTHN_API_VERSION,
   renderAuthnConfig,
-} from './authn-config.ts';
+} from '../core/authentication-config.ts';
+import { describeError, OidcPublisherError } from '../errors.ts';
+import { loadKubeAccess } from '../kube/access.ts';
+import { KubeHttp, KubeHttpError } from '../kube/http.ts';
+import { type CommandIo, parseFlags, runCommand } from './args.ts';
 
 const OPTIONS = {
   issuer: { type: 'string' },
@@ -62,9 +62,7 @@ Flags:
 `;
 }
 
-export interface AuthnCliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
+export interface AuthnCliIo extends CommandIo {
   readFile: (path: string) => string;
   /** spec.issuerURL of the named OidcPublisher, read with the given kubeconfig (or the default one). */
   publisherIssuer: (name: string, kubeconfig: string | undefined, env: NodeJS.ProcessEnv) => Promise<string>;
@@ -123,22 +121,7 @@ type Parsed =
 
 /** Parses the arguments; CONFIG_INVALID naming every problem it can see without I/O. */
 export function parseAuthnArgs(argv: readonly string[], readFile: (path: string) => string): Parsed {
-  let values: {
-    issuer?: string;
-    audience?: string[];
-    'username-prefix'?: string;
-    'certificate-authority-file'?: string;
-    'namespace-allow'?: string[];
-    'api-version'?: string;
-    from?: string;
-    kubeconfig?: string;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new OidcPublisherError('CONFIG_INVALID', describeError(err).split('\n')[0] ?? 'bad arguments');
-  }
+  const values = parseFlags(argv, OPTIONS);
   if (values.help) return { help: true };
   const problems: string[] = [];
   let from: string | undefined;
@@ -197,32 +180,30 @@ export async function runAuthnConfig(
   env: NodeJS.ProcessEnv,
   io: AuthnCliIo = defaultIo,
 ): Promise<number> {
-  const fail = (code: number, err: unknown) => {
-    io.stderr(`oidc-publisher authn-config: ${describeError(err).replaceAll('\n', ' ')}\n`);
-    return code;
+  const command = {
+    name: 'authn-config',
+    usage: authnConfigUsage,
+    parse: () => parseAuthnArgs(argv, io.readFile),
+    errorCodes: false,
   };
-  let parsed: Parsed;
-  try {
-    parsed = parseAuthnArgs(argv, io.readFile);
-  } catch (err) {
-    return fail(2, err);
-  }
-  if (parsed.help) {
-    io.stdout(authnConfigUsage());
-    return 0;
-  }
-  let issuer = parsed.options.issuer;
-  if (parsed.from !== undefined) {
-    try {
-      issuer = await io.publisherIssuer(parsed.from, parsed.kubeconfig ?? (env.KUBECONFIG || undefined), env);
-    } catch (err) {
-      return fail(1, err);
+  return runCommand(command, io, async (parsed, fail) => {
+    let issuer = parsed.options.issuer;
+    if (parsed.from !== undefined) {
+      try {
+        issuer = await io.publisherIssuer(
+          parsed.from,
+          parsed.kubeconfig ?? (env.KUBECONFIG || undefined),
+          env,
+        );
+      } catch (err) {
+        return fail(1, err);
+      }
     }
-  }
-  try {
-    io.stdout(renderAuthnConfig({ ...parsed.options, issuer: issuer ?? '' }));
-  } catch (err) {
-    return fail(2, err);
-  }
-  return 0;
+    try {
+      io.stdout(renderAuthnConfig({ ...parsed.options, issuer: issuer ?? '' }));
+    } catch (err) {
+      return fail(2, err);
+    }
+    return 0;
+  });
 }

@@ -2,7 +2,7 @@
  * A kube-apiserver AuthenticationConfiguration (structured authentication,
  * `--authentication-config`) that lets another cluster accept this cluster's
  * service-account tokens through the published issuer. Pure: options in, YAML
- * text out; the command line (./cli.ts) reads files and the API server.
+ * text out; the command (commands/authn-config.ts) reads files and the API server.
  *
  * What the rendered JWT authenticator enforces, in the order kube-apiserver
  * applies it:

@@ -7,20 +7,20 @@
  * with the error code), 2 bad arguments.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Reason } from '../api/conditions.ts';
 import { publishObjects } from '../controller/publish-objects.ts';
 import type { DocumentSpec, PlannedWrite, RenderedObject } from '../core/plan.ts';
 import { prepare } from '../core/plan.ts';
 import { azureAccountName, type StorageTarget } from '../core/spec.ts';
 import { standaloneSpec } from '../core/standalone.ts';
-import { describeError, isOidcPublisherError, OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError } from '../errors.ts';
 import { loadKubeAccess } from '../kube/access.ts';
 import type { SecretReader } from '../secrets.ts';
 import { ApiServerSource, type DocumentSource } from '../sources/apiserver.ts';
 import { StoreFactory } from '../stores/factory.ts';
 import { FileStore } from '../stores/file.ts';
 import type { ObjectStore } from '../stores/store.ts';
+import { BAD_ARGUMENTS, type CommandIo, type Fail, parseFlags, runCommand } from './args.ts';
 
 const OPTIONS = {
   kubeconfig: { type: 'string' },
@@ -46,7 +46,7 @@ export const PublishExit = {
   /** The kubeconfig, the API server, the documents, the issuer or storage failed. */
   Failed: 1,
   /** The arguments are wrong; nothing was read or written. */
-  BadArguments: 2,
+  BadArguments: BAD_ARGUMENTS,
 } as const;
 
 export function publishUsage(): string {
@@ -162,25 +162,7 @@ export function parsePublishArgs(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
 ): { help: true } | PublishArgs {
-  let values: {
-    kubeconfig?: string;
-    issuer?: string;
-    to?: string;
-    'dry-run'?: boolean;
-    'jwks-uri'?: string;
-    'cache-control'?: string;
-    's3-region'?: string;
-    's3-endpoint'?: string;
-    's3-force-path-style'?: boolean;
-    'gcs-endpoint'?: string;
-    'azblob-endpoint'?: string;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new OidcPublisherError('CONFIG_INVALID', describeError(err).split('\n')[0] ?? 'bad arguments');
-  }
+  const values = parseFlags(argv, OPTIONS);
   if (values.help) return { help: true };
   const problems: string[] = [];
   const to = values.to ?? '';
@@ -313,10 +295,7 @@ export function describeObject(
   return `${verb} ${location}${reason} sha256=${object.sha256} content-type=${object.contentType} cache-control=${JSON.stringify(object.cacheControl)}\n`;
 }
 
-export interface PublishIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
-}
+export type PublishIo = CommandIo;
 
 const defaultIo: PublishIo = {
   stdout: (t) => process.stdout.write(t),
@@ -334,21 +313,21 @@ export async function runPublish(
   env: NodeJS.ProcessEnv,
   io: PublishIo = defaultIo,
 ): Promise<number> {
-  const fail = (code: number, err: unknown) => {
-    const prefix = isOidcPublisherError(err) && err.code !== 'CONFIG_INVALID' ? `${err.code}: ` : '';
-    io.stderr(`oidc-publisher publish: ${prefix}${describeError(err).replaceAll('\n', ' ')}\n`);
-    return code;
+  const command = {
+    name: 'publish',
+    usage: publishUsage,
+    parse: () => parsePublishArgs(argv, env),
+    errorCodes: true,
   };
-  let args: { help: true } | PublishArgs;
-  try {
-    args = parsePublishArgs(argv, env);
-  } catch (err) {
-    return fail(PublishExit.BadArguments, err);
-  }
-  if (args.help) {
-    io.stdout(publishUsage());
-    return PublishExit.Ok;
-  }
+  return runCommand(command, io, (args, fail) => publish(args, env, io, fail));
+}
+
+async function publish(
+  args: PublishArgs,
+  env: NodeJS.ProcessEnv,
+  io: PublishIo,
+  fail: Fail,
+): Promise<number> {
   const { spec, target, dryRun } = args;
   let source: DocumentSource | undefined;
   let store: ObjectStore | undefined;
