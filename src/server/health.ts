@@ -7,7 +7,7 @@ import { parseListenAddress } from './listen-address.ts';
 /** What /metrics shows: a prom-client Registry (or anything that renders the text format). */
 export interface MetricsSource {
   readonly contentType: string;
-  metrics(): Promise<string> | string;
+  metrics(): Promise<string>;
 }
 
 export interface HealthChecks {
@@ -40,7 +40,7 @@ export function startHealthServer(
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/metrics' && checks.metrics) {
       const { contentType } = checks.metrics;
-      Promise.resolve(checks.metrics.metrics()).then(
+      checks.metrics.metrics().then(
         (text) => res.writeHead(200, { 'content-type': contentType }).end(text),
         () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
       );
