@@ -4,12 +4,12 @@
  * several from repeated --publisher; TLS files and HSTS; key retention; the
  * listeners and intervals. Every problem is reported at once.
  */
-import { parseArgs } from 'node:util';
+import { parseFlags } from '../commands/args.ts';
 import { formatDuration, parseDuration } from '../core/duration.ts';
 import type { DocumentSpec } from '../core/plan.ts';
 import { DEFAULT_KEY_RETENTION } from '../core/spec.ts';
 import { standaloneSpec } from '../core/standalone.ts';
-import { describeError, OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError } from '../errors.ts';
 import { type ListenAddress, parseListenAddress } from './listen-address.ts';
 import { pathPrefixProblems, type ServePaths, servePaths } from './serve-response.ts';
 
@@ -177,16 +177,7 @@ function issuerRoute(issuer: string): { host: string; prefix: string } {
 
 /** Parses the arguments without I/O: CONFIG_INVALID naming every problem at once. */
 export function parseServeArgs(argv: readonly string[]): { help: true } | ServeArgs {
-  type Values = Partial<Record<Exclude<keyof typeof OPTIONS, 'help' | 'publisher'>, string>> & {
-    help?: boolean;
-    publisher?: string[];
-  };
-  let values: Values;
-  try {
-    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new OidcPublisherError('CONFIG_INVALID', describeError(err).split('\n')[0] ?? 'bad arguments');
-  }
+  const values = parseFlags(argv, OPTIONS);
   if (values.help) return { help: true };
   const problems: string[] = [];
   const publishers: PublisherConfig[] = [];

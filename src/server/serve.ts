@@ -20,6 +20,7 @@ import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Reason } from '../api/conditions.ts';
+import { type CommandIo, type Fail, runCommand } from '../commands/args.ts';
 import { formatDuration } from '../core/duration.ts';
 import { type KeyRecord, storedJwks } from '../core/keys.ts';
 import { type DocumentSpec, prepare } from '../core/plan.ts';
@@ -236,9 +237,7 @@ export function startIssuerServer(
   return listen(server, address);
 }
 
-export interface ServeIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
+export interface ServeIo extends CommandIo {
   /** Resolves with the signal's name when the process is asked to stop. */
   stopped(): Promise<string>;
 }
@@ -266,21 +265,11 @@ export async function runServe(
   env: NodeJS.ProcessEnv,
   io: ServeIo = defaultIo,
 ): Promise<number> {
-  const fail = (code: number, err: unknown) => {
-    const prefix = isOidcPublisherError(err) && err.code !== 'CONFIG_INVALID' ? `${err.code}: ` : '';
-    io.stderr(`oidc-publisher serve: ${prefix}${describeError(err).replaceAll('\n', ' ')}\n`);
-    return code;
-  };
-  let args: { help: true } | ServeArgs;
-  try {
-    args = parseServeArgs(argv);
-  } catch (err) {
-    return fail(2, err);
-  }
-  if (args.help) {
-    io.stdout(serveUsage());
-    return 0;
-  }
+  const command = { name: 'serve', usage: serveUsage, parse: () => parseServeArgs(argv), errorCodes: true };
+  return runCommand(command, io, (args, fail) => serve(args, env, io, fail));
+}
+
+async function serve(args: ServeArgs, env: NodeJS.ProcessEnv, io: ServeIo, fail: Fail): Promise<number> {
   const stopped = io.stopped();
   const log = createLogger({ level: args.logLevel });
   const registry = new Registry();
