@@ -50,6 +50,14 @@ export const Reason = {
    */
   SecretNotAllowed: 'SecretNotAllowed',
 
+  /**
+   * False: with spec.sources, one or more sources could not be used: not read, invalid documents,
+   * another issuer, or a kid an earlier source serves with other key material. The message names
+   * each and why. The others' keys are published; a stale source's keys stay published for
+   * spec.keyRetention from when it was last read.
+   */
+  SourcesStale: 'SourcesStale',
+
   // IssuerMatched
   /** True: the source's issuer equals spec.issuerURL. */
   IssuerMatches: 'IssuerMatches',

@@ -9,6 +9,8 @@ export interface OidcPublisherSpec {
   jwksURI?: string;
   /** Where to read the documents. Default: the cluster the operator runs in (in-cluster configuration, or KUBECONFIG). */
   source?: OidcPublisherSpecSource;
+  /** Several clusters that sign with the same issuer (spec.issuerURL), for example the old and the new cluster of a blue/green move: their keys are published as one JWKS. Every source must report exactly spec.issuerURL. A source that cannot be read, reports another issuer, serves invalid documents, or serves a kid an earlier source serves with other key material is left out (SourceAvailable False, SourcesStale, naming it); its keys stay published for keyRetention from when it was last read. The first usable source gives the discovery document. Instead of source; an entry without kubeconfigSecretRef is the cluster the operator runs in. */
+  sources?: OidcPublisherSpecSourcesItem[];
   /** The bucket that serves the issuer. Exactly one of s3, gcs or azureBlob. */
   storage: OidcPublisherSpecStorage;
   /** How often to read the documents again and repair the bucket, as a duration (10s to 24h). */
@@ -33,6 +35,20 @@ export interface OidcPublisherSpecSource {
 
 /** Read another cluster's documents through a kubeconfig stored in a Secret in the operator's namespace. Only inline credentials are accepted: a kubeconfig whose user runs a command (exec, auth-provider) or reads local files is refused. */
 export interface OidcPublisherSpecSourceKubeconfigSecretRef {
+  /** Name of the Secret, in the operator's namespace. */
+  name: string;
+  /** Key in the Secret's data that holds the kubeconfig. */
+  key?: string;
+}
+
+/** A source: the cluster the operator runs in ({}), or another cluster through kubeconfigSecretRef. */
+export interface OidcPublisherSpecSourcesItem {
+  /** Read another cluster's documents through a kubeconfig stored in a Secret in the operator's namespace. Only inline credentials are accepted: a kubeconfig whose user runs a command (exec, auth-provider) or reads local files is refused. */
+  kubeconfigSecretRef?: OidcPublisherSpecSourcesItemKubeconfigSecretRef;
+}
+
+/** Read another cluster's documents through a kubeconfig stored in a Secret in the operator's namespace. Only inline credentials are accepted: a kubeconfig whose user runs a command (exec, auth-provider) or reads local files is refused. */
+export interface OidcPublisherSpecSourcesItemKubeconfigSecretRef {
   /** Name of the Secret, in the operator's namespace. */
   name: string;
   /** Key in the Secret's data that holds the kubeconfig. */

@@ -17,6 +17,7 @@ import {
 import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
 import { type KeyRecord, needsStoredJwks, type StoredJwks } from '../core/keys.ts';
+import { mergeSources, type SourceRead, type StaleSource, staleSummary } from '../core/merge.ts';
 import {
   type Ownership,
   type PlannedWrite,
@@ -104,6 +105,19 @@ function ownershipOf(obj: OidcPublisher): Ownership {
 function failed(err: unknown): FailedStep {
   if (isOidcPublisherError(err)) return { code: err.code, message: err.message };
   return { code: 'STORAGE_ERROR', message: describeError(err) };
+}
+
+/**
+ * No source of spec.sources was usable: the step failed as the first stale source did (its retry
+ * class decides the backoff), with every source named.
+ */
+function staleError(stale: readonly StaleSource[]): FailedStep {
+  const first = stale[0];
+  const code =
+    !first || first.code === 'ISSUER_MISMATCH' || first.code === 'KID_CONFLICT'
+      ? 'DOCUMENT_INVALID'
+      : first.code;
+  return { code, message: staleSummary(stale) };
 }
 
 export class Reconciler {
@@ -210,11 +224,33 @@ export class Reconciler {
     const outcome: SyncOutcome = {};
     const conflict = this.#conflict(obj);
     let raw: RawDocuments | undefined;
-    try {
-      const source = await this.#d.sources.get(spec, name);
-      raw = await source.fetchDocuments();
-    } catch (err) {
-      outcome.sourceError = failed(err);
+    if (spec.sources) {
+      // Every source is read, in parallel; the usable ones are merged, the others left stale.
+      const reads = await Promise.all(
+        spec.sources.map(async ({ name: sourceName, kubeconfigSecret }): Promise<SourceRead> => {
+          try {
+            const one = {
+              ...spec,
+              ...(kubeconfigSecret ? { kubeconfigSecret } : { kubeconfigSecret: undefined }),
+            };
+            const source = await this.#d.sources.get(one, name);
+            return { name: sourceName, documents: await source.fetchDocuments() };
+          } catch (err) {
+            return { name: sourceName, error: failed(err) };
+          }
+        }),
+      );
+      const merged = mergeSources(spec.issuerURL, reads);
+      if (merged.stale.length > 0) outcome.staleSources = merged.stale;
+      if (merged.kind === 'merged') raw = merged.documents;
+      else outcome.sourceError = staleError(merged.stale);
+    } else {
+      try {
+        const source = await this.#d.sources.get(spec, name);
+        raw = await source.fetchDocuments();
+      } catch (err) {
+        outcome.sourceError = failed(err);
+      }
     }
     if (raw) {
       const now = this.#now();

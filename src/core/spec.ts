@@ -47,10 +47,22 @@ export type StorageTarget =
       credentialsSecret?: { name: string; key: string };
     };
 
+/** One of spec.sources: the operator's own cluster, or a kubeconfig Secret. */
+export interface SourceRef {
+  /** How status names it: "cluster", or "secret/<name>" ("secret/<name>/<key>" for another key). */
+  name: string;
+  kubeconfigSecret?: { name: string; key: string };
+}
+
 export interface ResolvedSpec {
   issuerURL: string;
   jwksURI: string;
   kubeconfigSecret?: { name: string; key: string };
+  /**
+   * spec.sources with two or more entries: their documents are merged (core/merge.ts). One
+   * entry, or spec.source, is the single source above (kubeconfigSecret, or the own cluster).
+   */
+  sources?: readonly SourceRef[];
   storage: StorageTarget;
   syncIntervalMs: number;
   cacheControl: string;
@@ -66,6 +78,28 @@ export interface ResolvedSpec {
     /** The canary ServiceAccount, in the operator's namespace; absent when there is no canary. */
     canary?: { serviceAccount: string };
   };
+}
+
+/** spec.source, or spec.sources: at least one, each named once. */
+function resolveSources(spec: OidcPublisherSpec): SourceRef[] {
+  if (spec.source && spec.sources) throw specError('set source or sources, not both');
+  const entries = spec.sources ?? [spec.source ?? {}];
+  const refs = entries.map((e): SourceRef => {
+    const r = e.kubeconfigSecretRef;
+    if (!r) return { name: 'cluster' };
+    const key = r.key ?? 'kubeconfig';
+    return {
+      name: key === 'kubeconfig' ? `secret/${r.name}` : `secret/${r.name}/${key}`,
+      kubeconfigSecret: { name: r.name, key },
+    };
+  });
+  const seen = new Set<string>();
+  for (const [i, r] of refs.entries()) {
+    if (seen.has(r.name)) throw specError(`sources[${i}] repeats source ${r.name}`);
+    seen.add(r.name);
+  }
+  if (refs.length === 0) throw specError('sources must list at least one source');
+  return refs;
 }
 
 const EXACTLY_ONE_STORAGE = 'storage must set exactly one of s3, gcs or azureBlob';
@@ -275,7 +309,8 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
   } else {
     throw specError(EXACTLY_ONE_STORAGE);
   }
-  const ref = spec.source?.kubeconfigSecretRef;
+  const refs = resolveSources(spec);
+  const ref = refs.length === 1 ? refs[0]?.kubeconfigSecret : undefined;
   const parties = [...new Set(spec.relyingParties ?? [])].map((p) => {
     if (!isRelyingParty(p))
       throw specError(`relyingParties: ${JSON.stringify(p)} is not one of ${RELYING_PARTIES.join(', ')}`);
@@ -284,7 +319,8 @@ export function resolveSpec(spec: OidcPublisherSpec, policy: SpecPolicy = {}): R
   return {
     issuerURL: spec.issuerURL,
     jwksURI,
-    ...(ref ? { kubeconfigSecret: { name: ref.name, key: ref.key ?? 'kubeconfig' } } : {}),
+    ...(ref ? { kubeconfigSecret: ref } : {}),
+    ...(refs.length > 1 ? { sources: refs } : {}),
     storage,
     syncIntervalMs,
     cacheControl: spec.cacheControl ?? DEFAULT_CACHE_CONTROL,

@@ -8,6 +8,7 @@ import type { OidcPublisherStatus } from '../api/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { type ConditionInput, mergeConditions } from './conditions.ts';
 import type { KeyChange, KeyRecord } from './keys.ts';
+import { type StaleSource, staleSummary } from './merge.ts';
 import type { PlannedWrite, Preparation } from './plan.ts';
 import { type ResolvedSpec, storageURL } from './spec.ts';
 import { cacheLifetimeMs, keyTrust } from './trust.ts';
@@ -31,6 +32,8 @@ export interface SyncOutcome {
   observation?: Observation;
   /** The kid of the canary token the API server issued in this sync (spec.verification.canary). */
   signingKeyID?: string;
+  /** With spec.sources: the sources left out of this sync, and why (core/merge.ts). */
+  staleSources?: readonly StaleSource[];
 }
 
 const SOURCE_REASONS: Partial<Record<ErrorCode, string>> = {
@@ -130,7 +133,15 @@ export function nextStatus(
   const prep = outcome.preparation;
   const conds: ConditionInput[] = [];
 
-  if (outcome.sourceError) {
+  if (outcome.staleSources?.length) {
+    const published = outcome.preparation?.kind === 'ready' && outcome.written !== undefined;
+    conds.push({
+      type: ConditionType.SourceAvailable,
+      status: 'False',
+      reason: Reason.SourcesStale,
+      message: `${staleSummary(outcome.staleSources)}; ${published ? "the other sources' keys are published, and a stale source's keys stay published for keyRetention" : `nothing was published, ${KEPT}`}`,
+    });
+  } else if (outcome.sourceError) {
     const reason = SOURCE_REASONS[outcome.sourceError.code] ?? Reason.SourceError;
     conds.push({
       type: ConditionType.SourceAvailable,

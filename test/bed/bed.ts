@@ -129,12 +129,14 @@ export interface BedState {
 export interface ConsumerApiserver {
   name: string;
   url: string;
-  /** Its own service-account issuer (not the bed's). */
+  /** Its service-account issuer: its own, or the bed's when started with `sameIssuer`. */
   issuer: string;
+  /** Its service-account key (it serves and signs with only this one). */
+  signingKey: SigningKey;
   /** Kubeconfig of the bed admin (client certificate) against this server. */
   kubeconfig: string;
-  /** The AuthenticationConfiguration file it was started with. */
-  authenticationConfigFile: string;
+  /** The AuthenticationConfiguration file it was started with, if any. */
+  authenticationConfigFile?: string;
   logFile: string;
   stop(): Promise<void>;
 }
@@ -520,8 +522,11 @@ export class Bed {
    * and admin client certificate. The bed stops it with its other servers.
    */
   async startConsumerApiserver(opts: {
-    authenticationConfig: string;
+    /** Started with --authentication-config of this content; without it, only its own tokens and the bed's client certificates authenticate. */
+    authenticationConfig?: string;
     name?: string;
+    /** Sign with the bed's issuer (--service-account-issuer), as a cluster that replaces or joins the bed's would. */
+    sameIssuer?: boolean;
   }): Promise<ConsumerApiserver> {
     this.#assertOwned();
     const s = this.state;
@@ -532,12 +537,12 @@ export class Bed {
     if (this.#procs.get(procName)?.running) throw new Error(`${procName} is already running`);
     const dir = join(this.dir, name);
     mkdirSync(dir, { recursive: true });
-    const configFile = join(dir, 'authentication-config.yaml');
-    writeFileSync(configFile, opts.authenticationConfig);
+    const configFile = opts.authenticationConfig ? join(dir, 'authentication-config.yaml') : undefined;
+    if (configFile) writeFileSync(configFile, opts.authenticationConfig ?? '');
     const pki = join(this.dir, 'pki');
     const port = await freePort();
     const url = `https://127.0.0.1:${port}`;
-    const issuer = `${url}/${name}`;
+    const issuer = opts.sameIssuer ? s.apiserver.issuer : `${url}/${name}`;
     const key = createSigningKey(dir, 'sa');
     const proc = this.#launch(procName, {
       command: s.apiserver.binary,
@@ -551,7 +556,7 @@ export class Bed {
         `--tls-cert-file=${join(pki, 'serving.crt')}`,
         `--tls-private-key-file=${join(pki, 'serving.key')}`,
         `--client-ca-file=${s.caFile}`,
-        `--authentication-config=${configFile}`,
+        ...(configFile ? [`--authentication-config=${configFile}`] : []),
         '--anonymous-auth=false',
         '--authorization-mode=RBAC',
         `--service-account-issuer=${issuer}`,
@@ -581,8 +586,9 @@ export class Bed {
       name,
       url,
       issuer,
+      signingKey: key,
       kubeconfig,
-      authenticationConfigFile: configFile,
+      ...(configFile ? { authenticationConfigFile: configFile } : {}),
       logFile: proc.spec.logFile,
       stop: async () => {
         await proc.stop();

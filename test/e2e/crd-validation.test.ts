@@ -240,6 +240,16 @@ const CASES: Case[] = [
     object: withValue(base, ['spec', 'cacheControl'], 'public\r\nx-evil: 1'),
     message: /spec\.cacheControl: Invalid value/,
   },
+  {
+    name: 'a relying party the operator knows no algorithms of',
+    object: withValue(base, ['spec', 'relyingParties'], ['aws', 'oracle']),
+    message: /spec\.relyingParties\[1\]: Unsupported value: "oracle"/,
+  },
+  {
+    name: 'a relying party named twice',
+    object: withValue(base, ['spec', 'relyingParties'], ['aws', 'aws']),
+    message: /spec\.relyingParties\[1\]: Duplicate value: "aws"/,
+  },
 ];
 
 describe('the CRD refuses invalid OidcPublishers at kubectl apply', () => {

@@ -197,6 +197,8 @@ export class World {
     discovery: discoveryJson(),
     jwks: jwksJson([RSA_PUBLIC, EC_PUBLIC]),
   };
+  /** What the API server behind each kubeconfig Secret serves (spec.sources), by Secret name. */
+  readonly secretSources = new Map<string, RawDocuments | OidcPublisherError>();
   /** The error getting the source raises (a kubeconfig Secret's), when set. */
   sourceSetupError: OidcPublisherError | undefined;
   /** The error getting the store raises (its credentials Secret's, an endpoint refused), when set. */
@@ -243,9 +245,20 @@ export class World {
       getObject: (name) => this.cluster.objects.get(name),
       listObjects: () => [...this.cluster.objects.values()],
       sources: {
-        get: async () => {
+        get: async (spec) => {
           if (this.sourceSetupError) throw this.sourceSetupError;
-          return source;
+          const secret = spec.kubeconfigSecret?.name;
+          const served = secret === undefined ? undefined : this.secretSources.get(secret);
+          if (served === undefined) return source;
+          return {
+            server: `https://${secret}.example:6443`,
+            fetchDocuments: async () => {
+              this.sourceReads++;
+              if (served instanceof Error) throw served;
+              return served;
+            },
+            close: () => {},
+          };
         },
       },
       stores: {

@@ -412,6 +412,46 @@ const cases: Case[] = [
     result: REQUEUE,
   },
   {
+    name: 'spec.sources with one source unreachable: the other one is published, SourceAvailable=False/SourcesStale names it',
+    spec: { sources: [{}, { kubeconfigSecretRef: { name: 'green' } }] },
+    arrange: async (w) => {
+      w.secretSources.set(
+        'green',
+        new OidcPublisherError('SOURCE_UNREACHABLE', 'connect ECONNREFUSED green'),
+      );
+    },
+    writes: [jwksWrite([RSA_PUBLIC, EC_PUBLIC], 'missing'), discoveryWrite('missing')],
+    conditions: [
+      'SourceAvailable=False/SourcesStale',
+      ISSUER_OK,
+      'Published=True/DocumentsPublished',
+      VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/SourcesStale',
+    ],
+    events: [...FIRST_SYNC_EVENTS, 'Warning SourcesStale'],
+    result: REQUEUE,
+    check: (w) => {
+      const c = w.obj.status?.conditions?.find((x) => x.type === 'SourceAvailable');
+      assert.match(
+        c?.message ?? '',
+        /^source secret\/green: connect ECONNREFUSED green; the other sources' keys are published/,
+      );
+    },
+  },
+  {
+    name: 'spec.sources: the keys of both clusters are merged into one JWKS',
+    spec: { sources: [{}, { kubeconfigSecretRef: { name: 'green' } }] },
+    arrange: async (w) => {
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC]) };
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) });
+    },
+    writes: [jwksWrite([RSA_PUBLIC, EC_PUBLIC], 'missing'), discoveryWrite('missing')],
+    conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/DocumentsPublished', VERIFIED, KT_NOT_YET, READY],
+    events: FIRST_SYNC_EVENTS,
+    result: REQUEUE,
+  },
+  {
     name: 'a key left the source: retained from the stored JWKS (same bytes, no write), KeyRetired, requeued when it expires',
     spec: { keyRetention: '30s' },
     arrange: async (w) => {

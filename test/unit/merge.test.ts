@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { mergeSources, type SourceRead, staleSummary } from '../../src/core/merge.ts';
+import {
+  discoveryJson,
+  EC_PUBLIC,
+  ISSUER,
+  type JwkJson,
+  jwksJson,
+  OKP_PUBLIC,
+  RSA_PUBLIC,
+} from './fixtures.ts';
+
+const read = (name: string, keys: JwkJson[], discovery = discoveryJson()): SourceRead => ({
+  name,
+  documents: { discovery, jwks: jwksJson(keys) },
+});
+
+function kidsOf(documents: { jwks: Uint8Array | string }): string[] {
+  return (JSON.parse(String(documents.jwks)) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+}
+
+describe('mergeSources: one key set from several clusters with one issuer', () => {
+  it('merges the keys of every source, a key served by two sources once, in spec order', () => {
+    const got = mergeSources(ISSUER, [
+      read('cluster', [RSA_PUBLIC, EC_PUBLIC]),
+      read('secret/green', [EC_PUBLIC, OKP_PUBLIC]),
+    ]);
+    assert.equal(got.kind, 'merged');
+    if (got.kind !== 'merged') return;
+    assert.deepEqual(kidsOf(got.documents), ['rsa-1', 'ec-1', 'ed-1']);
+    assert.deepEqual(got.used, ['cluster', 'secret/green']);
+    assert.deepEqual(got.stale, []);
+  });
+
+  const cases: { name: string; second: SourceRead; code: string; message: RegExp }[] = [
+    {
+      name: 'an unreachable source',
+      second: {
+        name: 'secret/green',
+        error: { code: 'SOURCE_UNREACHABLE', message: 'connect ECONNREFUSED' },
+      },
+      code: 'SOURCE_UNREACHABLE',
+      message: /ECONNREFUSED/,
+    },
+    {
+      name: 'a source with another issuer',
+      second: read('secret/green', [OKP_PUBLIC], discoveryJson({ issuer: 'https://other.example.com' })),
+      code: 'ISSUER_MISMATCH',
+      message:
+        /its issuer "https:\/\/other\.example\.com" differs from spec\.issuerURL "https:\/\/issuer\.example\.com"/,
+    },
+    {
+      name: 'a source serving a known kid with other key material',
+      second: read('secret/green', [OKP_PUBLIC, { ...EC_PUBLIC, kid: 'rsa-1' }]),
+      code: 'KID_CONFLICT',
+      message: /serves kid "rsa-1" with other key material than source cluster; none of its keys is taken/,
+    },
+    {
+      name: 'a source serving private key material',
+      second: read('secret/green', [{ ...OKP_PUBLIC, d: 'secret' }]),
+      code: 'DOCUMENT_INVALID',
+      message: /private/,
+    },
+  ];
+  for (const c of cases) {
+    it(`leaves out ${c.name} (${c.code}) and publishes the others' keys`, () => {
+      const got = mergeSources(ISSUER, [read('cluster', [RSA_PUBLIC]), c.second]);
+      assert.equal(got.kind, 'merged');
+      if (got.kind !== 'merged') return;
+      assert.deepEqual(kidsOf(got.documents), ['rsa-1'], 'none of the stale source keys');
+      assert.deepEqual(got.used, ['cluster']);
+      assert.equal(got.stale.length, 1);
+      assert.equal(got.stale[0]?.name, 'secret/green');
+      assert.equal(got.stale[0]?.code, c.code);
+      assert.match(got.stale[0]?.message ?? '', c.message);
+    });
+  }
+
+  it('a later source cannot replace an earlier one’s key, whichever is listed first wins', () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
+    const forged = { ...RSA_PUBLIC, n: other.n };
+    const got = mergeSources(ISSUER, [read('secret/blue', [forged]), read('cluster', [RSA_PUBLIC])]);
+    assert.equal(got.kind, 'merged');
+    if (got.kind !== 'merged') return;
+    assert.deepEqual(got.used, ['secret/blue']);
+    assert.equal(got.stale[0]?.code, 'KID_CONFLICT');
+  });
+
+  it('takes the discovery document of the first usable source', () => {
+    const first = discoveryJson({ claims_supported: ['sub'] });
+    const got = mergeSources(ISSUER, [
+      { name: 'cluster', error: { code: 'SOURCE_HTTP_ERROR', message: 'HTTP 503' } },
+      read('secret/a', [RSA_PUBLIC], first),
+      read('secret/b', [EC_PUBLIC]),
+    ]);
+    assert.equal(got.kind, 'merged');
+    if (got.kind === 'merged') assert.equal(got.documents.discovery, first);
+  });
+
+  it('is none when no source is usable, with every reason', () => {
+    const got = mergeSources(ISSUER, [
+      { name: 'cluster', error: { code: 'SOURCE_UNAUTHORIZED', message: 'HTTP 401' } },
+      read('secret/green', [RSA_PUBLIC], discoveryJson({ issuer: 'https://elsewhere.example.com' })),
+    ]);
+    assert.equal(got.kind, 'none');
+    assert.deepEqual(
+      got.stale.map((s) => s.code),
+      ['SOURCE_UNAUTHORIZED', 'ISSUER_MISMATCH'],
+    );
+    assert.match(staleSummary(got.stale), /^source cluster: HTTP 401; source secret\/green: its issuer/);
+  });
+});
