@@ -10,6 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
 import { arch, platform, versions } from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type HttpsAnswer, type HttpsRequestError, httpsRequest, timeoutError } from '../https-request.ts';
 import { VERSION } from '../version.ts';
 import type { KubeAccess } from './access.ts';
 import type { TokenBucket } from './rate-limit.ts';
@@ -92,10 +93,6 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 /** One line of a watch: an event with its object. */
 const MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024;
-
-function timeoutError(): Error {
-  return Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' });
-}
 
 function sameBytes(a: unknown, b: unknown): boolean {
   if (a === b) return true;
@@ -259,7 +256,7 @@ export class KubeHttp {
     }
   }
 
-  #sendOnce(
+  async #sendOnce(
     method: string,
     path: string,
     payload: Buffer | undefined,
@@ -268,20 +265,11 @@ export class KubeHttp {
     timeoutMs: number,
   ): Promise<unknown> {
     const started = performance.now();
-    let code: number | '<error>' = '<error>';
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const settle = (err: Error | undefined, value?: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(deadline);
-        this.#observe(method, started, code);
-        if (err) reject(err);
-        else resolve(value);
-      };
-      const req = request(
-        `${this.server}${path}`,
-        {
+    let answer: HttpsAnswer;
+    try {
+      answer = await httpsRequest({
+        url: `${this.server}${path}`,
+        options: {
           ...base,
           method,
           headers: {
@@ -291,40 +279,28 @@ export class KubeHttp {
             ...(payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {}),
           },
         },
-        (res: IncomingMessage) => {
-          code = res.statusCode ?? 0;
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE_BYTES) req.destroy(new Error('response too large'));
-            else chunks.push(c);
-          });
-          res.on('error', (err) => settle(err));
-          res.on('end', () => {
-            const status = res.statusCode ?? 0;
-            let json: unknown;
-            try {
-              json = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
-            } catch {
-              json = undefined;
-            }
-            if (status >= 200 && status < 300) settle(undefined, json);
-            else
-              settle(
-                new KubeHttpError(
-                  status,
-                  (json as { reason?: string } | undefined)?.reason,
-                  parseRetryAfter(res.headers['retry-after']),
-                ),
-              );
-          });
-        },
-      );
-      const deadline = setTimeout(() => req.destroy(timeoutError()), timeoutMs);
-      req.on('error', (err) => settle(err));
-      req.end(payload);
-    });
+        body: payload,
+        maxBytes: MAX_RESPONSE_BYTES,
+        timeoutMs,
+      });
+    } catch (err) {
+      const failure = err as HttpsRequestError;
+      this.#observe(method, started, failure.status ?? '<error>');
+      throw failure.kind === 'tooLarge' ? new Error('response too large') : failure.cause;
+    }
+    this.#observe(method, started, answer.status);
+    let json: unknown;
+    try {
+      json = answer.body.length ? JSON.parse(answer.body.toString('utf8')) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (answer.status >= 200 && answer.status < 300) return json;
+    throw new KubeHttpError(
+      answer.status,
+      (json as { reason?: string } | undefined)?.reason,
+      parseRetryAfter(answer.headers['retry-after']),
+    );
   }
 
   /**

@@ -3,11 +3,11 @@
  * verified against the kubeconfig's CA, one keep-alive agent per source,
  * a timeout, a size limit, and no redirects.
  */
-import type { IncomingMessage } from 'node:http';
-import { type RequestOptions, request } from 'node:https';
+import type { RequestOptions } from 'node:https';
 import { MAX_DOCUMENT_BYTES } from '../core/documents.ts';
 import type { RawDocuments } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
+import { type HttpsAnswer, type HttpsRequestError, httpsRequest } from '../https-request.ts';
 import type { KubeAccess } from '../kube/access.ts';
 import { TlsAgents, USER_AGENT } from '../kube/http.ts';
 
@@ -56,23 +56,15 @@ export class ApiServerSource implements DocumentSource {
     return opts;
   }
 
-  #get(path: string, accept: string, base: RequestOptions): Promise<Buffer> {
+  async #get(path: string, accept: string, base: RequestOptions): Promise<Buffer> {
     const url = `${this.server}${path}`;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (
-        code: ConstructorParameters<typeof OidcPublisherError>[0],
-        msg: string,
-        cause?: unknown,
-      ) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(deadline);
-        reject(new OidcPublisherError(code, `GET ${url}: ${msg}`, { cause }));
-      };
-      const req = request(
+    const fail = (code: ConstructorParameters<typeof OidcPublisherError>[0], msg: string, cause?: unknown) =>
+      new OidcPublisherError(code, `GET ${url}: ${msg}`, { cause });
+    let answer: HttpsAnswer;
+    try {
+      answer = await httpsRequest({
         url,
-        {
+        options: {
           ...base,
           method: 'GET',
           headers: {
@@ -80,56 +72,33 @@ export class ApiServerSource implements DocumentSource {
             accept,
             'user-agent': USER_AGENT,
           },
-          timeout: this.#timeoutMs,
         },
-        (res: IncomingMessage) => {
-          const status = res.statusCode ?? 0;
-          if (status !== 200) {
-            res.resume();
-            if (status === 401 || status === 403) {
-              fail('SOURCE_UNAUTHORIZED', `HTTP ${status}: the API server refused the credentials`);
-            } else if (status >= 300 && status < 400) {
-              fail('SOURCE_HTTP_ERROR', `HTTP ${status}: redirects are not followed`);
-            } else {
-              fail('SOURCE_HTTP_ERROR', `HTTP ${status}`);
-            }
-            return;
-          }
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > MAX_DOCUMENT_BYTES) {
-              req.destroy();
-              fail('SOURCE_TOO_LARGE', `response larger than ${MAX_DOCUMENT_BYTES} bytes`);
-              return;
-            }
-            chunks.push(chunk);
-          });
-          res.on('error', (err) => fail('SOURCE_UNREACHABLE', 'response interrupted', err));
-          res.on('end', () => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(deadline);
-            resolve(Buffer.concat(chunks));
-          });
-        },
-      );
-      // The whole exchange, not just each idle gap, must finish in time: a server that trickles bytes is cut off too.
-      const deadline = setTimeout(
-        () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
-        this.#timeoutMs,
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err: Error & { code?: string }) => {
-        const hint =
-          (err.code && Object.hasOwn(NETWORK_HINT, err.code) ? NETWORK_HINT[err.code] : undefined) ??
-          err.code ??
-          'request failed';
-        fail('SOURCE_UNREACHABLE', hint, err);
+        maxBytes: MAX_DOCUMENT_BYTES,
+        timeoutMs: this.#timeoutMs,
+        readBody: (status) => status === 200,
       });
-      req.end();
-    });
+    } catch (err) {
+      const failure = err as HttpsRequestError;
+      if (failure.kind === 'tooLarge') {
+        throw fail('SOURCE_TOO_LARGE', `response larger than ${MAX_DOCUMENT_BYTES} bytes`);
+      }
+      if (failure.kind === 'interrupted')
+        throw fail('SOURCE_UNREACHABLE', 'response interrupted', failure.cause);
+      const cause = failure.cause as Error & { code?: string };
+      const hint =
+        (cause.code && Object.hasOwn(NETWORK_HINT, cause.code) ? NETWORK_HINT[cause.code] : undefined) ??
+        cause.code ??
+        'request failed';
+      throw fail('SOURCE_UNREACHABLE', hint, cause);
+    }
+    const status = answer.status;
+    if (status === 401 || status === 403) {
+      throw fail('SOURCE_UNAUTHORIZED', `HTTP ${status}: the API server refused the credentials`);
+    }
+    if (status >= 300 && status < 400)
+      throw fail('SOURCE_HTTP_ERROR', `HTTP ${status}: redirects are not followed`);
+    if (status !== 200) throw fail('SOURCE_HTTP_ERROR', `HTTP ${status}`);
+    return answer.body;
   }
 
   async fetchDocuments(): Promise<RawDocuments> {

@@ -5,84 +5,62 @@
  * whole exchange. What it saw is judged by core/verify.ts.
  */
 import { createHash } from 'node:crypto';
-import { Agent, request } from 'node:https';
+import { Agent } from 'node:https';
 import { MAX_DOCUMENT_BYTES } from '../core/documents.ts';
 import { DISCOVERY_PATH, issuerBase } from '../core/spec.ts';
 import type { Fetched, Observation } from '../core/verify.ts';
+import { type HttpsAnswer, type HttpsRequestError, httpsRequest } from '../https-request.ts';
 
 export interface IssuerReader {
   read(issuerURL: string, timeoutMs: number): Promise<Observation>;
   close(): void;
 }
 
+/** What a relying party would say went wrong. */
+function failure(err: HttpsRequestError): string {
+  if (err.kind === 'tooLarge') return `response larger than ${MAX_DOCUMENT_BYTES} bytes`;
+  if (err.kind === 'interrupted') return 'response interrupted';
+  if (err.kind === 'timeout') return 'timed out';
+  return (err.cause as { code?: string } | undefined)?.code ?? 'request failed';
+}
+
 export class AnonymousIssuerReader implements IssuerReader {
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 8 });
 
-  #get(url: string, deadline: number): Promise<Fetched> {
-    return new Promise((resolve) => {
-      let settled = false;
-      const done = (f: Fetched) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(f);
-      };
-      let parsed: URL;
-      try {
-        parsed = new URL(url);
-      } catch {
-        done({ url, error: 'not a URL' });
-        return;
-      }
-      if (parsed.protocol !== 'https:') {
-        done({ url, error: 'not an https URL' });
-        return;
-      }
-      const req = request(
-        parsed,
-        { method: 'GET', agent: this.#agent, headers: { accept: 'application/json' } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_DOCUMENT_BYTES) {
-              req.destroy();
-              done({ url, error: `response larger than ${MAX_DOCUMENT_BYTES} bytes` });
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on('error', () => done({ url, error: 'response interrupted' }));
-          res.on('end', () => {
-            const body = Buffer.concat(chunks);
-            let json: unknown;
-            try {
-              json = JSON.parse(body.toString('utf8'));
-            } catch {
-              json = undefined;
-            }
-            done({
-              url,
-              status: res.statusCode ?? 0,
-              ...(res.headers['content-type'] ? { contentType: res.headers['content-type'] } : {}),
-              ...(res.headers['cache-control'] ? { cacheControl: res.headers['cache-control'] } : {}),
-              sha256: createHash('sha256').update(body).digest('hex'),
-              ...(json !== undefined ? { json } : {}),
-            });
-          });
-        },
-      );
-      const timer = setTimeout(
-        () => {
-          req.destroy();
-          done({ url, error: 'timed out' });
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-      req.on('error', (err: Error & { code?: string }) => done({ url, error: err.code ?? 'request failed' }));
-      req.end();
-    });
+  async #get(url: string, deadline: number): Promise<Fetched> {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return { url, error: 'not a URL' };
+    }
+    if (parsed.protocol !== 'https:') return { url, error: 'not an https URL' };
+    let answer: HttpsAnswer;
+    try {
+      answer = await httpsRequest({
+        url: parsed,
+        options: { method: 'GET', agent: this.#agent, headers: { accept: 'application/json' } },
+        maxBytes: MAX_DOCUMENT_BYTES,
+        timeoutMs: Math.max(0, deadline - Date.now()),
+      });
+    } catch (err) {
+      return { url, error: failure(err as HttpsRequestError) };
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(answer.body.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    const { headers } = answer;
+    return {
+      url,
+      status: answer.status,
+      ...(headers['content-type'] ? { contentType: headers['content-type'] } : {}),
+      ...(headers['cache-control'] ? { cacheControl: headers['cache-control'] } : {}),
+      sha256: createHash('sha256').update(answer.body).digest('hex'),
+      ...(json !== undefined ? { json } : {}),
+    };
   }
 
   async read(issuerURL: string, timeoutMs: number): Promise<Observation> {
