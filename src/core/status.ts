@@ -123,6 +123,189 @@ export function sameStatus(a: OidcPublisherStatus | undefined, b: OidcPublisherS
   return isDeepStrictEqual(plain(a), plain(b));
 }
 
+/** What the conditions of one sync are judged from. */
+interface StatusInput {
+  prev: OidcPublisherStatus | undefined;
+  spec: ResolvedSpec;
+  outcome: SyncOutcome;
+  now: Date;
+  /** The kid the API server signs with, while the canary runs (this sync's, or the last known). */
+  signingKeyID: string | undefined;
+}
+
+/** SourceAvailable: whether the documents were read and are valid. */
+function sourceAvailable({ outcome }: StatusInput): ConditionInput {
+  const prep = outcome.preparation;
+  if (outcome.staleSources?.length) {
+    const published = prep?.kind === 'ready' && outcome.written !== undefined;
+    return {
+      type: ConditionType.SourceAvailable,
+      status: 'False',
+      reason: Reason.SourcesStale,
+      message: `${staleSummary(outcome.staleSources)}; ${published ? "the other sources' keys are published, and a stale source's keys stay published for keyRetention" : `nothing was published, ${KEPT}`}`,
+    };
+  }
+  if (outcome.sourceError) {
+    return {
+      type: ConditionType.SourceAvailable,
+      status: 'False',
+      reason: SOURCE_REASONS[outcome.sourceError.code] ?? Reason.SourceError,
+      message: outcome.sourceError.message,
+    };
+  }
+  if (prep?.kind === 'invalid') {
+    return {
+      type: ConditionType.SourceAvailable,
+      status: 'False',
+      reason: Reason.InvalidDocuments,
+      message: `${prep.error.message}; nothing was published, ${KEPT}`,
+    };
+  }
+  return {
+    type: ConditionType.SourceAvailable,
+    status: 'True',
+    reason: Reason.DocumentsFetched,
+    message: 'read and validated the discovery document and the JWKS',
+  };
+}
+
+/** IssuerMatched: whether the API server's issuer is spec.issuerURL. */
+function issuerMatched({ outcome }: StatusInput): ConditionInput {
+  const prep = outcome.preparation;
+  if (!prep || prep.kind === 'invalid') {
+    return {
+      type: ConditionType.IssuerMatched,
+      status: 'Unknown',
+      reason: Reason.SourceNotRead,
+      message: 'the source documents were not available, so the issuer was not compared',
+    };
+  }
+  if (prep.kind === 'issuerMismatch') {
+    return {
+      type: ConditionType.IssuerMatched,
+      status: 'False',
+      reason: Reason.IssuerMismatch,
+      message: `the API server's issuer ${JSON.stringify(prep.issuer)} differs from spec.issuerURL ${JSON.stringify(prep.expected)}; ${KEPT}`,
+    };
+  }
+  return {
+    type: ConditionType.IssuerMatched,
+    status: 'True',
+    reason: Reason.IssuerMatches,
+    message: `the API server's issuer is ${prep.issuer}`,
+  };
+}
+
+/** Published: whether the bucket holds the rendered documents. */
+function published({ spec, outcome }: StatusInput): ConditionInput {
+  const prep = outcome.preparation;
+  if (outcome.publishError) {
+    return {
+      type: ConditionType.Published,
+      status: 'False',
+      reason: STORAGE_REASONS[outcome.publishError.code] ?? Reason.StorageError,
+      message: `${outcome.publishError.message}; ${KEPT}`,
+    };
+  }
+  if (prep?.kind !== 'ready' || !outcome.written) {
+    return {
+      type: ConditionType.Published,
+      status: 'Unknown',
+      reason: Reason.NotAttempted,
+      message: `nothing was published because an earlier step failed; ${KEPT}`,
+    };
+  }
+  const rewritten =
+    prep.sourceJwksURI !== spec.jwksURI
+      ? `; jwks_uri rewritten from ${prep.sourceJwksURI} to ${spec.jwksURI}`
+      : '';
+  const wrote = `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}`;
+  const refused = prep.retention.changes.filter((c) => c.kind === 'refused');
+  if (refused.length > 0) {
+    return {
+      type: ConditionType.Published,
+      status: 'True',
+      reason: Reason.RetainedKeysRefused,
+      message: `${outcome.written.length > 0 ? wrote : 'the bucket holds the current documents'}; not published: ${refusedSummary(refused)}${rewritten}`,
+    };
+  }
+  if (outcome.written.length > 0) {
+    return {
+      type: ConditionType.Published,
+      status: 'True',
+      reason: Reason.DocumentsPublished,
+      message: `${wrote}${rewritten}`,
+    };
+  }
+  return {
+    type: ConditionType.Published,
+    status: 'True',
+    reason: Reason.UpToDate,
+    message: `the bucket holds the current documents${rewritten}`,
+  };
+}
+
+/** Verified: what an anonymous reader of the public issuer saw. */
+function verified({ spec, outcome }: StatusInput): ConditionInput {
+  if (!spec.verification.enabled) {
+    return {
+      type: ConditionType.Verified,
+      status: 'Unknown',
+      reason: Reason.VerificationDisabled,
+      message:
+        'spec.verification.enabled is false: the public issuer is not read back, and Ready does not wait for it',
+    };
+  }
+  if (outcome.verdict) return { type: ConditionType.Verified, ...outcome.verdict };
+  return {
+    type: ConditionType.Verified,
+    status: 'Unknown',
+    reason: Reason.NotAttempted,
+    message: 'the public issuer was not read back because an earlier step failed',
+  };
+}
+
+/** KeysTrusted: whether relying parties can verify tokens of every published key yet. */
+function keysTrusted({ prev, spec, outcome, now, signingKeyID }: StatusInput): ConditionInput {
+  const prep = outcome.preparation;
+  const published = prep?.kind === 'ready' && outcome.written !== undefined;
+  const keys = published ? prep.retention.records : (prev?.keys as KeyRecord[] | undefined);
+  return keyTrust(keys, signingKeyID, now, cacheLifetimeMs(spec.cacheControl), spec.relyingParties).condition;
+}
+
+/**
+ * The step conditions, in the order a sync takes the steps: Ready takes its reason from the first
+ * that fails (the policy chain of cert-manager's readiness controller).
+ */
+const CHECKS: readonly ((input: StatusInput) => ConditionInput)[] = [
+  sourceAvailable,
+  issuerMatched,
+  published,
+  verified,
+  keysTrusted,
+];
+
+/** Ready: the first failing step condition, or what is served from where. */
+function ready(conds: readonly ConditionInput[], { spec, outcome }: StatusInput): ConditionInput {
+  // KeysTrusted informs a rotation; the documents are published and current without it.
+  const failing = conds.find(
+    (c) =>
+      c.status !== 'True' &&
+      c.type !== ConditionType.KeysTrusted &&
+      !(c.type === ConditionType.Verified && !spec.verification.enabled),
+  );
+  if (failing) {
+    return { type: ConditionType.Ready, status: 'False', reason: failing.reason, message: failing.message };
+  }
+  const prep = outcome.preparation;
+  return {
+    type: ConditionType.Ready,
+    status: 'True',
+    reason: Reason.Ready,
+    message: `${spec.issuerURL} serves ${prep?.kind === 'ready' ? prep.keys.length : 0} key(s) from ${storageURL(spec.storage)}`,
+  };
+}
+
 export function nextStatus(
   prev: OidcPublisherStatus | undefined,
   generation: number,
@@ -131,154 +314,14 @@ export function nextStatus(
   now: Date,
 ): OidcPublisherStatus {
   const prep = outcome.preparation;
-  const conds: ConditionInput[] = [];
-
-  if (outcome.staleSources?.length) {
-    const published = outcome.preparation?.kind === 'ready' && outcome.written !== undefined;
-    conds.push({
-      type: ConditionType.SourceAvailable,
-      status: 'False',
-      reason: Reason.SourcesStale,
-      message: `${staleSummary(outcome.staleSources)}; ${published ? "the other sources' keys are published, and a stale source's keys stay published for keyRetention" : `nothing was published, ${KEPT}`}`,
-    });
-  } else if (outcome.sourceError) {
-    const reason = SOURCE_REASONS[outcome.sourceError.code] ?? Reason.SourceError;
-    conds.push({
-      type: ConditionType.SourceAvailable,
-      status: 'False',
-      reason,
-      message: outcome.sourceError.message,
-    });
-  } else if (prep?.kind === 'invalid') {
-    conds.push({
-      type: ConditionType.SourceAvailable,
-      status: 'False',
-      reason: Reason.InvalidDocuments,
-      message: `${prep.error.message}; nothing was published, ${KEPT}`,
-    });
-  } else {
-    conds.push({
-      type: ConditionType.SourceAvailable,
-      status: 'True',
-      reason: Reason.DocumentsFetched,
-      message: 'read and validated the discovery document and the JWKS',
-    });
-  }
-
-  if (!prep || prep.kind === 'invalid') {
-    conds.push({
-      type: ConditionType.IssuerMatched,
-      status: 'Unknown',
-      reason: Reason.SourceNotRead,
-      message: 'the source documents were not available, so the issuer was not compared',
-    });
-  } else if (prep.kind === 'issuerMismatch') {
-    conds.push({
-      type: ConditionType.IssuerMatched,
-      status: 'False',
-      reason: Reason.IssuerMismatch,
-      message: `the API server's issuer ${JSON.stringify(prep.issuer)} differs from spec.issuerURL ${JSON.stringify(prep.expected)}; ${KEPT}`,
-    });
-  } else {
-    conds.push({
-      type: ConditionType.IssuerMatched,
-      status: 'True',
-      reason: Reason.IssuerMatches,
-      message: `the API server's issuer is ${prep.issuer}`,
-    });
-  }
-
-  if (outcome.publishError) {
-    const reason = STORAGE_REASONS[outcome.publishError.code] ?? Reason.StorageError;
-    conds.push({
-      type: ConditionType.Published,
-      status: 'False',
-      reason,
-      message: `${outcome.publishError.message}; ${KEPT}`,
-    });
-  } else if (prep?.kind === 'ready' && outcome.written) {
-    const rewritten =
-      prep.sourceJwksURI !== spec.jwksURI
-        ? `; jwks_uri rewritten from ${prep.sourceJwksURI} to ${spec.jwksURI}`
-        : '';
-    const refused = prep.retention.changes.filter((c) => c.kind === 'refused');
-    conds.push(
-      refused.length > 0
-        ? {
-            type: ConditionType.Published,
-            status: 'True',
-            reason: Reason.RetainedKeysRefused,
-            message: `${outcome.written.length > 0 ? `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}` : 'the bucket holds the current documents'}; not published: ${refusedSummary(refused)}${rewritten}`,
-          }
-        : outcome.written.length > 0
-          ? {
-              type: ConditionType.Published,
-              status: 'True',
-              reason: Reason.DocumentsPublished,
-              message: `wrote ${outcome.written.map((w) => `${w.object.key} (${w.why})`).join(', ')}${rewritten}`,
-            }
-          : {
-              type: ConditionType.Published,
-              status: 'True',
-              reason: Reason.UpToDate,
-              message: `the bucket holds the current documents${rewritten}`,
-            },
-    );
-  } else {
-    conds.push({
-      type: ConditionType.Published,
-      status: 'Unknown',
-      reason: Reason.NotAttempted,
-      message: `nothing was published because an earlier step failed; ${KEPT}`,
-    });
-  }
-
-  if (!spec.verification.enabled) {
-    conds.push({
-      type: ConditionType.Verified,
-      status: 'Unknown',
-      reason: Reason.VerificationDisabled,
-      message:
-        'spec.verification.enabled is false: the public issuer is not read back, and Ready does not wait for it',
-    });
-  } else if (outcome.verdict) {
-    conds.push({ type: ConditionType.Verified, ...outcome.verdict });
-  } else {
-    conds.push({
-      type: ConditionType.Verified,
-      status: 'Unknown',
-      reason: Reason.NotAttempted,
-      message: 'the public issuer was not read back because an earlier step failed',
-    });
-  }
-
   // The canary's kid is the API server's signing key now: a change is written at once, and it
   // goes when the canary does.
   const canary = spec.verification.enabled && spec.verification.canary !== undefined;
   const { signingKeyID: prevKid, ...prevVerification } = prev?.verification ?? {};
   const signingKeyID = canary ? (outcome.signingKeyID ?? prevKid) : undefined;
-  const published = prep?.kind === 'ready' && outcome.written !== undefined;
-  const keys = published ? prep.retention.records : (prev?.keys as KeyRecord[] | undefined);
-  conds.push(
-    keyTrust(keys, signingKeyID, now, cacheLifetimeMs(spec.cacheControl), spec.relyingParties).condition,
-  );
-
-  // KeysTrusted informs a rotation; the documents are published and current without it.
-  const failing = conds.find(
-    (c) =>
-      c.status !== 'True' &&
-      c.type !== ConditionType.KeysTrusted &&
-      !(c.type === ConditionType.Verified && !spec.verification.enabled),
-  );
-  const ready: ConditionInput = failing
-    ? { type: ConditionType.Ready, status: 'False', reason: failing.reason, message: failing.message }
-    : {
-        type: ConditionType.Ready,
-        status: 'True',
-        reason: Reason.Ready,
-        message: `${spec.issuerURL} serves ${prep?.kind === 'ready' ? prep.keys.length : 0} key(s) from ${storageURL(spec.storage)}`,
-      };
-  conds.push(ready);
+  const input: StatusInput = { prev, spec, outcome, now, signingKeyID };
+  const conds = CHECKS.map((check) => check(input));
+  conds.push(ready(conds, input));
 
   const status: OidcPublisherStatus = {
     ...prev,
