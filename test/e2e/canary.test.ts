@@ -23,6 +23,7 @@ import {
   OPERATOR_NAMESPACE,
   OperatorProcess,
   type PublisherView,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -78,26 +79,12 @@ describe('the canary: a token the API server issues, verified against the public
     await startOperator();
     await applyYaml(
       bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: NAME },
-        spec: {
-          issuerURL: bed.issuer,
-          syncInterval: '10s',
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: 'public/cluster-a',
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 's3-writer' },
-            },
-          },
-          verification: { canary: { serviceAccountRef: { name: CANARY_SA } } },
-        },
-      }),
+      JSON.stringify(
+        samplePublisher(bed, {
+          name: NAME,
+          spec: { verification: { canary: { serviceAccountRef: { name: CANARY_SA } } } },
+        }),
+      ),
     );
   });
 

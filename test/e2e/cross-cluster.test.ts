@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { Bed, ConsumerApiserver } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
 import { useBed } from '../bed/shared.ts';
@@ -27,6 +27,7 @@ import {
   OPERATOR_SA,
   OperatorProcess,
   ROOT,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -40,11 +41,6 @@ const SYNC_INTERVAL_MS = 10_000;
 const SHORT_CACHE_CONTROL = 'public, max-age=30';
 /** kube-apiserver caches a successful token authentication for 10s (its TokenSuccessCacheTTL). */
 const TOKEN_CACHE_MS = 10_000;
-
-interface Sample {
-  metadata: { name: string };
-  spec: Record<string, unknown> & { storage: { s3: Record<string, unknown> } };
-}
 
 interface SelfSubjectReview {
   status: { userInfo: { username: string; groups?: string[]; extra?: Record<string, string[]> } };
@@ -112,22 +108,7 @@ describe('cross-cluster trust: cluster B accepts cluster A tokens through the pu
 
   /** The S3 sample from config/samples, pointed at the bed, as s3.test.ts applies it. */
   function sample(): string {
-    const doc = parse(
-      readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8'),
-    ) as Sample;
-    doc.metadata.name = NAME;
-    doc.spec.issuerURL = bed.issuer;
-    doc.spec.syncInterval = '10s';
-    doc.spec.storage.s3 = {
-      ...doc.spec.storage.s3,
-      bucket: bed.state.s3.bucket,
-      region: bed.state.s3.region,
-      prefix: 'public/cluster-a',
-      endpoint: bed.state.s3.endpoint,
-      forcePathStyle: true,
-      credentialsSecretRef: { name: 's3-writer' },
-    };
-    return stringify(doc);
+    return stringify(samplePublisher(bed, { name: NAME }));
   }
 
   async function serviceAccount(namespace: string, name: string): Promise<void> {

@@ -17,7 +17,14 @@ import { before, describe, it } from 'node:test';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
 import { useBed } from '../bed/shared.ts';
-import { applyYaml, createSecret, eventually, installOperator, OperatorProcess } from './harness.ts';
+import {
+  applyYaml,
+  createSecret,
+  eventually,
+  installOperator,
+  OperatorProcess,
+  samplePublisher,
+} from './harness.ts';
 
 const PUBLISHERS = 100;
 const SOURCES = ['source-a', 'source-b', 'source-c'] as const;
@@ -144,28 +151,17 @@ subjects:
       const server = source === DOWN ? proxy.url : bed.apiserverURL;
       await createSecret(bed, source, { kubeconfig: bed.inlineKubeconfig(token, server) });
     }
-    const s3 = bed.state.s3;
-    const items = Array.from({ length: PUBLISHERS }, (_, i) => ({
-      apiVersion: 'oidcpublisher.io/v1alpha1',
-      kind: 'OidcPublisher',
-      metadata: { name: nameOf(i) },
-      spec: {
-        issuerURL: bed.issuer,
-        syncInterval: `${SYNC_INTERVAL_MS / 1000}s`,
-        source: { kubeconfigSecretRef: { name: sourceOf(i) } },
-        storage: {
-          s3: {
-            bucket: s3.bucket,
-            region: s3.region,
-            // The first keeps the issuer URL served, which every publisher reads back.
-            prefix: i === 0 ? 'public/cluster-a' : `fleet/${nameOf(i)}`,
-            endpoint: s3.endpoint,
-            forcePathStyle: true,
-            credentialsSecretRef: { name: 's3-writer' },
-          },
+    const items = Array.from({ length: PUBLISHERS }, (_, i) =>
+      samplePublisher(bed, {
+        name: nameOf(i),
+        spec: {
+          syncInterval: `${SYNC_INTERVAL_MS / 1000}s`,
+          source: { kubeconfigSecretRef: { name: sourceOf(i) } },
         },
-      },
-    }));
+        // The first keeps the issuer URL served, which every publisher reads back.
+        s3: { prefix: i === 0 ? 'public/cluster-a' : `fleet/${nameOf(i)}` },
+      }),
+    );
     await bed.kubectl(['create', '-f', '-'], {
       input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
     });

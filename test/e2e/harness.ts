@@ -4,9 +4,11 @@
  * the results only from outside (kubectl, anonymous HTTPS, jose).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLocalJWKSet, type JWTPayload, jwtVerify } from 'jose';
+import { parse } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { freePort } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
@@ -73,6 +75,54 @@ export async function createSecret(
       data: encoded,
     }),
   );
+}
+
+/** An OidcPublisher as `kubectl apply` takes it (JSON is YAML too). */
+export interface PublisherManifest {
+  apiVersion: string;
+  kind: 'OidcPublisher';
+  metadata: { name: string };
+  spec: Record<string, unknown> & { storage: { s3: Record<string, unknown> } };
+}
+
+/**
+ * The S3 sample of config/samples pointed at the bed: the bed's issuer, synced every 10s, written
+ * to the bed's bucket under public/cluster-a (where the bed's issuer URL points) with the keys of
+ * the Secret s3-writer. `spec` replaces members of the spec, `s3` members of spec.storage.s3.
+ */
+export function samplePublisher(
+  bed: Bed,
+  {
+    name,
+    spec = {},
+    s3 = {},
+  }: { name: string; spec?: Record<string, unknown>; s3?: Record<string, unknown> },
+): PublisherManifest {
+  const sample = parse(
+    readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8'),
+  ) as PublisherManifest;
+  return {
+    ...sample,
+    metadata: { ...sample.metadata, name },
+    spec: {
+      ...sample.spec,
+      issuerURL: bed.issuer,
+      syncInterval: '10s',
+      storage: {
+        s3: {
+          ...sample.spec.storage.s3,
+          bucket: bed.state.s3.bucket,
+          region: bed.state.s3.region,
+          prefix: 'public/cluster-a',
+          endpoint: bed.state.s3.endpoint,
+          forcePathStyle: true,
+          credentialsSecretRef: { name: 's3-writer' },
+          ...s3,
+        },
+      },
+      ...spec,
+    },
+  };
 }
 
 export interface Condition {

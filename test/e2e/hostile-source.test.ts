@@ -39,6 +39,7 @@ import {
   metricSum,
   OperatorProcess,
   type PublisherView,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -191,26 +192,13 @@ describe('hostile source documents and bad Secrets are refused; the bucket keeps
     ]);
     await applyYaml(
       bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: NAME },
-        spec: {
-          issuerURL: issuer,
-          syncInterval: '10s',
-          source: { kubeconfigSecretRef: { name: 'hostile-kubeconfig' } },
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: PREFIX,
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 'hostile-s3-writer' },
-            },
-          },
-        },
-      }),
+      JSON.stringify(
+        samplePublisher(bed, {
+          name: NAME,
+          spec: { issuerURL: issuer, source: { kubeconfigSecretRef: { name: 'hostile-kubeconfig' } } },
+          s3: { prefix: PREFIX, credentialsSecretRef: { name: 'hostile-s3-writer' } },
+        }),
+      ),
     );
     const p = await waitForReady(bed, NAME, 'True', 'Ready', 60_000);
     generation = p.metadata.generation;

@@ -27,6 +27,7 @@ import {
   installOperator,
   OPERATOR_NAMESPACE,
   ROOT,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -237,28 +238,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
           throw new Error(`the compiled operator exited with ${code}:\n${output.join('').slice(-2000)}`);
         }),
       ]);
-      await applyYaml(
-        bed,
-        JSON.stringify({
-          apiVersion: 'oidcpublisher.io/v1alpha1',
-          kind: 'OidcPublisher',
-          metadata: { name: 'from-dist' },
-          spec: {
-            issuerURL: bed.issuer,
-            syncInterval: '10s',
-            storage: {
-              s3: {
-                bucket: bed.state.s3.bucket,
-                region: bed.state.s3.region,
-                prefix: 'public/cluster-a',
-                endpoint: bed.state.s3.endpoint,
-                forcePathStyle: true,
-                credentialsSecretRef: { name: 's3-writer' },
-              },
-            },
-          },
-        }),
-      );
+      await applyYaml(bed, JSON.stringify(samplePublisher(bed, { name: 'from-dist' })));
       try {
         await waitForReady(bed, 'from-dist', 'True', 'Ready');
       } catch (err) {

@@ -18,6 +18,7 @@ import {
   installOperator,
   OPERATOR_NAMESPACE,
   OperatorProcess,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -77,25 +78,17 @@ describe('a kubeconfig whose server URL carries a user name and password', () =>
     op = await OperatorProcess.start(bed, kubeconfig, ['--oidcpublisher', NAME, '--leader-elect', 'false']);
     await applyYaml(
       bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: NAME },
-        spec: {
-          issuerURL: `${bed.state.s3.endpoint}/${bed.state.s3.bucket}/public/${NAME}`,
-          source: { kubeconfigSecretRef: { name: 'server-url-kubeconfig' } },
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: `public/${NAME}`,
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 'server-url-s3-writer' },
-            },
+      JSON.stringify(
+        samplePublisher(bed, {
+          name: NAME,
+          spec: {
+            issuerURL: `${bed.state.s3.endpoint}/${bed.state.s3.bucket}/public/${NAME}`,
+            syncInterval: '1m',
+            source: { kubeconfigSecretRef: { name: 'server-url-kubeconfig' } },
           },
-        },
-      }),
+          s3: { prefix: `public/${NAME}`, credentialsSecretRef: { name: 'server-url-s3-writer' } },
+        }),
+      ),
     );
     const p = await waitForReady(bed, NAME, 'False', 'KubeconfigRefused', 60_000);
     assert.equal(

@@ -18,6 +18,7 @@ import {
   metricSum,
   OPERATOR_NAMESPACE,
   OperatorProcess,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -104,25 +105,9 @@ describe('leader election: two replicas against one Lease', () => {
     });
     await applyYaml(
       bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: NAME },
-        spec: {
-          issuerURL: bed.issuer,
-          syncInterval: `${SYNC_INTERVAL_MS / 1000}s`,
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: 'public/cluster-a',
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 's3-writer' },
-            },
-          },
-        },
-      }),
+      JSON.stringify(
+        samplePublisher(bed, { name: NAME, spec: { syncInterval: `${SYNC_INTERVAL_MS / 1000}s` } }),
+      ),
     );
     // Both at once: they race for the Lease from the start.
     await Promise.all([start('replica-a'), start('replica-b')]);

@@ -22,6 +22,7 @@ import {
   OPERATOR_NAMESPACE,
   OperatorProcess,
   ROOT,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -47,28 +48,13 @@ describe('operator end to end: ownership of published objects and targets', () =
     extra: Record<string, unknown> = {},
     s3Extra: Record<string, unknown> = {},
   ): string {
-    return JSON.stringify({
-      apiVersion: 'oidcpublisher.io/v1alpha1',
-      kind: 'OidcPublisher',
-      metadata: { name },
-      spec: {
-        issuerURL: bed.issuer,
-        syncInterval: '10s',
-        verification: { enabled: false },
-        storage: {
-          s3: {
-            bucket: bed.state.s3.bucket,
-            region: bed.state.s3.region,
-            prefix,
-            endpoint: bed.state.s3.endpoint,
-            forcePathStyle: true,
-            credentialsSecretRef: { name: 's3-writer' },
-            ...s3Extra,
-          },
-        },
-        ...extra,
-      },
-    });
+    return JSON.stringify(
+      samplePublisher(bed, {
+        name,
+        spec: { verification: { enabled: false }, ...extra },
+        s3: { prefix, ...s3Extra },
+      }),
+    );
   }
 
   const head = (key: string) => s3.send(new HeadObjectCommand({ Bucket: bed.state.s3.bucket, Key: key }));

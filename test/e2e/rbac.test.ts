@@ -36,6 +36,7 @@ import {
   OperatorProcess,
   type PublisherView,
   ROOT,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -459,27 +460,15 @@ describe('RBAC: least privilege against the real API server', () => {
    * already: every case must reach storage (and its credentials Secret) to publish.
    */
   function publisher(name: string): string {
-    return JSON.stringify({
-      apiVersion: 'oidcpublisher.io/v1alpha1',
-      kind: 'OidcPublisher',
-      metadata: { name },
-      spec: {
-        issuerURL: bed.issuer,
-        syncInterval: '10s',
-        cacheControl: `public, max-age=${600 + serial}`,
-        verification: { canary: { serviceAccountRef: { name: 'oidc-publisher-canary' } } },
-        storage: {
-          s3: {
-            bucket: bed.state.s3.bucket,
-            region: bed.state.s3.region,
-            prefix: 'public/cluster-a',
-            endpoint: bed.state.s3.endpoint,
-            forcePathStyle: true,
-            credentialsSecretRef: { name: 's3-writer' },
-          },
+    return JSON.stringify(
+      samplePublisher(bed, {
+        name,
+        spec: {
+          cacheControl: `public, max-age=${600 + serial}`,
+          verification: { canary: { serviceAccountRef: { name: 'oidc-publisher-canary' } } },
         },
-      },
-    });
+      }),
+    );
   }
 
   async function applyRbac(objects: readonly RbacObject[]): Promise<void> {

@@ -14,6 +14,7 @@ import {
   eventually,
   installOperator,
   OperatorProcess,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -40,28 +41,7 @@ describe('operator recovery: API server restart', () => {
     // Leader election off: this test is about the watch. With it on, an API server outage longer than
     // --renew-deadline makes the operator give up leadership and exit, as controller-runtime does.
     op = await OperatorProcess.start(bed, kubeconfig, ['--leader-elect', 'false']);
-    await applyYaml(
-      bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: 'recovers' },
-        spec: {
-          issuerURL: bed.issuer,
-          syncInterval: '10s',
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: 'public/cluster-a',
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 's3-writer' },
-            },
-          },
-        },
-      }),
-    );
+    await applyYaml(bed, JSON.stringify(samplePublisher(bed, { name: 'recovers' })));
     await waitForReady(bed, 'recovers', 'True', 'Ready');
   });
 

@@ -25,6 +25,7 @@ import {
   installOperator,
   OperatorProcess,
   type PublisherView,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -107,26 +108,7 @@ describe('redaction: no credential in logs, Events, status or metrics', () => {
   );
 
   function publisher(name: string, prefix: string, spec: Record<string, unknown>): string {
-    return JSON.stringify({
-      apiVersion: 'oidcpublisher.io/v1alpha1',
-      kind: 'OidcPublisher',
-      metadata: { name },
-      spec: {
-        issuerURL: bed.issuer,
-        syncInterval: '10s',
-        storage: {
-          s3: {
-            bucket: bed.state.s3.bucket,
-            region: bed.state.s3.region,
-            prefix,
-            endpoint: bed.state.s3.endpoint,
-            forcePathStyle: true,
-            credentialsSecretRef: { name: 's3-writer' },
-          },
-        },
-        ...spec,
-      },
-    });
+    return JSON.stringify(samplePublisher(bed, { name, spec, s3: { prefix } }));
   }
 
   async function waitForCondition(name: string, type: string, status: string, ...reasons: string[]) {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
 import { useBed } from '../bed/shared.ts';
@@ -20,7 +20,7 @@ import {
   getPublisher,
   installOperator,
   OperatorProcess,
-  ROOT,
+  samplePublisher,
   verifyAsRelyingParty,
   waitForReady,
 } from './harness.ts';
@@ -28,11 +28,6 @@ import {
 const NAME = 'cluster-issuer';
 const REMOTE = 'remote-issuer';
 const AUDIENCE = 'sts.example.com';
-
-interface Sample {
-  metadata: { name: string };
-  spec: Record<string, unknown> & { storage: { s3: Record<string, unknown> } };
-}
 
 describe('operator end to end: S3 (MinIO)', () => {
   let bed: Bed;
@@ -56,23 +51,7 @@ describe('operator end to end: S3 (MinIO)', () => {
 
   /** The S3 sample from config/samples, pointed at the bed. */
   function sample(name: string, prefix: string, extra: Record<string, unknown> = {}): string {
-    const doc = parse(
-      readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8'),
-    ) as Sample;
-    doc.metadata.name = name;
-    doc.spec.issuerURL = issuer;
-    doc.spec.syncInterval = '10s';
-    doc.spec.storage.s3 = {
-      ...doc.spec.storage.s3,
-      bucket: bed.state.s3.bucket,
-      region: bed.state.s3.region,
-      prefix,
-      endpoint: bed.state.s3.endpoint,
-      forcePathStyle: true,
-      credentialsSecretRef: { name: 's3-writer' },
-    };
-    Object.assign(doc.spec, extra);
-    return stringify(doc);
+    return stringify(samplePublisher(bed, { name, spec: { issuerURL: issuer, ...extra }, s3: { prefix } }));
   }
 
   async function published(prefix: string) {

@@ -7,10 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
 import { useBed } from '../bed/shared.ts';
@@ -22,7 +20,7 @@ import {
   getPublisher,
   installOperator,
   OperatorProcess,
-  ROOT,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -66,23 +64,7 @@ describe('status.keys is not key material (S3)', () => {
       AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
     });
     op = await OperatorProcess.start(bed, kubeconfig, ['--leader-elect', 'false']);
-    const doc = parse(readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8')) as {
-      metadata: { name: string };
-      spec: Record<string, unknown> & { storage: { s3: Record<string, unknown> } };
-    };
-    doc.metadata.name = NAME;
-    doc.spec.issuerURL = bed.issuer;
-    doc.spec.syncInterval = '10s';
-    doc.spec.keyRetention = '1h';
-    doc.spec.storage.s3 = {
-      ...doc.spec.storage.s3,
-      bucket: bed.state.s3.bucket,
-      region: bed.state.s3.region,
-      prefix: 'public/cluster-a',
-      endpoint: bed.state.s3.endpoint,
-      forcePathStyle: true,
-      credentialsSecretRef: { name: 's3-writer' },
-    };
+    const doc = samplePublisher(bed, { name: NAME, spec: { keyRetention: '1h' } });
     await applyYaml(bed, stringify(doc));
     await waitForReady(bed, NAME, 'True', 'Ready', 60_000);
   });

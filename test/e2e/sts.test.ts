@@ -21,7 +21,7 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { useBed } from '../bed/shared.ts';
 import {
@@ -31,7 +31,15 @@ import {
   startStsMinio,
   stsS3Client,
 } from '../bed/sts.ts';
-import { applyYaml, createSecret, installOperator, OperatorProcess, ROOT, waitForReady } from './harness.ts';
+import {
+  applyYaml,
+  createSecret,
+  installOperator,
+  OperatorProcess,
+  ROOT,
+  samplePublisher,
+  waitForReady,
+} from './harness.ts';
 
 const CLIENT_ID = 'minio-sts';
 const BUCKET = 'workload-data';
@@ -96,20 +104,7 @@ describe('a workload holds cloud credentials through the bucket-hosted issuer (M
       AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
     });
     op = await OperatorProcess.start(bed, kubeconfig);
-    const sample = parse(readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8')) as {
-      spec: Record<string, unknown>;
-    };
-    sample.spec.issuerURL = bed.issuer;
-    sample.spec.storage = {
-      s3: {
-        bucket: bed.state.s3.bucket,
-        region: bed.state.s3.region,
-        prefix: 'public/cluster-a',
-        endpoint: bed.state.s3.endpoint,
-        forcePathStyle: true,
-        credentialsSecretRef: { name: 's3-writer' },
-      },
-    };
+    const sample = samplePublisher(bed, { name: 'cluster-issuer', spec: { syncInterval: '1m' } });
     await applyYaml(bed, stringify(sample));
     await Promise.all([
       waitForReady(bed, 'cluster-issuer', 'True', 'Ready', 60_000),

@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import {
   DeleteBucketPolicyCommand,
@@ -16,7 +14,7 @@ import {
   PutBucketPolicyCommand,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
 import { createS3Client } from '../bed/s3.ts';
@@ -31,7 +29,7 @@ import {
   OPERATOR_NAMESPACE,
   OPERATOR_SA,
   OperatorProcess,
-  ROOT,
+  samplePublisher,
   verifyAsRelyingParty,
   waitForReady,
 } from './harness.ts';
@@ -82,23 +80,7 @@ describe('trust lifecycle: key retention and the Verified condition (S3)', () =>
       AWS_SECRET_ACCESS_KEY: bed.state.s3.secretAccessKey,
     });
     op = await OperatorProcess.start(bed, kubeconfig, SINGLE);
-    const doc = parse(readFileSync(join(ROOT, 'config', 'samples', 'oidcpublisher_s3.yaml'), 'utf8')) as {
-      metadata: { name: string };
-      spec: Record<string, unknown> & { storage: { s3: Record<string, unknown> } };
-    };
-    doc.metadata.name = NAME;
-    doc.spec.issuerURL = bed.issuer;
-    doc.spec.syncInterval = '10s';
-    doc.spec.keyRetention = `${RETENTION_S}s`;
-    doc.spec.storage.s3 = {
-      ...doc.spec.storage.s3,
-      bucket: bed.state.s3.bucket,
-      region: bed.state.s3.region,
-      prefix: 'public/cluster-a',
-      endpoint: bed.state.s3.endpoint,
-      forcePathStyle: true,
-      credentialsSecretRef: { name: 's3-writer' },
-    };
+    const doc = samplePublisher(bed, { name: NAME, spec: { keyRetention: `${RETENTION_S}s` } });
     await applyYaml(bed, stringify(doc));
     await waitForReady(bed, NAME, 'True', 'Ready', 60_000);
   });
