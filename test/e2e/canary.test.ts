@@ -20,6 +20,7 @@ import {
   condition,
   createSecret,
   installOperator,
+  kidOf,
   OPERATOR_NAMESPACE,
   OperatorProcess,
   type PublisherView,
@@ -29,15 +30,6 @@ import {
 
 const NAME = 'canary';
 const CANARY_SA = 'oidc-publisher-canary';
-
-/** The kid in a JWT's header. */
-function kidOf(token: string): string {
-  const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as {
-    kid?: string;
-  };
-  assert.ok(header.kid, 'the API server names the signing key in the token header');
-  return header.kid;
-}
 
 function signingKeyID(p: PublisherView): string | undefined {
   return (p.status?.verification as { signingKeyID?: string } | undefined)?.signingKeyID;

@@ -6,7 +6,6 @@
  * prefixed users and groups, and follows A's key rotations.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,10 +22,11 @@ import {
   eventually,
   getPublisher,
   installOperator,
+  kidOf,
   OPERATOR_NAMESPACE,
   OPERATOR_SA,
   OperatorProcess,
-  ROOT,
+  runCli,
   samplePublisher,
   waitForReady,
 } from './harness.ts';
@@ -50,39 +50,6 @@ interface KeyStatus {
   kid: string;
   retiredAt?: string;
   expiresAt?: string;
-}
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `oidc-publisher <args>` (src/cli.ts on this Node), as a user would. */
-function runCli(args: readonly string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'src', 'cli.ts'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString('utf8');
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => resolve({ code: code ?? (signal ? 128 : 0), stdout, stderr }));
-  });
-}
-
-function kidOf(token: string): string {
-  const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as {
-    kid?: string;
-  };
-  return header.kid ?? '';
 }
 
 describe('cross-cluster trust: cluster B accepts cluster A tokens through the published issuer', () => {

@@ -341,3 +341,37 @@ export async function verifyAsRelyingParty(
   const { payload } = await jwtVerify(token, jwks, { issuer, audience });
   return payload;
 }
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `oidc-publisher <args>` (src/cli.ts on this Node), as a user would. */
+export function runCli(args: readonly string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'src', 'cli.ts'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      stdout += c.toString('utf8');
+    });
+    child.stderr?.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve({ code: code ?? (signal ? 128 : 0), stdout, stderr }));
+  });
+}
+
+/** The kid in a token's header ('' when it has none). */
+export function kidOf(token: string): string {
+  const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as {
+    kid?: string;
+  };
+  return header.kid ?? '';
+}

@@ -12,7 +12,6 @@
  * operator's SigningKeyNotTrusted Warning.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,10 +30,12 @@ import {
   eventually,
   getPublisher,
   installOperator,
+  kidOf,
   OPERATOR_NAMESPACE,
   OPERATOR_SA,
   OperatorProcess,
-  ROOT,
+  runCli,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -73,13 +74,6 @@ interface Tally {
   firstRejections: string[];
 }
 
-function kidOf(token: string): string {
-  const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as {
-    kid?: string;
-  };
-  return header.kid ?? '';
-}
-
 /**
  * A relying party as many libraries build one: the JWKS is fetched, kept for its Cache-Control
  * max-age and not fetched again before, whatever kid a token names.
@@ -115,25 +109,6 @@ class CachingJoseVerifier {
       return (err as Error).message;
     }
   }
-}
-
-function runCli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'src', 'cli.ts'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString('utf8');
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
 }
 
 describe('key rotation: no valid token rejected by relying parties that cache the JWKS', () => {
@@ -339,28 +314,17 @@ describe('key rotation: no valid token rejected by relying parties that cache th
     op = await OperatorProcess.start(bed, kubeconfig, ['--leader-elect', 'false']);
     await applyYaml(
       bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: NAME },
-        spec: {
-          issuerURL: bed.issuer,
-          syncInterval: `${SYNC_INTERVAL_S}s`,
-          cacheControl: `public, max-age=${MAX_AGE_S}`,
-          keyRetention: `${KEY_RETENTION_S}s`,
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: 'public/cluster-a',
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 's3-writer' },
-            },
+      JSON.stringify(
+        samplePublisher(bed, {
+          name: NAME,
+          spec: {
+            syncInterval: `${SYNC_INTERVAL_S}s`,
+            cacheControl: `public, max-age=${MAX_AGE_S}`,
+            keyRetention: `${KEY_RETENTION_S}s`,
+            verification: { canary: { serviceAccountRef: { name: CANARY_SA } } },
           },
-          verification: { canary: { serviceAccountRef: { name: CANARY_SA } } },
-        },
-      }),
+        }),
+      ),
     );
     await applyYaml(
       bed,

@@ -21,6 +21,7 @@ import {
   getPublisher,
   installOperator,
   OperatorProcess,
+  samplePublisher,
   waitForReady,
 } from './harness.ts';
 
@@ -65,26 +66,12 @@ describe('spec.sources: several clusters with one issuer publish one key set', (
   function setSources(secrets: string[]): Promise<string> {
     return applyYaml(
       bed,
-      JSON.stringify({
-        apiVersion: 'oidcpublisher.io/v1alpha1',
-        kind: 'OidcPublisher',
-        metadata: { name: NAME },
-        spec: {
-          issuerURL: bed.issuer,
-          syncInterval: '10s',
-          sources: [{}, ...secrets.map((name) => ({ kubeconfigSecretRef: { name } }))],
-          storage: {
-            s3: {
-              bucket: bed.state.s3.bucket,
-              region: bed.state.s3.region,
-              prefix: 'public/cluster-a',
-              endpoint: bed.state.s3.endpoint,
-              forcePathStyle: true,
-              credentialsSecretRef: { name: 's3-writer' },
-            },
-          },
-        },
-      }),
+      JSON.stringify(
+        samplePublisher(bed, {
+          name: NAME,
+          spec: { sources: [{}, ...secrets.map((name) => ({ kubeconfigSecretRef: { name } }))] },
+        }),
+      ),
     );
   }
 
