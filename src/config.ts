@@ -142,12 +142,12 @@ export const FLAGS = {
   'kube-api-qps': {
     type: 'string',
     env: 'OIDC_PUBLISHER_KUBE_API_QPS',
-    help: 'client-side limit of requests per second to the API server, 0 for none (default 20)',
+    help: 'client-side limit of requests per second to the API server, 0 for none (default 50)',
   },
   'kube-api-burst': {
     type: 'string',
     env: 'OIDC_PUBLISHER_KUBE_API_BURST',
-    help: 'requests to the API server allowed at once above --kube-api-qps (default 30)',
+    help: 'requests to the API server allowed at once above --kube-api-qps (default 100)',
   },
   'pod-name': {
     type: 'string',
@@ -218,12 +218,12 @@ export function parseConfig(
   } catch (err) {
     problems.push(err instanceof Error ? err.message : String(err));
   }
-  const qpsText = raw('kube-api-qps') ?? '20';
+  const qpsText = raw('kube-api-qps') ?? '50';
   const kubeApiQps = /^\d+(?:\.\d+)?$/.test(qpsText) ? Number(qpsText) : Number.NaN;
   if (!(kubeApiQps >= 0 && kubeApiQps <= 10_000)) {
     problems.push(`--kube-api-qps: ${JSON.stringify(qpsText)} is not a number from 0 (no limit) to 10000`);
   }
-  const burstText = raw('kube-api-burst') ?? '30';
+  const burstText = raw('kube-api-burst') ?? '100';
   const kubeApiBurst = /^\d+$/.test(burstText) ? Number(burstText) : Number.NaN;
   if (!(kubeApiBurst >= 1 && kubeApiBurst <= 10_000)) {
     problems.push(`--kube-api-burst: ${JSON.stringify(burstText)} is not a whole number from 1 to 10000`);

@@ -56,8 +56,8 @@ describe('parseConfig', () => {
       logLevel: 'info',
       healthAddr: ':8081',
       allowForeignJwksURI: false,
-      kubeApiQps: 20,
-      kubeApiBurst: 30,
+      kubeApiQps: 50,
+      kubeApiBurst: 100,
       leaderElection: {
         enabled: true,
         leaseName: 'oidc-publisher',
