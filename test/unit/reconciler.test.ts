@@ -554,6 +554,36 @@ const cases: Case[] = [
     check: (w) => assert.equal(w.view.reads, 0),
   },
 
+  {
+    name: 'spec.sources, none usable (one down, one with another issuer): SourcesStale names both, nothing read from or written to storage',
+    spec: { sources: [{}, { kubeconfigSecretRef: { name: 'green' } }] },
+    arrange: (w) => {
+      w.source = err('SOURCE_UNREACHABLE');
+      w.secretSources.set('green', {
+        discovery: discoveryJson({ issuer: 'https://elsewhere.example.com' }),
+        jwks: jwksJson([EC_PUBLIC]),
+      });
+    },
+    writes: [],
+    conditions: [
+      'SourceAvailable=False/SourcesStale',
+      NOT_READ,
+      NOT_PUBLISHED,
+      NOT_VERIFIED,
+      KT_NONE,
+      'Ready=False/SourcesStale',
+    ],
+    events: ['Warning SourcesStale'],
+    result: BACKOFF,
+    check: (w) => {
+      assert.deepEqual(w.store.calls, [], 'no storage call');
+      const c = w.obj.status?.conditions?.find((x) => x.type === 'SourceAvailable');
+      assert.match(
+        c?.message ?? '',
+        /^source cluster: .*; source secret\/green: its issuer "https:\/\/elsewhere\.example\.com" differs .*; nothing was published/,
+      );
+    },
+  },
   sourceFailure('SOURCE_UNREACHABLE', 'SourceUnreachable', 'fetch'),
   sourceFailure('SOURCE_UNAUTHORIZED', 'SourceUnauthorized', 'fetch'),
   sourceFailure('SOURCE_HTTP_ERROR', 'SourceError', 'fetch'),
