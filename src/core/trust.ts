@@ -120,7 +120,10 @@ export function keyTrust(
     .filter((p) => p.trustedMs > nowMs)
     .sort((a, b) => a.trustedMs - b.trustedMs || (a.r.kid < b.r.kid ? -1 : 1));
   const nextTrustInMs = pending.length > 0 ? (pending[0]?.trustedMs ?? nowMs) - nowMs : undefined;
-  const timing = nextTrustInMs !== undefined ? { nextTrustInMs } : {};
+  const untrusted = (reason: Reason, message: string): KeyTrust => ({
+    ...(nextTrustInMs !== undefined ? { nextTrustInMs } : {}),
+    condition: { type: ConditionType.KeysTrusted, status: 'False', reason, message },
+  });
   const refusals = served.flatMap((r) => {
     const by = refusedBy(r, parties);
     return by.length > 0 ? [{ r, by }] : [];
@@ -129,37 +132,22 @@ export function keyTrust(
     `key ${shown(x.r.kid)} signs with ${algorithmOf(x.r) ?? `an unknown algorithm (kty ${x.r.kty})`}, which ${x.by.join(', ')} (spec.relyingParties) do${x.by.length === 1 ? 'es' : ''} not accept`;
   const signingRefused = refusals.find((x) => x.r.kid === signingKeyID);
   if (signingRefused)
-    return {
-      ...timing,
-      condition: {
-        type: ConditionType.KeysTrusted,
-        status: 'False',
-        reason: Reason.AlgorithmNotAccepted,
-        message: `the API server signs with it (canary token): ${refusal(signingRefused)}; they refuse the cluster's tokens`,
-      },
-    };
+    return untrusted(
+      Reason.AlgorithmNotAccepted,
+      `the API server signs with it (canary token): ${refusal(signingRefused)}; they refuse the cluster's tokens`,
+    );
   const signing = pending.find((p) => p.r.kid === signingKeyID);
   if (signing)
-    return {
-      ...timing,
-      condition: {
-        type: ConditionType.KeysTrusted,
-        status: 'False',
-        reason: Reason.SigningKeyNotTrusted,
-        message: `the API server signs with key ${shown(signing.r.kid)} (seen in the canary token), published at ${signing.r.publishedAt ?? 'an unknown time'}: relying parties that cached the JWKS before (for up to ${lifetime}) can refuse its tokens until ${stamp(signing.trustedMs)}`,
-      },
-    };
+    return untrusted(
+      Reason.SigningKeyNotTrusted,
+      `the API server signs with key ${shown(signing.r.kid)} (seen in the canary token), published at ${signing.r.publishedAt ?? 'an unknown time'}: relying parties that cached the JWKS before (for up to ${lifetime}) can refuse its tokens until ${stamp(signing.trustedMs)}`,
+    );
   if (refusals.length > 0) {
     const more = refusals.length > 3 ? `, and ${refusals.length - 3} more` : '';
-    return {
-      ...timing,
-      condition: {
-        type: ConditionType.KeysTrusted,
-        status: 'False',
-        reason: Reason.AlgorithmNotAccepted,
-        message: `${refusals.slice(0, 3).map(refusal).join('; ')}${more}: do not make the API server sign with such a key`,
-      },
-    };
+    return untrusted(
+      Reason.AlgorithmNotAccepted,
+      `${refusals.slice(0, 3).map(refusal).join('; ')}${more}: do not make the API server sign with such a key`,
+    );
   }
   if (pending.length === 0) {
     const accepted = parties.length > 0 ? ` and ${parties.join(', ')} accept their algorithms` : '';
@@ -177,13 +165,8 @@ export function keyTrust(
     .map((p) => `${shown(p.r.kid)} until ${stamp(p.trustedMs)}`)
     .join(', ');
   const more = pending.length > 3 ? `, and ${pending.length - 3} more` : '';
-  return {
-    ...timing,
-    condition: {
-      type: ConditionType.KeysTrusted,
-      status: 'False',
-      reason: Reason.KeyNotYetTrusted,
-      message: `not yet known to every relying party that caches the JWKS (for up to ${lifetime}): ${named}${more}; do not make the API server sign with such a key before then`,
-    },
-  };
+  return untrusted(
+    Reason.KeyNotYetTrusted,
+    `not yet known to every relying party that caches the JWKS (for up to ${lifetime}): ${named}${more}; do not make the API server sign with such a key before then`,
+  );
 }
