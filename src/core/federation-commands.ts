@@ -171,10 +171,20 @@ export function azureCommands(o: AzureFederationOptions): Argv[] {
 }
 
 const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+/** What double quotes do not keep as it is. */
+const SPECIAL_IN_DOUBLE_QUOTES = /["$`\\!]/;
 
-/** One argument as a POSIX shell reads it back unchanged: bare when safe, else in single quotes. */
+/**
+ * One argument as a POSIX shell reads it back unchanged: bare when safe, else in single quotes,
+ * or in double quotes when it holds single quotes and nothing double quotes would change. Of a
+ * `--flag=value` argument only the value is quoted.
+ */
 export function shellWord(arg: string): string {
+  const flag = /^(--[a-z0-9-]+=)(.*)$/s.exec(arg);
+  if (flag) return `${flag[1]}${shellWord(flag[2] ?? '')}`;
   if (PLAIN_WORD.test(arg)) return arg;
+  if (!arg.includes("'")) return `'${arg}'`;
+  if (!SPECIAL_IN_DOUBLE_QUOTES.test(arg)) return `"${arg}"`;
   return `'${arg.replaceAll("'", `'\\''`)}'`;
 }
 
@@ -186,8 +196,7 @@ export function renderCommand(argv: Argv): string {
   const lines: string[][] = [[]];
   for (const arg of argv) {
     const current = lines[lines.length - 1] ?? [];
-    const startsFlag = arg.startsWith('--');
-    if (startsFlag && current.length > 0) lines.push([arg]);
+    if (arg.startsWith('--') && current.length > 0) lines.push([arg]);
     else current.push(arg);
   }
   return `${lines.map((words) => words.map(shellWord).join(' ')).join(' \\\n    ')}\n`;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runRegister } from '../../src/commands/register.ts';
+import { renderCommand } from '../../src/core/federation-commands.ts';
 import {
   clientIdChanges,
   findProviderArn,
@@ -283,16 +284,38 @@ describe('register arguments', () => {
   });
 });
 
-/** The argument lists /bin/sh reads from the printed text. */
+/** The arguments /bin/sh reads from the text of one command. */
+function shellCommand(text: string): string[] {
+  const out = execFileSync('sh', ['-c', `set -- ${text.trim()}\nprintf '%s\\0' "$@"`], { encoding: 'utf8' });
+  return out.split('\0').slice(0, -1);
+}
+
+/** The argument lists /bin/sh reads from printed commands, each starting a line. */
 function shellArgv(text: string): string[][] {
   return text
     .split(/\n(?=\S)/)
     .filter((c) => c.trim() !== '')
-    .map((c) => {
-      const out = execFileSync('sh', ['-c', `set -- ${c.trim()}\nprintf '%s\\0' "$@"`], { encoding: 'utf8' });
-      return out.split('\0').slice(0, -1);
-    });
+    .map(shellCommand);
 }
+
+describe('shell text', () => {
+  it('reads back as the same arguments in /bin/sh, whatever they hold', () => {
+    const hostile = [
+      "it's",
+      'say "hi"',
+      '$HOME and $(id) and `id`',
+      'back\\slash',
+      'bang!',
+      'two\nlines',
+      'a\'b"c$d',
+      '',
+      "--flag=it's $HOME",
+      '--flag=',
+    ];
+    const argv = ['printf', ...hostile, '--x', ...hostile];
+    assert.deepEqual(shellCommand(renderCommand(argv)), argv);
+  });
+});
 
 describe('register gcp and register azure print the documented commands', () => {
   it('gcp: the pool, its OIDC provider for the issuer, a binding per ServiceAccount, the credential configuration', async () => {
