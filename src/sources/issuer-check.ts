@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { MAX_DOCUMENT_BYTES, type PublicJwk, validateDiscovery, validateJwks } from '../core/documents.ts';
 import { DISCOVERY_PATH, issuerBase } from '../core/spec.ts';
-import { OidcPublisherError } from '../errors.ts';
+import { isOidcPublisherError, OidcPublisherError } from '../errors.ts';
 import { type HttpsAnswer, HttpsRequestError, httpsRequest } from '../https-request.ts';
 
 export const ISSUER_CHECK_TIMEOUT_MS = 10_000;
@@ -59,6 +59,18 @@ async function get(url: string, deadline: number): Promise<HttpsAnswer> {
   return answer;
 }
 
+/** `validate()`, its DOCUMENT_INVALID naming the URL the document came from. */
+function named<T>(url: string, validate: () => T): T {
+  try {
+    return validate();
+  } catch (err) {
+    if (isOidcPublisherError(err) && err.code === 'DOCUMENT_INVALID') {
+      throw new OidcPublisherError('DOCUMENT_INVALID', `${url}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /**
  * Reads and validates the public issuer as a relying party would. ISSUER_UNVERIFIED (or
  * DOCUMENT_INVALID for a document that is not valid) when it would not trust it.
@@ -69,7 +81,8 @@ export async function checkIssuer(
 ): Promise<CheckedIssuer> {
   const deadline = Date.now() + timeoutMs;
   const discoveryURL = `${issuerBase(issuer)}/${DISCOVERY_PATH}`;
-  const discovery = validateDiscovery((await get(discoveryURL, deadline)).body);
+  const discoveryBody = (await get(discoveryURL, deadline)).body;
+  const discovery = named(discoveryURL, () => validateDiscovery(discoveryBody));
   if (discovery.issuer !== issuer) {
     throw unverified(
       `${discoveryURL} names the issuer ${JSON.stringify(discovery.issuer)}, not ${JSON.stringify(issuer)}: tokens would not match it`,
@@ -85,7 +98,7 @@ export async function checkIssuer(
     throw unverified(`${discoveryURL}: jwks_uri ${JSON.stringify(discovery.jwksURI)} is not https`);
   }
   const jwks = await get(discovery.jwksURI, deadline);
-  const keys = validateJwks(jwks.body);
+  const keys = named(discovery.jwksURI, () => validateJwks(jwks.body));
   return {
     issuer,
     jwksURI: discovery.jwksURI,
