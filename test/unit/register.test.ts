@@ -463,3 +463,34 @@ describe('register gcp and register azure print the documented commands', () => 
     });
   });
 });
+
+describe('IAM errors', () => {
+  it('are CLOUD_ACCESS_DENIED for refused or missing credentials, CLOUD_ERROR otherwise, by name', async () => {
+    const { iamError } = await import('../../src/commands/iam-providers.ts');
+    const sdk = (name: string, status?: number, message = `${name} happened`) =>
+      Object.assign(new Error(message), {
+        name,
+        ...(status ? { $metadata: { httpStatusCode: status } } : {}),
+      });
+    for (const name of [
+      'AccessDenied',
+      'InvalidClientTokenId',
+      'SignatureDoesNotMatch',
+      'ExpiredToken',
+      'CredentialsProviderError',
+    ]) {
+      assert.equal(iamError('ListOpenIDConnectProviders', sdk(name)).code, 'CLOUD_ACCESS_DENIED', name);
+    }
+    assert.equal(iamError('x', sdk('Whatever', 403)).code, 'CLOUD_ACCESS_DENIED');
+    const err = iamError(
+      'CreateOpenIDConnectProvider',
+      sdk('LimitExceeded', 409, 'Cannot exceed quota\nsecond line'),
+    );
+    assert.equal(err.code, 'CLOUD_ERROR');
+    assert.equal(
+      err.message,
+      'IAM CreateOpenIDConnectProvider: LimitExceeded (HTTP 409): Cannot exceed quota',
+    );
+    assert.equal(iamError('x', sdk('ServiceFailure', 500)).code, 'CLOUD_ERROR');
+  });
+});
