@@ -231,7 +231,7 @@ export function parseAwsArgs(argv: readonly string[]): { help: true } | AwsArgs 
   };
 }
 
-const GCP_ID = /^[a-z][a-z0-9-]{4,30}[a-z0-9]$/;
+const GCP_ID = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
 const GCP_POOL_ID = /^[a-z0-9-]{4,32}$/;
 
 export interface GcpArgs {
