@@ -286,6 +286,7 @@ Usage:
   oidc-publisher authn-config ...  print a kube-apiserver AuthenticationConfiguration trusting an issuer
   oidc-publisher publish ...       publish the issuer documents once to s3://, gs://, azblob:// or file://
   oidc-publisher serve ...         serve the issuer documents over HTTP, from memory
+  oidc-publisher register ...      register a published issuer with AWS IAM, or print the gcloud or az commands
   oidc-publisher --help            show this help
   oidc-publisher --version         print the version
 

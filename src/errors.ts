@@ -50,6 +50,12 @@ export const ErrorCodes = {
     summary: 'an earlier OidcPublisher publishes to the same storage objects',
   },
   KUBE_API_ERROR: { retry: 'transient', summary: "the operator's own API server call failed" },
+  ISSUER_UNVERIFIED: {
+    retry: 'persistent',
+    summary: 'the public issuer does not serve a discovery document for itself and a valid JWKS',
+  },
+  CLOUD_ACCESS_DENIED: { retry: 'persistent', summary: "the cloud's identity API refused the credentials" },
+  CLOUD_ERROR: { retry: 'transient', summary: "the cloud's identity API failed or could not be reached" },
 } as const satisfies Record<string, { retry: RetryClass; summary: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -7,6 +7,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { type RequestOptions, request } from 'node:https';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 
 export interface HttpsRequest {
   url: string | URL;
@@ -19,6 +20,8 @@ export interface HttpsRequest {
   timeoutMs: number;
   /** Whether to read the body of an answer with this status (default: every status); if not, it is dropped. */
   readBody?: (status: number) => boolean;
+  /** Whether to keep the server's certificate chain in the answer (`peerChain`). */
+  peerChain?: boolean;
 }
 
 export interface HttpsAnswer {
@@ -26,6 +29,22 @@ export interface HttpsAnswer {
   headers: IncomingHttpHeaders;
   /** Empty when `readBody` declined it. */
   body: Buffer;
+  /**
+   * With `peerChain`: the DER bytes of the server's certificate, then of each issuer up to the
+   * root, as the TLS handshake verified them.
+   */
+  peerChain?: Buffer[];
+}
+
+/** The chain of a peer certificate, the server's first, each certificate once. */
+function chainOf(cert: DetailedPeerCertificate): Buffer[] {
+  const chain: Buffer[] = [];
+  const seen = new Set<DetailedPeerCertificate>();
+  for (let c: DetailedPeerCertificate | undefined = cert; c?.raw && !seen.has(c); c = c.issuerCertificate) {
+    seen.add(c);
+    chain.push(c.raw);
+  }
+  return chain;
 }
 
 /**
@@ -67,7 +86,11 @@ export function httpsRequest(r: HttpsRequest): Promise<HttpsAnswer> {
     };
     const req = request(r.url, r.options, (res: IncomingMessage) => {
       status = res.statusCode ?? 0;
-      const answered = { status, headers: res.headers };
+      const answered = {
+        status,
+        headers: res.headers,
+        ...(r.peerChain ? { peerChain: chainOf((res.socket as TLSSocket).getPeerCertificate(true)) } : {}),
+      };
       if (r.readBody && !r.readBody(status)) {
         res.resume();
         settle(undefined, { ...answered, body: Buffer.alloc(0) });

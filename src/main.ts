@@ -173,6 +173,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   if (first === 'authn-config') return (await import('./commands/authn-config.ts')).runAuthnConfig(rest, env);
   if (first === 'publish') return (await import('./commands/publish.ts')).runPublish(rest, env);
   if (first === 'serve') return (await import('./server/serve.ts')).runServe(rest, env);
+  if (first === 'register') return (await import('./commands/register.ts')).runRegister(rest, env);
   const args = first === 'run' ? rest : argv;
   let config: Readonly<Config>;
   try {

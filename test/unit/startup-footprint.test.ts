@@ -77,6 +77,23 @@ describe('startup footprint', () => {
     assert.equal(operator.undici, false);
   });
 
+  it('leaves @aws-sdk/client-iam to `register aws`: neither the operator nor the register command loads it', () => {
+    assert.ok(
+      !operator.packages.includes('@aws-sdk/client-iam'),
+      `loaded at start: ${operator.packages.join(', ')}`,
+    );
+    const register = footprint('src/commands/register.ts');
+    assert.ok(
+      !register.packages.some((p) => p.startsWith('@aws-sdk/')),
+      `register (gcp, azure, arguments) loads ${register.packages.join(', ')}`,
+    );
+    const iam = footprint('src/commands/iam-providers.ts');
+    assert.ok(
+      iam.packages.includes('@aws-sdk/client-iam'),
+      `the IAM module loads it: ${iam.packages.join(', ')}`,
+    );
+  });
+
   it('sees the packages a store loads, so the checks above can fail', () => {
     const s3 = footprint('src/stores/s3.ts');
     assert.ok(s3.packages.includes('@aws-sdk/client-s3'), `got ${s3.packages.join(', ')}`);
