@@ -353,7 +353,8 @@ const cases: Case[] = [
     ],
     conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/DocumentsPublished', VERIFIED, KT_NOT_YET, READY],
     events: ['Normal DocumentsPublished'],
-    result: REQUEUE,
+    // trustedAt follows the current max-age (published 1 s ago + 60 s): status cannot hold it later.
+    result: { requeueAfterMs: 59_100 },
   },
   {
     name: 'a key added at the source: only the JWKS is rewritten (content changed), KeyAdded',
