@@ -114,7 +114,10 @@ function failed(err: unknown): FailedStep {
 function staleError(stale: readonly StaleSource[]): FailedStep {
   const first = stale[0];
   const code =
-    !first || first.code === 'ISSUER_MISMATCH' || first.code === 'KID_CONFLICT'
+    !first ||
+    first.code === 'ISSUER_MISMATCH' ||
+    first.code === 'KID_CONFLICT' ||
+    first.code === 'TOO_MANY_KEYS'
       ? 'DOCUMENT_INVALID'
       : first.code;
   return { code, message: staleSummary(stale) };

@@ -27,6 +27,9 @@ export interface ValidatedDiscovery {
 
 export const MAX_DOCUMENT_BYTES = 1024 * 1024;
 
+/** At most this many keys in a source's JWKS, and in the keys of several sources merged (core/merge.ts). */
+export const MAX_SOURCE_KEYS = 100;
+
 /**
  * How deep a discovery document may nest. Real ones are an object of strings and arrays of
  * strings (depth 2); rendering walks the document recursively, so a deeper one is refused
@@ -215,7 +218,8 @@ export function validateJwks(raw: Uint8Array | string): PublicJwk[] {
   if (!Array.isArray(doc.keys)) throw invalid(what, ['"keys" is missing or not an array']);
   if (doc.keys.length === 0)
     throw invalid(what, ['"keys" is empty: there would be nothing to verify tokens with']);
-  if (doc.keys.length > 100) throw invalid(what, [`${doc.keys.length} keys; at most 100 are accepted`]);
+  if (doc.keys.length > MAX_SOURCE_KEYS)
+    throw invalid(what, [`${doc.keys.length} keys; at most ${MAX_SOURCE_KEYS} are accepted`]);
   const problems: string[] = [];
   const keys: PublicJwk[] = [];
   const seen = new Set<string>();

@@ -7,14 +7,16 @@
  *
  * A source is left out, and its keys kept only by retention (core/keys.ts, for
  * spec.keyRetention from when it was last read), when it could not be read, serves
- * invalid documents, reports another issuer, or serves a kid another source
- * serves with other key material. The first usable source (in spec order) gives
- * the discovery document; its keys and theirs win a kid conflict, so a later
- * source can never replace an earlier one's key.
+ * invalid documents, reports another issuer, serves a kid another source serves
+ * with other key material, or would bring the merged key set past MAX_SOURCE_KEYS.
+ * Each source is validated on its own, so one source's documents never make the
+ * others' unpublishable. The first usable source (in spec order) gives the
+ * discovery document; its keys and theirs win a kid conflict, so a later source
+ * can never replace an earlier one's key.
  */
 import type { ErrorCode } from '../errors.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { type PublicJwk, validateDiscovery, validateJwks } from './documents.ts';
+import { MAX_SOURCE_KEYS, type PublicJwk, validateDiscovery, validateJwks } from './documents.ts';
 import type { RawDocuments } from './plan.ts';
 
 export interface SourceRead {
@@ -27,8 +29,8 @@ export interface SourceRead {
 
 export interface StaleSource {
   name: string;
-  /** Why it is left out: its read error, an invalid document, another issuer, or a kid conflict. */
-  code: ErrorCode | 'ISSUER_MISMATCH' | 'KID_CONFLICT';
+  /** Why it is left out: its read error, an invalid document, another issuer, a kid conflict, or too many keys. */
+  code: ErrorCode | 'ISSUER_MISMATCH' | 'KID_CONFLICT' | 'TOO_MANY_KEYS';
   message: string;
 }
 
@@ -85,6 +87,15 @@ export function mergeSources(issuerURL: string, reads: readonly SourceRead[]): M
         name: read.name,
         code: 'KID_CONFLICT',
         message: `it serves kid ${shown(conflict.kid)} with other key material than source ${keys.get(conflict.kid)?.from}; none of its keys is taken`,
+      });
+      continue;
+    }
+    const count = keys.size + served.filter((k) => !keys.has(k.kid)).length;
+    if (count > MAX_SOURCE_KEYS) {
+      stale.push({
+        name: read.name,
+        code: 'TOO_MANY_KEYS',
+        message: `its ${served.length} keys would bring the merged JWKS to ${count} keys, past ${MAX_SOURCE_KEYS}; the earlier sources' keys are published, none of this source's keys is taken`,
       });
       continue;
     }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { MAX_SOURCE_KEYS } from '../../src/core/documents.ts';
 import { mergeSources, type SourceRead, staleSummary } from '../../src/core/merge.ts';
+import { prepare } from '../../src/core/plan.ts';
 import {
   discoveryJson,
   EC_PUBLIC,
@@ -110,5 +112,100 @@ describe('mergeSources: one key set from several clusters with one issuer', () =
       ['SOURCE_UNAUTHORIZED', 'ISSUER_MISMATCH'],
     );
     assert.match(staleSummary(got.stale), /^source cluster: HTTP 401; source secret\/green: its issuer/);
+  });
+});
+
+/** `count` distinct EC keys (one key pair, kids ec-<prefix>-<i>): what a source with many keys serves. */
+function manyKeys(prefix: string, count: number): JwkJson[] {
+  return Array.from({ length: count }, (_, i) => ({ ...EC_PUBLIC, kid: `ec-${prefix}-${i}` }));
+}
+
+describe('mergeSources: each source validated on its own, the merged key set within the limit', () => {
+  const cases: {
+    name: string;
+    reads: SourceRead[];
+    used: string[];
+    stale: string[];
+    keys: number;
+  }[] = [
+    {
+      name: `a first source with ${MAX_SOURCE_KEYS} keys: a later source's new key would pass the limit, that source is left out`,
+      reads: [read('cluster', manyKeys('a', MAX_SOURCE_KEYS)), read('secret/green', [RSA_PUBLIC])],
+      used: ['cluster'],
+      stale: ['secret/green TOO_MANY_KEYS'],
+      keys: MAX_SOURCE_KEYS,
+    },
+    {
+      name: 'two sources with 60 keys each: the second left out, the first published',
+      reads: [read('cluster', manyKeys('a', 60)), read('secret/green', manyKeys('b', 60))],
+      used: ['cluster'],
+      stale: ['secret/green TOO_MANY_KEYS'],
+      keys: 60,
+    },
+    {
+      name: 'a key both serve counts once: 99 + the shared one + one more fits',
+      reads: [
+        read('cluster', [...manyKeys('a', 99), RSA_PUBLIC]),
+        read('secret/green', [RSA_PUBLIC]),
+        read('secret/blue', [OKP_PUBLIC]),
+      ],
+      used: ['cluster', 'secret/green'],
+      stale: ['secret/blue TOO_MANY_KEYS'],
+      keys: MAX_SOURCE_KEYS,
+    },
+    {
+      name: `a source with more than ${MAX_SOURCE_KEYS} keys is invalid on its own; the others are published`,
+      reads: [read('cluster', manyKeys('a', MAX_SOURCE_KEYS + 1)), read('secret/green', [RSA_PUBLIC])],
+      used: ['secret/green'],
+      stale: ['cluster DOCUMENT_INVALID'],
+      keys: 1,
+    },
+    {
+      name: 'a later source fits after an earlier one was left out',
+      reads: [
+        read('cluster', manyKeys('a', 90)),
+        read('secret/green', manyKeys('b', 20)),
+        read('secret/blue', [RSA_PUBLIC]),
+      ],
+      used: ['cluster', 'secret/blue'],
+      stale: ['secret/green TOO_MANY_KEYS'],
+      keys: 91,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = mergeSources(ISSUER, c.reads);
+      assert.equal(got.kind, 'merged');
+      if (got.kind !== 'merged') return;
+      assert.deepEqual(got.used, c.used);
+      assert.deepEqual(
+        got.stale.map((s) => `${s.name} ${s.code}`),
+        c.stale,
+      );
+      assert.equal(kidsOf(got.documents).length, c.keys);
+      // What the merge gives is publishable: the limit is never left to the publish step.
+      const prep = prepare(
+        {
+          issuerURL: ISSUER,
+          jwksURI: `${ISSUER}/openid/v1/jwks`,
+          cacheControl: 'public, max-age=300',
+          keyRetentionMs: 0,
+          storage: { prefix: '' },
+        },
+        got.documents,
+      );
+      assert.equal(prep.kind, 'ready', prep.kind === 'invalid' ? prep.error.message : prep.kind);
+    });
+  }
+
+  it('names the source left out for the limit and says why', () => {
+    const got = mergeSources(ISSUER, [
+      read('cluster', manyKeys('a', 60)),
+      read('secret/green', manyKeys('b', 60)),
+    ]);
+    assert.match(
+      staleSummary(got.stale),
+      /^source secret\/green: its 60 keys would bring the merged JWKS to 120 keys, past 100; the earlier sources' keys are published/,
+    );
   });
 });

@@ -1023,3 +1023,36 @@ describe('Reconciler: converging', () => {
     assert.equal(w.sourceReads, 0);
   });
 });
+
+describe('Reconciler: spec.sources with a source serving many keys', () => {
+  it("publishes the other source's keys and names the source left out, rather than failing the publisher", async () => {
+    const many = Array.from({ length: 100 }, (_, i) => ({ ...EC_PUBLIC, kid: `ec-${i}` }));
+    const w = new World(
+      samplePublisher({ spec: { sources: [{}, { kubeconfigSecretRef: { name: 'green' } }] } }),
+    );
+    w.source = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC, OKP_PUBLIC]) };
+    w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson(many) });
+
+    assert.deepEqual(await w.reconcile(), REQUEUE);
+
+    assert.deepEqual(conditionsOf(w), [
+      'SourceAvailable=False/SourcesStale',
+      ISSUER_OK,
+      'Published=True/DocumentsPublished',
+      VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/SourcesStale',
+    ]);
+    const message = w.obj.status?.conditions?.find((c) => c.type === 'SourceAvailable')?.message ?? '';
+    assert.match(
+      message,
+      /^source secret\/green: its 100 keys would bring the merged JWKS to 102 keys, past 100/,
+    );
+    const jwks = JSON.parse(String(w.store.objects.get(JWKS_KEY)?.body)) as { keys: JwkJson[] };
+    assert.deepEqual(
+      jwks.keys.map((k) => k.kid),
+      ['ed-1', 'rsa-1'],
+      "the cluster's keys, its new one with them",
+    );
+  });
+});
