@@ -48,13 +48,14 @@ export function keyChangesOf(outcome: SyncOutcome): KeyChange[] {
 
 function keyNote(change: KeyChange, expiresAt: string | undefined): string {
   const kid = JSON.stringify(change.kid.slice(0, 100));
+  const material = change.thumbprint ? ` (thumbprint ${change.thumbprint})` : '';
   switch (change.kind) {
     case 'added':
-      return `published new key ${change.kid}`;
+      return `published new key ${change.kid}${material}`;
     case 'retired':
       return `key ${change.kid} left the source; it stays published until ${expiresAt ?? 'keyRetention ends'}`;
     case 'removed':
-      return `key ${change.kid} removed from the published JWKS: ${change.why ?? 'its retention ended'}`;
+      return `key ${change.kid}${material} removed from the published JWKS: ${change.why ?? 'its retention ended'}`;
     case 'restored':
       return `key ${change.kid} is served by the source again; it is no longer retired`;
     case 'retained':

@@ -8,15 +8,23 @@
  * A source is left out, and its keys kept only by retention (core/keys.ts, for
  * spec.keyRetention from when it was last read), when it could not be read, serves
  * invalid documents, reports another issuer, serves a kid another source serves
- * with other key material, or would bring the merged key set past MAX_SOURCE_KEYS.
- * Each source is validated on its own, so one source's documents never make the
- * others' unpublishable. The first usable source (in spec order) gives the
- * discovery document; its keys and theirs win a kid conflict, so a later source
- * can never replace an earlier one's key.
+ * with other key material, serves a kid the operator published (status and the
+ * stored JWKS agree on it) with other key material, or would bring the merged key
+ * set past MAX_SOURCE_KEYS. Each source is validated on its own, so one source's
+ * documents never make the others' unpublishable. The first usable source (in spec
+ * order) gives the discovery document; its keys and theirs win a kid conflict, and
+ * a published key wins over every source, so no source can replace a key another
+ * cluster signs with, even while that cluster is not read.
  */
 import type { ErrorCode } from '../errors.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { MAX_SOURCE_KEYS, type PublicJwk, validateDiscovery, validateJwks } from './documents.ts';
+import {
+  jwkThumbprint,
+  MAX_SOURCE_KEYS,
+  type PublicJwk,
+  validateDiscovery,
+  validateJwks,
+} from './documents.ts';
 import type { RawDocuments } from './plan.ts';
 
 export interface SourceRead {
@@ -46,7 +54,15 @@ function sameKey(a: PublicJwk, b: PublicJwk): boolean {
 
 const shown = (s: string): string => JSON.stringify(s.slice(0, 100));
 
-export function mergeSources(issuerURL: string, reads: readonly SourceRead[]): Merged {
+/**
+ * `published`: the keys the operator published before, by kid, as proven by the stored JWKS
+ * (provenKeys in core/keys.ts); a source serving one of these kids with other material is left out.
+ */
+export function mergeSources(
+  issuerURL: string,
+  reads: readonly SourceRead[],
+  published: ReadonlyMap<string, PublicJwk> = new Map(),
+): Merged {
   const stale: StaleSource[] = [];
   const used: string[] = [];
   const keys = new Map<string, { key: PublicJwk; from: string }>();
@@ -87,6 +103,24 @@ export function mergeSources(issuerURL: string, reads: readonly SourceRead[]): M
         name: read.name,
         code: 'KID_CONFLICT',
         message: `it serves kid ${shown(conflict.kid)} with other key material than source ${keys.get(conflict.kid)?.from}; none of its keys is taken`,
+      });
+      continue;
+    }
+    const replaces = served.find((k) => {
+      const before = published.get(k.kid);
+      return before !== undefined && !sameKey(before, k);
+    });
+    if (replaces) {
+      const now = jwkThumbprint(replaces);
+      const before = jwkThumbprint(published.get(replaces.kid) ?? replaces);
+      const other =
+        now === before
+          ? `with other parameters (alg, use) than the published JWKS holds for the same key material (thumbprint ${now})`
+          : `with other key material (thumbprint ${now}) than the published JWKS holds (thumbprint ${before})`;
+      stale.push({
+        name: read.name,
+        code: 'KID_CONFLICT',
+        message: `it serves kid ${shown(replaces.kid)} ${other}; the published key is kept, none of this source's keys is taken`,
       });
       continue;
     }

@@ -10,7 +10,7 @@
 import { ConditionType, Reason } from '../api/conditions.ts';
 import { algorithmOf, type RelyingParty, refusedBy } from './algorithms.ts';
 import type { ConditionInput } from './conditions.ts';
-import type { KeyRecord, PublishedKeyRecord } from './keys.ts';
+import { type KeyRecord, type PublishedKeyRecord, sameMaterial } from './keys.ts';
 
 /** The lifetime assumed for a Cache-Control that names none (no max-age, no no-store). */
 export const UNKNOWN_CACHE_LIFETIME_MS = 300_000;
@@ -61,12 +61,13 @@ function trustedAtMs(r: KeyRecord, nowMs: number, lifetimeMs: number): number {
 }
 
 /**
- * The records with publishedAt and trustedAt. A key keeps the publishedAt status recorded (no
- * later than now; a record from before these fields counts from its firstSeen, as a record
- * reaches status only once the JWKS with its key was written); a new key is published now, since
- * the records reach status only when this sync's JWKS is in storage. trustedAt is publishedAt plus
- * the current cache lifetime: a recorded trustedAt is not honoured past that (status is
- * writable), so a shorter max-age takes effect at once (docs/rotation.md).
+ * The records with publishedAt and trustedAt. A key keeps the publishedAt status recorded for the
+ * same key material (no later than now; a record from before these fields counts from its
+ * firstSeen, as a record reaches status only once the JWKS with its key was written); a new key,
+ * or a kid now served with other key material (another RFC 7638 thumbprint), is published now,
+ * since the records reach status only when this sync's JWKS is in storage. trustedAt is
+ * publishedAt plus the current cache lifetime: a recorded trustedAt is not honoured past that
+ * (status is writable), so a shorter max-age takes effect at once (docs/rotation.md).
  */
 export function withTrust(
   records: readonly PublishedKeyRecord[],
@@ -78,7 +79,9 @@ export function withTrust(
   const prev = new Map<string, KeyRecord>();
   for (const r of previous ?? []) if (!prev.has(r.kid)) prev.set(r.kid, r);
   return records.map((r) => {
-    const before = prev.get(r.kid);
+    const found = prev.get(r.kid);
+    // Trust belongs to the key material, not to the kid.
+    const before = found && (r.jwk === undefined || sameMaterial(found, r.jwk)) ? found : undefined;
     const recorded = parsed(before?.publishedAt) ?? parsed(before?.firstSeen) ?? nowMs;
     const publishedMs = Math.min(recorded, nowMs);
     return { ...r, publishedAt: stamp(publishedMs), trustedAt: stamp(publishedMs + lifetimeMs) };

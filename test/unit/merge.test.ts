@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { MAX_SOURCE_KEYS } from '../../src/core/documents.ts';
+import { MAX_SOURCE_KEYS, type PublicJwk, validateJwks } from '../../src/core/documents.ts';
 import { mergeSources, type SourceRead, staleSummary } from '../../src/core/merge.ts';
 import { prepare } from '../../src/core/plan.ts';
 import {
@@ -207,5 +207,73 @@ describe('mergeSources: each source validated on its own, the merged key set wit
       staleSummary(got.stale),
       /^source secret\/green: its 60 keys would bring the merged JWKS to 120 keys, past 100; the earlier sources' keys are published/,
     );
+  });
+});
+
+describe('mergeSources: a key the operator published wins over every source', () => {
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
+  const swapped = { ...RSA_PUBLIC, n: other.n };
+  const published = new Map(
+    (validateJwks(jwksJson([RSA_PUBLIC, EC_PUBLIC])) as PublicJwk[]).map((k) => [k.kid, k]),
+  );
+
+  it('leaves out a source serving a published kid with other material while the source that served it is not read', () => {
+    const got = mergeSources(
+      ISSUER,
+      [
+        { name: 'cluster', error: { code: 'SOURCE_UNREACHABLE', message: 'connect ECONNREFUSED' } },
+        read('secret/green', [swapped, OKP_PUBLIC]),
+        read('secret/blue', [EC_PUBLIC]),
+      ],
+      published,
+    );
+    assert.equal(got.kind, 'merged');
+    if (got.kind !== 'merged') return;
+    assert.deepEqual(got.used, ['secret/blue']);
+    assert.deepEqual(
+      got.stale.map((s) => `${s.name} ${s.code}`),
+      ['cluster SOURCE_UNREACHABLE', 'secret/green KID_CONFLICT'],
+    );
+    assert.match(
+      got.stale[1]?.message ?? '',
+      /serves kid "rsa-1" with other key material \(thumbprint [\w-]{43}\) than the published JWKS holds \(thumbprint [\w-]{43}\); the published key is kept/,
+    );
+    assert.deepEqual(kidsOf(got.documents), ['ec-1']);
+  });
+
+  it('leaves out a source serving a published key with another alg: relying parties check it', () => {
+    const got = mergeSources(
+      ISSUER,
+      [
+        { name: 'cluster', error: { code: 'SOURCE_UNREACHABLE', message: 'connect ECONNREFUSED' } },
+        read('secret/green', [{ ...RSA_PUBLIC, alg: 'PS256' }]),
+        read('secret/blue', [EC_PUBLIC]),
+      ],
+      published,
+    );
+    assert.deepEqual(
+      got.stale.map((s) => `${s.name} ${s.code}`),
+      ['cluster SOURCE_UNREACHABLE', 'secret/green KID_CONFLICT'],
+    );
+    assert.match(
+      got.stale[1]?.message ?? '',
+      /with other parameters \(alg, use\) than the published JWKS holds/,
+    );
+  });
+
+  it('takes a source serving the published material, and keys never published', () => {
+    const got = mergeSources(
+      ISSUER,
+      [read('cluster', [RSA_PUBLIC]), read('secret/green', [OKP_PUBLIC])],
+      published,
+    );
+    assert.equal(got.kind, 'merged');
+    if (got.kind === 'merged') assert.deepEqual(kidsOf(got.documents), ['rsa-1', 'ed-1']);
+  });
+
+  it('is none when the only usable source serves a published kid with other material', () => {
+    const got = mergeSources(ISSUER, [read('cluster', [swapped])], published);
+    assert.equal(got.kind, 'none');
+    assert.equal(got.stale[0]?.code, 'KID_CONFLICT');
   });
 });

@@ -90,6 +90,27 @@ describe('withTrust: publishedAt and trustedAt of each record', () => {
       assert.equal(keyTrust(previous, undefined, at(MIN), 5 * MIN).nextTrustInMs, 4 * MIN);
     });
   }
+
+  it('trust belongs to the key material: a kid now served with other material is published now', () => {
+    const jwk = (n: string) => ({ kty: 'RSA' as const, kid: 'k', alg: 'RS256', n, e: 'AQAB' });
+    const previous = [
+      rec('k', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN), jwk: jwk('old') }),
+      rec('same', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN), jwk: { ...jwk('same'), kid: 'same' } }),
+    ];
+    const got = withTrust(
+      [rec('k', { jwk: jwk('new') }), rec('same', { jwk: { ...jwk('same'), kid: 'same', alg: 'PS256' } })],
+      previous,
+      at(60 * MIN),
+      5 * MIN,
+    );
+    assert.deepEqual(
+      got.map((r) => [r.kid, r.publishedAt, r.trustedAt]),
+      [
+        ['k', stamp(60 * MIN), stamp(65 * MIN)],
+        ['same', stamp(0), stamp(5 * MIN)],
+      ],
+    );
+  });
 });
 
 describe('keyTrust: the KeysTrusted condition', () => {
