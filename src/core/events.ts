@@ -94,8 +94,11 @@ export function eventsFor(
   for (const change of keyChangesOf(outcome)) {
     if (change.kind === 'refused' && ++refused > MAX_REFUSED_EVENTS) continue;
     const record = next.keys?.find((k) => k.kid === change.kid);
+    // A key removed because its kid is now served with other material: tokens it signed under that
+    // kid stop verifying at once, without retention.
+    const replaced = change.kind === 'removed' && change.thumbprint !== undefined;
     events.push({
-      type: change.kind === 'refused' ? 'Warning' : 'Normal',
+      type: change.kind === 'refused' || replaced ? 'Warning' : 'Normal',
       reason: KEY_EVENT_REASONS[change.kind],
       action: 'Publish',
       note: keyNote(change, record?.expiresAt),

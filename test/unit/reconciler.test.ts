@@ -516,7 +516,7 @@ const cases: Case[] = [
     },
     writes: [jwksWrite([SWAPPED_RSA, EC_PUBLIC], 'content changed')],
     conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/DocumentsPublished', VERIFIED, KT_NOT_YET, READY],
-    events: ['Normal DocumentsPublished', 'Normal KeyRemoved', 'Normal KeyAdded'],
+    events: ['Normal DocumentsPublished', 'Warning KeyRemoved', 'Normal KeyAdded'],
     result: { requeueAfterMs: SYNC_MS },
     check: (w) => {
       const record = w.obj.status?.keys?.find((k) => k.kid === 'rsa-1');
