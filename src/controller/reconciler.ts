@@ -250,8 +250,10 @@ export class Reconciler {
       // A source serving a kid this publisher published with other key material (say while the
       // cluster that signs with it missed a read) must not replace it: the keys the stored JWKS
       // proves published are merged first. A publisher refused for its target reads nothing there.
+      // While a source is stale the stored JWKS is always read: status alone (writable) must not
+      // decide that a kid now served by another source is the key that was published.
       if (merged.kind === 'merged' && !conflict) {
-        stored = await this.#storedJwks(obj, spec, merged.documents, previous);
+        stored = await this.#storedJwks(obj, spec, merged.documents, previous, merged.stale.length > 0);
         if (stored && 'state' in stored) {
           const published = provenKeys(previous, stored, this.#now(), spec.keyRetentionMs);
           if (published.size > 0) merged = mergeSources(spec.issuerURL, reads, published);
@@ -365,8 +367,9 @@ export class Reconciler {
     spec: ResolvedSpec,
     raw: RawDocuments,
     previous: readonly KeyRecord[] | undefined,
+    always = false,
   ): Promise<StoredJwks | { error: FailedStep } | undefined> {
-    if (!needsStoredJwks(raw.jwks, previous)) return undefined;
+    if (!(always && previous?.some((r) => r.jwk)) && !needsStoredJwks(raw.jwks, previous)) return undefined;
     try {
       const store = await this.#d.stores.get(spec.storage, obj.metadata.name);
       return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH), ownershipOf(obj));

@@ -157,6 +157,15 @@ export function sameMaterial(r: KeyRecord, key: object): boolean {
   return r.jwk === undefined || jwkThumbprint(r.jwk) === jwkThumbprint(key);
 }
 
+/** The thumbprint of the one key the verified stored JWKS holds under `kid`, if it holds one. */
+function storedThumbprint(stored: StoredJwks | undefined, kid: string): string | undefined {
+  if (stored?.state !== 'verified') return undefined;
+  const matches = stored.keys.filter(
+    (k) => k !== null && typeof k === 'object' && (k as { kid?: unknown }).kid === kid,
+  );
+  return matches.length === 1 && matches[0] ? jwkThumbprint(matches[0]) : undefined;
+}
+
 function record(key: PublicJwk, firstSeen: string): PublishedKeyRecord {
   return { kid: key.kid, kty: key.kty, alg: key.alg, firstSeen, jwk: { ...key } };
 }
@@ -186,11 +195,16 @@ export function retainKeys(
 
   for (const key of source) {
     let before = prev.get(key.kid);
-    if (before && !sameMaterial(before, key)) {
-      // The source serves the kid with other key material: the recorded key is gone (one kid holds
-      // one key in a JWKS) and this one is new, trusted from now (core/trust.ts), not the old one's.
-      const was = before.jwk ? jwkThumbprint(before.jwk) : undefined;
-      const current = jwkThumbprint(key);
+    const storedAs = storedThumbprint(stored, key.kid);
+    const current = jwkThumbprint(key);
+    const otherMaterial =
+      (before !== undefined && !sameMaterial(before, key)) ||
+      (storedAs !== undefined && storedAs !== current);
+    if (otherMaterial) {
+      // The source serves the kid with other key material than status records, or than the JWKS
+      // the operator published holds (status may have been edited to match): the recorded key is
+      // gone (one kid holds one key in a JWKS) and this one is new, trusted from now, not the old one's.
+      const was = storedAs ?? (before?.jwk ? jwkThumbprint(before.jwk) : undefined);
       changes.push({
         kind: 'removed',
         kid: key.kid,
@@ -276,8 +290,9 @@ export function provenKeys(
 
 /**
  * Whether status records a key (with its parameters) that the source's JWKS does not serve, or
- * serves with other key material or parameters: only then does retention (or a kid conflict between sources)
- * need the stored JWKS. A JWKS that does not parse needs nothing (prepare refuses it).
+ * serves with other key material or parameters: only then does retention (or a kid conflict
+ * between sources) need the stored JWKS. A JWKS that does not parse needs nothing (prepare
+ * refuses it).
  */
 export function needsStoredJwks(
   sourceJwks: Uint8Array | string,

@@ -744,6 +744,18 @@ describe('retainKeys: a kid is a label, the key material (RFC 7638 thumbprint) i
       changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
     },
     {
+      name: 'status edited to the new material, the JWKS the operator published holds the old: still a new key',
+      previous: [{ ...rec(SWAPPED, at(-10 * DAY)) }, rec(EC, at(-10 * DAY))],
+      record: `rsa-1 ${at(0)}`,
+      changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
+    },
+    {
+      name: 'no status record, the JWKS the operator published holds other material under the kid: a new key',
+      previous: [rec(EC, at(-10 * DAY))],
+      record: `rsa-1 ${at(0)}`,
+      changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
+    },
+    {
       name: 'the same material under another alg is the same key',
       previous: [
         { ...rec(RSA, at(-10 * DAY)), alg: 'PS256', jwk: { ...RSA, alg: 'PS256' } },

@@ -501,6 +501,46 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'spec.sources, a source stale and status edited to the material another source now serves under its kid: still a new key (Warning KeyRemoved), trusted from now',
+    spec: {
+      sources: [{}, { kubeconfigSecretRef: { name: 'green' } }, { kubeconfigSecretRef: { name: 'blue' } }],
+    },
+    arrange: async (w) => {
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC]) };
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) });
+      w.secretSources.set('blue', { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) });
+      await afterFirstSync(w);
+      w.advance(600_000);
+      assert.deepEqual(await w.reconcile(), REQUEUE);
+      w.advance(1000);
+      w.source = err('SOURCE_UNREACHABLE', 'connect ECONNREFUSED cluster');
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC, SWAPPED_RSA]) });
+      w.edit((o) => {
+        const rsa = o.status?.keys?.find((k) => k.kid === 'rsa-1');
+        if (rsa?.jwk) rsa.jwk.n = SWAPPED_RSA.n as string;
+      });
+    },
+    writes: [jwksWrite([SWAPPED_RSA, EC_PUBLIC, OKP_PUBLIC], 'content changed')],
+    conditions: [
+      'SourceAvailable=False/SourcesStale',
+      ISSUER_OK,
+      'Published=True/DocumentsPublished',
+      VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/SourcesStale',
+    ],
+    events: ['Normal DocumentsPublished', 'Warning KeyRemoved', 'Normal KeyAdded', 'Warning SourcesStale'],
+    result: REQUEUE,
+    check: (w) => {
+      const record = w.obj.status?.keys?.find((k) => k.kid === 'rsa-1');
+      assert.equal(
+        record?.publishedAt,
+        '2025-06-01T12:10:02Z',
+        'published now, not when the old material was',
+      );
+    },
+  },
+  {
     name: 'the API server serves a kid with other key material: published as a new key (KeyRemoved, KeyAdded), not trusted until one cache lifetime from now',
     arrange: async (w) => {
       await afterFirstSync(w);
