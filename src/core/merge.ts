@@ -12,7 +12,9 @@
  * stored JWKS agree on it) with other key material, or would bring the merged key
  * set past MAX_SOURCE_KEYS. Each source is validated on its own, so one source's
  * documents never make the others' unpublishable. The first usable source (in spec
- * order) gives the discovery document; its keys and theirs win a kid conflict, and
+ * order) gives the discovery document, listing in id_token_signing_alg_values_supported
+ * the algorithms of every source taken, so that a relying party that checks a token's
+ * alg against it accepts every cluster's tokens; its keys and theirs win a kid conflict, and
  * a published key wins over every source, so no source can replace a key another
  * cluster signs with, even while that cluster is not read.
  */
@@ -22,6 +24,7 @@ import {
   jwkThumbprint,
   MAX_SOURCE_KEYS,
   type PublicJwk,
+  type ValidatedDiscovery,
   validateDiscovery,
   validateJwks,
 } from './documents.ts';
@@ -67,6 +70,9 @@ export function mergeSources(
   const used: string[] = [];
   const keys = new Map<string, { key: PublicJwk; from: string }>();
   let discovery: RawDocuments['discovery'] | undefined;
+  let first: ValidatedDiscovery | undefined;
+  /** The signing algorithms the sources taken list, in order of first mention. */
+  const algorithms = new Set<string>();
   for (const read of reads) {
     if (read.error || !read.documents) {
       stale.push({
@@ -77,15 +83,16 @@ export function mergeSources(
       continue;
     }
     let served: PublicJwk[];
-    let issuer: string;
+    let validated: ValidatedDiscovery;
     try {
-      issuer = validateDiscovery(read.documents.discovery).issuer;
+      validated = validateDiscovery(read.documents.discovery);
       served = validateJwks(read.documents.jwks);
     } catch (err) {
       if (!(err instanceof OidcPublisherError)) throw err;
       stale.push({ name: read.name, code: err.code, message: err.message });
       continue;
     }
+    const issuer = validated.issuer;
     if (issuer !== issuerURL) {
       stale.push({
         name: read.name,
@@ -135,9 +142,17 @@ export function mergeSources(
     }
     for (const k of served) if (!keys.has(k.kid)) keys.set(k.kid, { key: k, from: read.name });
     discovery ??= read.documents.discovery;
+    first ??= validated;
+    // validateDiscovery checked that it is an array of strings, when present.
+    for (const alg of (validated.document.id_token_signing_alg_values_supported as string[] | undefined) ??
+      [])
+      algorithms.add(alg);
     used.push(read.name);
   }
-  if (discovery === undefined) return { kind: 'none', stale };
+  if (discovery === undefined || first === undefined) return { kind: 'none', stale };
+  const listed = first.document.id_token_signing_alg_values_supported as string[] | undefined;
+  if (listed !== undefined && algorithms.size > new Set(listed).size)
+    discovery = JSON.stringify({ ...first.document, id_token_signing_alg_values_supported: [...algorithms] });
   const jwks = JSON.stringify({ keys: [...keys.values()].map((k) => k.key) });
   return { kind: 'merged', documents: { discovery, jwks }, used, stale };
 }

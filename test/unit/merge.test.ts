@@ -101,6 +101,33 @@ describe('mergeSources: one key set from several clusters with one issuer', () =
     if (got.kind === 'merged') assert.equal(got.documents.discovery, first);
   });
 
+  it('lists the signing algorithms of every source taken in the discovery document, and only theirs', () => {
+    const es256 = discoveryJson({ id_token_signing_alg_values_supported: ['ES256'] });
+    const got = mergeSources(ISSUER, [
+      read('cluster', [RSA_PUBLIC]),
+      read('secret/green', [EC_PUBLIC], es256),
+      read(
+        'secret/blue',
+        [OKP_PUBLIC],
+        discoveryJson({
+          issuer: 'https://other.example.com',
+          id_token_signing_alg_values_supported: ['EdDSA'],
+        }),
+      ),
+    ]);
+    assert.equal(got.kind, 'merged');
+    if (got.kind !== 'merged') return;
+    const doc = JSON.parse(String(got.documents.discovery)) as Record<string, unknown>;
+    assert.deepEqual(doc.id_token_signing_alg_values_supported, ['RS256', 'ES256']);
+    assert.deepEqual(
+      { ...doc, id_token_signing_alg_values_supported: ['RS256'] },
+      JSON.parse(discoveryJson()),
+      'the rest is the first source document',
+    );
+    const same = mergeSources(ISSUER, [read('cluster', [RSA_PUBLIC]), read('secret/green', [EC_PUBLIC])]);
+    if (same.kind === 'merged') assert.equal(same.documents.discovery, discoveryJson(), 'unchanged bytes');
+  });
+
   it('is none when no source is usable, with every reason', () => {
     const got = mergeSources(ISSUER, [
       { name: 'cluster', error: { code: 'SOURCE_UNAUTHORIZED', message: 'HTTP 401' } },
