@@ -16,7 +16,7 @@ import {
 } from '../core/canary.ts';
 import { findCondition } from '../core/conditions.ts';
 import { eventsFor } from '../core/events.ts';
-import { type KeyRecord, needsStoredJwks, type StoredJwks } from '../core/keys.ts';
+import { type KeyRecord, needsStoredJwks, provenKeys, type StoredJwks } from '../core/keys.ts';
 import { mergeSources, type SourceRead, type StaleSource, staleSummary } from '../core/merge.ts';
 import {
   type Ownership,
@@ -114,7 +114,10 @@ function failed(err: unknown): FailedStep {
 function staleError(stale: readonly StaleSource[]): FailedStep {
   const first = stale[0];
   const code =
-    !first || first.code === 'ISSUER_MISMATCH' || first.code === 'KID_CONFLICT'
+    !first ||
+    first.code === 'ISSUER_MISMATCH' ||
+    first.code === 'KID_CONFLICT' ||
+    first.code === 'TOO_MANY_KEYS'
       ? 'DOCUMENT_INVALID'
       : first.code;
   return { code, message: staleSummary(stale) };
@@ -223,7 +226,10 @@ export class Reconciler {
 
     const outcome: SyncOutcome = {};
     const conflict = this.#conflict(obj);
+    const previous = obj.status?.keys as KeyRecord[] | undefined;
     let raw: RawDocuments | undefined;
+    // The JWKS this publisher last wrote, once read in this sync (or why it could not be).
+    let stored: StoredJwks | { error: FailedStep } | undefined;
     if (spec.sources) {
       // Every source is read, in parallel; the usable ones are merged, the others left stale.
       const reads = await Promise.all(
@@ -240,7 +246,19 @@ export class Reconciler {
           }
         }),
       );
-      const merged = mergeSources(spec.issuerURL, reads);
+      let merged = mergeSources(spec.issuerURL, reads);
+      // A source serving a kid this publisher published with other key material (say while the
+      // cluster that signs with it missed a read) must not replace it: the keys the stored JWKS
+      // proves published are merged first. A publisher refused for its target reads nothing there.
+      // While a source is stale the stored JWKS is always read: status alone (writable) must not
+      // decide that a kid now served by another source is the key that was published.
+      if (merged.kind === 'merged' && !conflict) {
+        stored = await this.#storedJwks(obj, spec, merged.documents, previous, merged.stale.length > 0);
+        if (stored && 'state' in stored) {
+          const published = provenKeys(previous, stored, this.#now(), spec.keyRetentionMs);
+          if (published.size > 0) merged = mergeSources(spec.issuerURL, reads, published);
+        }
+      }
       if (merged.stale.length > 0) outcome.staleSources = merged.stale;
       if (merged.kind === 'merged') raw = merged.documents;
       else outcome.sourceError = staleError(merged.stale);
@@ -254,9 +272,8 @@ export class Reconciler {
     }
     if (raw) {
       const now = this.#now();
-      const previous = obj.status?.keys as KeyRecord[] | undefined;
       // A publisher refused for its target reads nothing there: the objects are another's.
-      const stored = conflict ? undefined : await this.#storedJwks(obj, spec, raw, previous);
+      if (!conflict && stored === undefined) stored = await this.#storedJwks(obj, spec, raw, previous);
       outcome.preparation = prepare(spec, raw, {
         previous,
         now,
@@ -350,8 +367,9 @@ export class Reconciler {
     spec: ResolvedSpec,
     raw: RawDocuments,
     previous: readonly KeyRecord[] | undefined,
+    always = false,
   ): Promise<StoredJwks | { error: FailedStep } | undefined> {
-    if (!needsStoredJwks(raw.jwks, previous)) return undefined;
+    if (!(always && previous?.some((r) => r.jwk)) && !needsStoredJwks(raw.jwks, previous)) return undefined;
     try {
       const store = await this.#d.stores.get(spec.storage, obj.metadata.name);
       return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH), ownershipOf(obj));

@@ -27,6 +27,9 @@ export interface ValidatedDiscovery {
 
 export const MAX_DOCUMENT_BYTES = 1024 * 1024;
 
+/** At most this many keys in a source's JWKS, and in the keys of several sources merged (core/merge.ts). */
+export const MAX_SOURCE_KEYS = 100;
+
 /**
  * How deep a discovery document may nest. Real ones are an object of strings and arrays of
  * strings (depth 2); rendering walks the document recursively, so a deeper one is refused
@@ -215,7 +218,8 @@ export function validateJwks(raw: Uint8Array | string): PublicJwk[] {
   if (!Array.isArray(doc.keys)) throw invalid(what, ['"keys" is missing or not an array']);
   if (doc.keys.length === 0)
     throw invalid(what, ['"keys" is empty: there would be nothing to verify tokens with']);
-  if (doc.keys.length > 100) throw invalid(what, [`${doc.keys.length} keys; at most 100 are accepted`]);
+  if (doc.keys.length > MAX_SOURCE_KEYS)
+    throw invalid(what, [`${doc.keys.length} keys; at most ${MAX_SOURCE_KEYS} are accepted`]);
   const problems: string[] = [];
   const keys: PublicJwk[] = [];
   const seen = new Set<string>();
@@ -269,4 +273,31 @@ export function renderDiscovery(source: ValidatedDiscovery, jwksURI: string): Bu
 
 export function sha256Hex(body: Uint8Array): string {
   return createHash('sha256').update(body).digest('hex');
+}
+
+/** The members of each key type that identify its key material (RFC 7638 3.2), in lexicographic order. */
+const THUMBPRINT_MEMBERS: Record<PublicJwk['kty'], readonly string[]> = {
+  RSA: ['e', 'kty', 'n'],
+  EC: ['crv', 'kty', 'x', 'y'],
+  OKP: ['crv', 'kty', 'x'],
+};
+
+/**
+ * The JWK thumbprint (RFC 7638, SHA-256, base64url) of a key's material: what identifies a key,
+ * where a kid is only a label its issuer chose. `kid`, `alg` and `use` are not part of it.
+ * Undefined when a member it needs is missing or not a string (a status record is input).
+ */
+export function jwkThumbprint(jwk: object): string | undefined {
+  const o = jwk as Record<string, unknown>;
+  const kty = Object.hasOwn(o, 'kty') ? o.kty : undefined;
+  if (kty !== 'RSA' && kty !== 'EC' && kty !== 'OKP') return undefined;
+  const members = THUMBPRINT_MEMBERS[kty];
+  const values: Record<string, string> = {};
+  for (const m of members) {
+    const v = Object.hasOwn(o, m) ? o[m] : undefined;
+    if (typeof v !== 'string') return undefined;
+    values[m] = v;
+  }
+  // JSON.stringify keeps insertion order: the members were added in lexicographic order.
+  return createHash('sha256').update(JSON.stringify(values)).digest('base64url');
 }

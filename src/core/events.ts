@@ -48,13 +48,14 @@ export function keyChangesOf(outcome: SyncOutcome): KeyChange[] {
 
 function keyNote(change: KeyChange, expiresAt: string | undefined): string {
   const kid = JSON.stringify(change.kid.slice(0, 100));
+  const material = change.thumbprint ? ` (thumbprint ${change.thumbprint})` : '';
   switch (change.kind) {
     case 'added':
-      return `published new key ${change.kid}`;
+      return `published new key ${change.kid}${material}`;
     case 'retired':
       return `key ${change.kid} left the source; it stays published until ${expiresAt ?? 'keyRetention ends'}`;
     case 'removed':
-      return `key ${change.kid} removed from the published JWKS: ${change.why ?? 'its retention ended'}`;
+      return `key ${change.kid}${material} removed from the published JWKS: ${change.why ?? 'its retention ended'}`;
     case 'restored':
       return `key ${change.kid} is served by the source again; it is no longer retired`;
     case 'retained':
@@ -93,8 +94,11 @@ export function eventsFor(
   for (const change of keyChangesOf(outcome)) {
     if (change.kind === 'refused' && ++refused > MAX_REFUSED_EVENTS) continue;
     const record = next.keys?.find((k) => k.kid === change.kid);
+    // A key removed because its kid is now served with other material: tokens it signed under that
+    // kid stop verifying at once, without retention.
+    const replaced = change.kind === 'removed' && change.thumbprint !== undefined;
     events.push({
-      type: change.kind === 'refused' ? 'Warning' : 'Normal',
+      type: change.kind === 'refused' || replaced ? 'Warning' : 'Normal',
       reason: KEY_EVENT_REASONS[change.kind],
       action: 'Publish',
       note: keyNote(change, record?.expiresAt),

@@ -12,7 +12,7 @@
  * passes the checks a source key passes. Status times are clamped to `now`.
  * Pure: `now` and the stored JWKS are passed in.
  */
-import { checkPublicKey, MAX_DOCUMENT_BYTES, type PublicJwk, sha256Hex } from './documents.ts';
+import { checkPublicKey, jwkThumbprint, MAX_DOCUMENT_BYTES, type PublicJwk, sha256Hex } from './documents.ts';
 
 /** One published key as status records it. */
 export interface KeyRecord {
@@ -49,8 +49,13 @@ export type KeyChangeKind = 'added' | 'retired' | 'removed' | 'restored' | 'reta
 export interface KeyChange {
   kind: KeyChangeKind;
   kid: string;
-  /** Why a record was refused. */
+  /** Why a record was refused or removed. */
   why?: string;
+  /**
+   * The key material's RFC 7638 thumbprint, when the kid alone does not say which key: a kid the
+   * source now serves with other material is one key removed and another added.
+   */
+  thumbprint?: string;
 }
 
 export interface Retention {
@@ -143,6 +148,24 @@ function trustedKey(r: KeyRecord & { jwk: object }, stored: StoredJwks | undefin
   return checked.key;
 }
 
+/**
+ * Whether a status record is of this key's material: the same RFC 7638 thumbprint. A kid is a
+ * label; trust, retention and Events follow the material. A record without a jwk comes from
+ * before key retention and names its key by kid only.
+ */
+export function sameMaterial(r: KeyRecord, key: object): boolean {
+  return r.jwk === undefined || jwkThumbprint(r.jwk) === jwkThumbprint(key);
+}
+
+/** The thumbprint of the one key the verified stored JWKS holds under `kid`, if it holds one. */
+function storedThumbprint(stored: StoredJwks | undefined, kid: string): string | undefined {
+  if (stored?.state !== 'verified') return undefined;
+  const matches = stored.keys.filter(
+    (k) => k !== null && typeof k === 'object' && (k as { kid?: unknown }).kid === kid,
+  );
+  return matches.length === 1 && matches[0] ? jwkThumbprint(matches[0]) : undefined;
+}
+
 function record(key: PublicJwk, firstSeen: string): PublishedKeyRecord {
   return { kid: key.kid, kty: key.kty, alg: key.alg, firstSeen, jwk: { ...key } };
 }
@@ -171,8 +194,26 @@ export function retainKeys(
   let nextExpiryInMs: number | undefined;
 
   for (const key of source) {
-    const before = prev.get(key.kid);
-    if (!before) changes.push({ kind: 'added', kid: key.kid });
+    let before = prev.get(key.kid);
+    const storedAs = storedThumbprint(stored, key.kid);
+    const current = jwkThumbprint(key);
+    const otherMaterial =
+      (before !== undefined && !sameMaterial(before, key)) ||
+      (storedAs !== undefined && storedAs !== current);
+    if (otherMaterial) {
+      // The source serves the kid with other key material than status records, or than the JWKS
+      // the operator published holds (status may have been edited to match): the recorded key is
+      // gone (one kid holds one key in a JWKS) and this one is new, trusted from now, not the old one's.
+      const was = storedAs ?? (before?.jwk ? jwkThumbprint(before.jwk) : undefined);
+      changes.push({
+        kind: 'removed',
+        kid: key.kid,
+        why: `the source now serves this kid with other key material (thumbprint ${current}, was ${was ?? 'unreadable'})`,
+        ...(was ? { thumbprint: was } : {}),
+      });
+      changes.push({ kind: 'added', kid: key.kid, ...(current ? { thumbprint: current } : {}) });
+      before = undefined;
+    } else if (!before) changes.push({ kind: 'added', kid: key.kid });
     else if (before.retiredAt) changes.push({ kind: 'restored', kid: key.kid });
     published.push(key);
     records.push(record(key, stamp(clampedTime(before?.firstSeen, nowMs))));
@@ -222,9 +263,36 @@ export function retainKeys(
 }
 
 /**
- * Whether status records a key (with its parameters) that the source's JWKS does not serve:
- * only then does retention need the stored JWKS. A JWKS that does not parse needs nothing
- * (prepare refuses it).
+ * The keys status records as published (not past their retention) whose material the stored
+ * JWKS proves the operator published under that kid, as retention proves a retired key: with
+ * spec.sources, a source serving one of these kids with other material is a kid conflict
+ * (core/merge.ts), so the published key is kept rather than replaced.
+ */
+export function provenKeys(
+  previous: readonly KeyRecord[] | undefined,
+  stored: StoredJwks | undefined,
+  now: Date,
+  retentionMs: number,
+): Map<string, PublicJwk> {
+  const nowMs = now.getTime();
+  const proven = new Map<string, PublicJwk>();
+  const seen = new Set<string>();
+  for (const r of previous ?? []) {
+    if (seen.has(r.kid)) continue;
+    seen.add(r.kid);
+    if (!r.jwk) continue;
+    if (r.retiredAt !== undefined && clampedTime(r.retiredAt, nowMs) + retentionMs <= nowMs) continue;
+    const key = trustedKey(r as KeyRecord & { jwk: object }, stored);
+    if (typeof key !== 'string') proven.set(r.kid, key);
+  }
+  return proven;
+}
+
+/**
+ * Whether status records a key (with its parameters) that the source's JWKS does not serve, or
+ * serves with other key material or parameters: only then does retention (or a kid conflict
+ * between sources) need the stored JWKS. A JWKS that does not parse needs nothing (prepare
+ * refuses it).
  */
 export function needsStoredJwks(
   sourceJwks: Uint8Array | string,
@@ -239,10 +307,14 @@ export function needsStoredJwks(
     return false;
   }
   if (!Array.isArray(keys)) return false;
-  const served = new Set(
-    keys.map((k: unknown) =>
-      k !== null && typeof k === 'object' ? (k as { kid?: unknown }).kid : undefined,
+  const served = new Map<unknown, Record<string, string>>(
+    keys.flatMap((k: unknown) =>
+      k !== null && typeof k === 'object' ? [[(k as { kid?: unknown }).kid, publicMembers(k)]] : [],
     ),
   );
-  return previous.some((r) => r.jwk && !served.has(r.kid));
+  return previous.some((r) => {
+    if (!r.jwk) return false;
+    const now = served.get(r.kid);
+    return now === undefined || !sameMembers(publicMembers(r.jwk), now);
+  });
 }

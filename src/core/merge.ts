@@ -7,14 +7,27 @@
  *
  * A source is left out, and its keys kept only by retention (core/keys.ts, for
  * spec.keyRetention from when it was last read), when it could not be read, serves
- * invalid documents, reports another issuer, or serves a kid another source
- * serves with other key material. The first usable source (in spec order) gives
- * the discovery document; its keys and theirs win a kid conflict, so a later
- * source can never replace an earlier one's key.
+ * invalid documents, reports another issuer, serves a kid another source serves
+ * with other key material, serves a kid the operator published (status and the
+ * stored JWKS agree on it) with other key material, or would bring the merged key
+ * set past MAX_SOURCE_KEYS. Each source is validated on its own, so one source's
+ * documents never make the others' unpublishable. The first usable source (in spec
+ * order) gives the discovery document, listing in id_token_signing_alg_values_supported
+ * the algorithms of every source taken, so that a relying party that checks a token's
+ * alg against it accepts every cluster's tokens; its keys and theirs win a kid conflict, and
+ * a published key wins over every source, so no source can replace a key another
+ * cluster signs with, even while that cluster is not read.
  */
 import type { ErrorCode } from '../errors.ts';
 import { OidcPublisherError } from '../errors.ts';
-import { type PublicJwk, validateDiscovery, validateJwks } from './documents.ts';
+import {
+  jwkThumbprint,
+  MAX_SOURCE_KEYS,
+  type PublicJwk,
+  type ValidatedDiscovery,
+  validateDiscovery,
+  validateJwks,
+} from './documents.ts';
 import type { RawDocuments } from './plan.ts';
 
 export interface SourceRead {
@@ -27,8 +40,8 @@ export interface SourceRead {
 
 export interface StaleSource {
   name: string;
-  /** Why it is left out: its read error, an invalid document, another issuer, or a kid conflict. */
-  code: ErrorCode | 'ISSUER_MISMATCH' | 'KID_CONFLICT';
+  /** Why it is left out: its read error, an invalid document, another issuer, a kid conflict, or too many keys. */
+  code: ErrorCode | 'ISSUER_MISMATCH' | 'KID_CONFLICT' | 'TOO_MANY_KEYS';
   message: string;
 }
 
@@ -44,11 +57,22 @@ function sameKey(a: PublicJwk, b: PublicJwk): boolean {
 
 const shown = (s: string): string => JSON.stringify(s.slice(0, 100));
 
-export function mergeSources(issuerURL: string, reads: readonly SourceRead[]): Merged {
+/**
+ * `published`: the keys the operator published before, by kid, as proven by the stored JWKS
+ * (provenKeys in core/keys.ts); a source serving one of these kids with other material is left out.
+ */
+export function mergeSources(
+  issuerURL: string,
+  reads: readonly SourceRead[],
+  published: ReadonlyMap<string, PublicJwk> = new Map(),
+): Merged {
   const stale: StaleSource[] = [];
   const used: string[] = [];
   const keys = new Map<string, { key: PublicJwk; from: string }>();
   let discovery: RawDocuments['discovery'] | undefined;
+  let first: ValidatedDiscovery | undefined;
+  /** The signing algorithms the sources taken list, in order of first mention. */
+  const algorithms = new Set<string>();
   for (const read of reads) {
     if (read.error || !read.documents) {
       stale.push({
@@ -59,15 +83,16 @@ export function mergeSources(issuerURL: string, reads: readonly SourceRead[]): M
       continue;
     }
     let served: PublicJwk[];
-    let issuer: string;
+    let validated: ValidatedDiscovery;
     try {
-      issuer = validateDiscovery(read.documents.discovery).issuer;
+      validated = validateDiscovery(read.documents.discovery);
       served = validateJwks(read.documents.jwks);
     } catch (err) {
       if (!(err instanceof OidcPublisherError)) throw err;
       stale.push({ name: read.name, code: err.code, message: err.message });
       continue;
     }
+    const issuer = validated.issuer;
     if (issuer !== issuerURL) {
       stale.push({
         name: read.name,
@@ -88,11 +113,46 @@ export function mergeSources(issuerURL: string, reads: readonly SourceRead[]): M
       });
       continue;
     }
+    const replaces = served.find((k) => {
+      const before = published.get(k.kid);
+      return before !== undefined && !sameKey(before, k);
+    });
+    if (replaces) {
+      const now = jwkThumbprint(replaces);
+      const before = jwkThumbprint(published.get(replaces.kid) ?? replaces);
+      const other =
+        now === before
+          ? `with other parameters (alg, use) than the published JWKS holds for the same key material (thumbprint ${now})`
+          : `with other key material (thumbprint ${now}) than the published JWKS holds (thumbprint ${before})`;
+      stale.push({
+        name: read.name,
+        code: 'KID_CONFLICT',
+        message: `it serves kid ${shown(replaces.kid)} ${other}; the published key is kept, none of this source's keys is taken`,
+      });
+      continue;
+    }
+    const count = keys.size + served.filter((k) => !keys.has(k.kid)).length;
+    if (count > MAX_SOURCE_KEYS) {
+      stale.push({
+        name: read.name,
+        code: 'TOO_MANY_KEYS',
+        message: `its ${served.length} keys would bring the merged JWKS to ${count} keys, past ${MAX_SOURCE_KEYS}; the earlier sources' keys are published, none of this source's keys is taken`,
+      });
+      continue;
+    }
     for (const k of served) if (!keys.has(k.kid)) keys.set(k.kid, { key: k, from: read.name });
     discovery ??= read.documents.discovery;
+    first ??= validated;
+    // validateDiscovery checked that it is an array of strings, when present.
+    for (const alg of (validated.document.id_token_signing_alg_values_supported as string[] | undefined) ??
+      [])
+      algorithms.add(alg);
     used.push(read.name);
   }
-  if (discovery === undefined) return { kind: 'none', stale };
+  if (discovery === undefined || first === undefined) return { kind: 'none', stale };
+  const listed = first.document.id_token_signing_alg_values_supported as string[] | undefined;
+  if (listed !== undefined && algorithms.size > new Set(listed).size)
+    discovery = JSON.stringify({ ...first.document, id_token_signing_alg_values_supported: [...algorithms] });
   const jwks = JSON.stringify({ keys: [...keys.values()].map((k) => k.key) });
   return { kind: 'merged', documents: { discovery, jwks }, used, stale };
 }

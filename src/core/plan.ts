@@ -163,9 +163,13 @@ export function prepare(spec: DocumentSpec, raw: RawDocuments, retention?: Reten
   }
   const now = retention?.now ?? new Date(0);
   const kept = retainKeys(keys, retention?.previous, now, spec.keyRetentionMs, retention?.stored);
+  // A key added in this sync (a kid new, or served with other material) is trusted from now,
+  // whatever status recorded under its kid.
+  const added = new Set(kept.changes.filter((c) => c.kind === 'added').map((c) => c.kid));
+  const carried = retention?.previous?.filter((r) => !added.has(r.kid));
   const retained: Retention = {
     ...kept,
-    records: withTrust(kept.records, retention?.previous, now, cacheLifetimeMs(spec.cacheControl)),
+    records: withTrust(kept.records, carried, now, cacheLifetimeMs(spec.cacheControl)),
   };
   const prefix = spec.storage.prefix;
   const jwksBody = renderJwks(retained.published);

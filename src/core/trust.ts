@@ -10,12 +10,10 @@
 import { ConditionType, Reason } from '../api/conditions.ts';
 import { algorithmOf, type RelyingParty, refusedBy } from './algorithms.ts';
 import type { ConditionInput } from './conditions.ts';
-import type { KeyRecord, PublishedKeyRecord } from './keys.ts';
+import { type KeyRecord, type PublishedKeyRecord, sameMaterial } from './keys.ts';
 
 /** The lifetime assumed for a Cache-Control that names none (no max-age, no no-store). */
 export const UNKNOWN_CACHE_LIFETIME_MS = 300_000;
-/** A recorded trustedAt later than publishedAt + this is unreadable input (status is writable). */
-const MAX_TRUST_DELAY_MS = 366 * 24 * 3600_000;
 
 function seconds(directives: Map<string, string | undefined>, name: string): number | undefined {
   const v = directives.get(name);
@@ -52,12 +50,24 @@ function parsed(value: string | undefined): number | undefined {
 }
 
 /**
- * The records with publishedAt and trustedAt. A key keeps the publishedAt status recorded (no
- * later than now; a record from before these fields counts from its firstSeen, as a record
- * reaches status only once the JWKS with its key was written); a new key is published now, since
- * the records reach status only when this sync's JWKS is in storage. trustedAt is publishedAt plus
- * the cache lifetime, never earlier than recorded: a shorter max-age does not shorten what
- * relying parties cached before.
+ * When a record's key is trusted: its trustedAt, clamped to publishedAt (no later than now) plus
+ * the cache lifetime, since status is writable and a trustedAt far ahead would hold KeysTrusted
+ * False that long. A record without a readable trustedAt is trusted one lifetime after now.
+ */
+function trustedAtMs(r: KeyRecord, nowMs: number, lifetimeMs: number): number {
+  const publishedMs = Math.min(parsed(r.publishedAt) ?? nowMs, nowMs);
+  const bound = publishedMs + lifetimeMs;
+  return Math.min(parsed(r.trustedAt) ?? nowMs + lifetimeMs, bound);
+}
+
+/**
+ * The records with publishedAt and trustedAt. A key keeps the publishedAt status recorded for the
+ * same key material (no later than now; a record from before these fields counts from its
+ * firstSeen, as a record reaches status only once the JWKS with its key was written); a new key,
+ * or a kid now served with other key material (another RFC 7638 thumbprint), is published now,
+ * since the records reach status only when this sync's JWKS is in storage. trustedAt is
+ * publishedAt plus the current cache lifetime: a recorded trustedAt is not honoured past that
+ * (status is writable), so a shorter max-age takes effect at once (docs/rotation.md).
  */
 export function withTrust(
   records: readonly PublishedKeyRecord[],
@@ -69,14 +79,12 @@ export function withTrust(
   const prev = new Map<string, KeyRecord>();
   for (const r of previous ?? []) if (!prev.has(r.kid)) prev.set(r.kid, r);
   return records.map((r) => {
-    const before = prev.get(r.kid);
+    const found = prev.get(r.kid);
+    // Trust belongs to the key material, not to the kid.
+    const before = found && (r.jwk === undefined || sameMaterial(found, r.jwk)) ? found : undefined;
     const recorded = parsed(before?.publishedAt) ?? parsed(before?.firstSeen) ?? nowMs;
     const publishedMs = Math.min(recorded, nowMs);
-    let trustedMs = publishedMs + lifetimeMs;
-    const recordedTrust = parsed(before?.trustedAt);
-    if (recordedTrust !== undefined && recordedTrust <= publishedMs + MAX_TRUST_DELAY_MS)
-      trustedMs = Math.max(trustedMs, recordedTrust);
-    return { ...r, publishedAt: stamp(publishedMs), trustedAt: stamp(trustedMs) };
+    return { ...r, publishedAt: stamp(publishedMs), trustedAt: stamp(publishedMs + lifetimeMs) };
   });
 }
 
@@ -116,7 +124,7 @@ export function keyTrust(
   const nowMs = now.getTime();
   const lifetime = `${Math.round(lifetimeMs / 1000)}s`;
   const pending = served
-    .map((r) => ({ r, trustedMs: parsed(r.trustedAt) ?? nowMs + lifetimeMs }))
+    .map((r) => ({ r, trustedMs: trustedAtMs(r, nowMs, lifetimeMs) }))
     .filter((p) => p.trustedMs > nowMs)
     .sort((a, b) => a.trustedMs - b.trustedMs || (a.r.kid < b.r.kid ? -1 : 1));
   const nextTrustInMs = pending.length > 0 ? (pending[0]?.trustedMs ?? nowMs) - nowMs : undefined;

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { calculateJwkThumbprint } from 'jose';
 import {
+  jwkThumbprint,
   MAX_DOCUMENT_BYTES,
   type PublicJwk,
   renderDiscovery,
@@ -538,5 +540,36 @@ describe('validateJwks and renderJwks on arbitrary input (property)', () => {
       { numRuns: 500 },
     );
     assert.ok(acceptedCount > 0, 'expected the generator to produce some valid key sets');
+  });
+});
+
+describe('jwkThumbprint: what identifies a key', () => {
+  it("is the RFC 7638 SHA-256 thumbprint (the RFC's example of 3.1)", () => {
+    const rfc = {
+      kty: 'RSA',
+      n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw',
+      e: 'AQAB',
+      alg: 'RS256',
+      kid: '2011-04-29',
+    };
+    assert.equal(jwkThumbprint(rfc), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+  });
+
+  it('agrees with jose for each key type, and ignores kid, alg and use', async () => {
+    for (const key of [RSA_PUBLIC, EC_PUBLIC, OKP_PUBLIC]) {
+      const want = await calculateJwkThumbprint(key as Parameters<typeof calculateJwkThumbprint>[0]);
+      assert.equal(jwkThumbprint(key), want, `${String(key.kty)} thumbprint`);
+      assert.equal(jwkThumbprint({ ...key, kid: 'other', alg: 'x', use: 'enc' }), want);
+    }
+  });
+
+  it('is undefined for what is not a key of a known type (a status record is input)', () => {
+    assert.equal(jwkThumbprint({ kty: 'oct', k: 'AAAA' }), undefined);
+    assert.equal(jwkThumbprint({ kty: 'RSA', n: 'AQAB' }), undefined);
+    assert.equal(jwkThumbprint({ ...EC_PUBLIC, y: 7 }), undefined);
+    assert.equal(
+      jwkThumbprint(JSON.parse('{"__proto__": {"kty": "OKP"}, "crv": "Ed25519", "x": "AA"}')),
+      undefined,
+    );
   });
 });

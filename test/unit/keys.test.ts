@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { type PublicJwk, renderJwks, sha256Hex, validateJwks } from '../../src/core/documents.ts';
+import {
+  jwkThumbprint,
+  type PublicJwk,
+  renderJwks,
+  sha256Hex,
+  validateJwks,
+} from '../../src/core/documents.ts';
 import {
   type KeyRecord,
   MAX_RETAINED_KEYS,
   needsStoredJwks,
+  provenKeys,
   retainKeys,
   type StoredJwks,
   storedJwks,
@@ -25,6 +32,12 @@ const [RSA, EC, ED] = validateJwks(jwksJson([RSA_PUBLIC, EC_PUBLIC, OKP_PUBLIC])
   PublicJwk,
 ];
 const BY_KID = new Map([RSA, EC, ED].map((k) => [k.kid, k]));
+/** Key material of another RSA key pair. */
+const OTHER_RSA_MATERIAL = {
+  n: generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n,
+};
+/** The kid rsa-1 with other key material. */
+const [SWAPPED] = validateJwks(jwksJson([{ ...RSA_PUBLIC, ...OTHER_RSA_MATERIAL }])) as [PublicJwk];
 
 /** A record as an earlier sync wrote it to status. */
 function rec(key: PublicJwk, firstSeen: string, retiredAt?: string, expiresAt?: string): KeyRecord {
@@ -692,8 +705,121 @@ describe('needsStoredJwks', () => {
       previous: [rec(RSA, at(-DAY))],
       expected: false,
     },
+    {
+      name: 'a recorded kid served with another alg',
+      source: jwksJson([{ ...RSA_PUBLIC, alg: 'PS256' }, EC_PUBLIC]),
+      previous: [rec(RSA, at(-DAY)), rec(EC, at(-DAY))],
+      expected: true,
+    },
+    {
+      name: 'a recorded kid served with other key material',
+      source: jwksJson([{ ...RSA_PUBLIC, ...OTHER_RSA_MATERIAL }, EC_PUBLIC]),
+      previous: [rec(RSA, at(-DAY)), rec(EC, at(-DAY))],
+      expected: true,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => assert.equal(needsStoredJwks(c.source, c.previous), c.expected));
+  }
+});
+
+describe('retainKeys: a kid is a label, the key material (RFC 7638 thumbprint) is the key', () => {
+  const cases: {
+    name: string;
+    previous: KeyRecord[];
+    /** The summary of the rsa-1 record. */
+    record: string;
+    changes: string[];
+  }[] = [
+    {
+      name: 'the source serves a recorded kid with other material: the old key removed, the new one added and first seen now',
+      previous: [rec(RSA, at(-10 * DAY)), rec(EC, at(-10 * DAY))],
+      record: `rsa-1 ${at(0)}`,
+      changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
+    },
+    {
+      name: 'a retired kid comes back with other material: not restored, a new key',
+      previous: [rec(RSA, at(-10 * DAY), at(-DAY), at(0)), rec(EC, at(-10 * DAY))],
+      record: `rsa-1 ${at(0)}`,
+      changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
+    },
+    {
+      name: 'status edited to the new material, the JWKS the operator published holds the old: still a new key',
+      previous: [{ ...rec(SWAPPED, at(-10 * DAY)) }, rec(EC, at(-10 * DAY))],
+      record: `rsa-1 ${at(0)}`,
+      changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
+    },
+    {
+      name: 'no status record, the JWKS the operator published holds other material under the kid: a new key',
+      previous: [rec(EC, at(-10 * DAY))],
+      record: `rsa-1 ${at(0)}`,
+      changes: [`removed rsa-1 ${jwkThumbprint(RSA)}`, `added rsa-1 ${jwkThumbprint(SWAPPED)}`],
+    },
+    {
+      name: 'the same material under another alg is the same key',
+      previous: [
+        { ...rec(RSA, at(-10 * DAY)), alg: 'PS256', jwk: { ...RSA, alg: 'PS256' } },
+        rec(EC, at(-10 * DAY)),
+      ],
+      record: `rsa-1 ${at(-10 * DAY)}`,
+      changes: [],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const source = c.name.includes('alg') ? [RSA, EC] : [SWAPPED, EC];
+      const got = retainKeys(source, c.previous, NOW, DAY, STORED);
+      assert.deepEqual(
+        got.published.map((k) => jwkThumbprint(k)),
+        source.map((k) => jwkThumbprint(k)),
+        'the source keys are published, nothing retained under their kids',
+      );
+      assert.equal(summary(got.records.find((r) => r.kid === 'rsa-1')!), c.record);
+      assert.deepEqual(
+        got.changes.map((x) => [x.kind, x.kid, x.thumbprint].filter(Boolean).join(' ')),
+        c.changes,
+      );
+    });
+  }
+});
+
+describe('provenKeys: what the operator published, by kid, as status and the stored JWKS agree', () => {
+  const cases: {
+    name: string;
+    previous: KeyRecord[];
+    stored: StoredJwks;
+    proven: string[];
+  }[] = [
+    {
+      name: 'served and retired records whose material the stored JWKS holds',
+      previous: [rec(RSA, at(-DAY)), rec(EC, at(-DAY), at(-H)), bare(ED)],
+      stored: STORED,
+      proven: ['rsa-1', 'ec-1'],
+    },
+    {
+      name: 'a record whose material the stored JWKS does not hold under its kid (status is writable)',
+      previous: [{ ...rec(RSA, at(-DAY)), jwk: { ...SWAPPED } }, rec(EC, at(-DAY))],
+      stored: STORED,
+      proven: ['ec-1'],
+    },
+    {
+      name: 'a retired record past its retention',
+      previous: [rec(RSA, at(-3 * DAY), at(-2 * DAY)), rec(EC, at(-DAY))],
+      stored: STORED,
+      proven: ['ec-1'],
+    },
+    {
+      name: 'a stored JWKS changed in storage proves nothing',
+      previous: [rec(RSA, at(-DAY)), rec(EC, at(-DAY))],
+      stored: stored([RSA, EC], 'f'.repeat(64)),
+      proven: [],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = provenKeys(c.previous, c.stored, NOW, DAY);
+      assert.deepEqual([...got.keys()], c.proven);
+      for (const [kid, key] of got) assert.deepEqual(key, BY_KID.get(kid), `${kid}: the stored key`);
+    });
   }
 });

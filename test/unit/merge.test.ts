@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { MAX_SOURCE_KEYS, type PublicJwk, validateJwks } from '../../src/core/documents.ts';
 import { mergeSources, type SourceRead, staleSummary } from '../../src/core/merge.ts';
+import { prepare } from '../../src/core/plan.ts';
 import {
   discoveryJson,
   EC_PUBLIC,
@@ -99,6 +101,33 @@ describe('mergeSources: one key set from several clusters with one issuer', () =
     if (got.kind === 'merged') assert.equal(got.documents.discovery, first);
   });
 
+  it('lists the signing algorithms of every source taken in the discovery document, and only theirs', () => {
+    const es256 = discoveryJson({ id_token_signing_alg_values_supported: ['ES256'] });
+    const got = mergeSources(ISSUER, [
+      read('cluster', [RSA_PUBLIC]),
+      read('secret/green', [EC_PUBLIC], es256),
+      read(
+        'secret/blue',
+        [OKP_PUBLIC],
+        discoveryJson({
+          issuer: 'https://other.example.com',
+          id_token_signing_alg_values_supported: ['EdDSA'],
+        }),
+      ),
+    ]);
+    assert.equal(got.kind, 'merged');
+    if (got.kind !== 'merged') return;
+    const doc = JSON.parse(String(got.documents.discovery)) as Record<string, unknown>;
+    assert.deepEqual(doc.id_token_signing_alg_values_supported, ['RS256', 'ES256']);
+    assert.deepEqual(
+      { ...doc, id_token_signing_alg_values_supported: ['RS256'] },
+      JSON.parse(discoveryJson()),
+      'the rest is the first source document',
+    );
+    const same = mergeSources(ISSUER, [read('cluster', [RSA_PUBLIC]), read('secret/green', [EC_PUBLIC])]);
+    if (same.kind === 'merged') assert.equal(same.documents.discovery, discoveryJson(), 'unchanged bytes');
+  });
+
   it('is none when no source is usable, with every reason', () => {
     const got = mergeSources(ISSUER, [
       { name: 'cluster', error: { code: 'SOURCE_UNAUTHORIZED', message: 'HTTP 401' } },
@@ -110,5 +139,168 @@ describe('mergeSources: one key set from several clusters with one issuer', () =
       ['SOURCE_UNAUTHORIZED', 'ISSUER_MISMATCH'],
     );
     assert.match(staleSummary(got.stale), /^source cluster: HTTP 401; source secret\/green: its issuer/);
+  });
+});
+
+/** `count` distinct EC keys (one key pair, kids ec-<prefix>-<i>): what a source with many keys serves. */
+function manyKeys(prefix: string, count: number): JwkJson[] {
+  return Array.from({ length: count }, (_, i) => ({ ...EC_PUBLIC, kid: `ec-${prefix}-${i}` }));
+}
+
+describe('mergeSources: each source validated on its own, the merged key set within the limit', () => {
+  const cases: {
+    name: string;
+    reads: SourceRead[];
+    used: string[];
+    stale: string[];
+    keys: number;
+  }[] = [
+    {
+      name: `a first source with ${MAX_SOURCE_KEYS} keys: a later source's new key would pass the limit, that source is left out`,
+      reads: [read('cluster', manyKeys('a', MAX_SOURCE_KEYS)), read('secret/green', [RSA_PUBLIC])],
+      used: ['cluster'],
+      stale: ['secret/green TOO_MANY_KEYS'],
+      keys: MAX_SOURCE_KEYS,
+    },
+    {
+      name: 'two sources with 60 keys each: the second left out, the first published',
+      reads: [read('cluster', manyKeys('a', 60)), read('secret/green', manyKeys('b', 60))],
+      used: ['cluster'],
+      stale: ['secret/green TOO_MANY_KEYS'],
+      keys: 60,
+    },
+    {
+      name: 'a key both serve counts once: 99 + the shared one + one more fits',
+      reads: [
+        read('cluster', [...manyKeys('a', 99), RSA_PUBLIC]),
+        read('secret/green', [RSA_PUBLIC]),
+        read('secret/blue', [OKP_PUBLIC]),
+      ],
+      used: ['cluster', 'secret/green'],
+      stale: ['secret/blue TOO_MANY_KEYS'],
+      keys: MAX_SOURCE_KEYS,
+    },
+    {
+      name: `a source with more than ${MAX_SOURCE_KEYS} keys is invalid on its own; the others are published`,
+      reads: [read('cluster', manyKeys('a', MAX_SOURCE_KEYS + 1)), read('secret/green', [RSA_PUBLIC])],
+      used: ['secret/green'],
+      stale: ['cluster DOCUMENT_INVALID'],
+      keys: 1,
+    },
+    {
+      name: 'a later source fits after an earlier one was left out',
+      reads: [
+        read('cluster', manyKeys('a', 90)),
+        read('secret/green', manyKeys('b', 20)),
+        read('secret/blue', [RSA_PUBLIC]),
+      ],
+      used: ['cluster', 'secret/blue'],
+      stale: ['secret/green TOO_MANY_KEYS'],
+      keys: 91,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = mergeSources(ISSUER, c.reads);
+      assert.equal(got.kind, 'merged');
+      if (got.kind !== 'merged') return;
+      assert.deepEqual(got.used, c.used);
+      assert.deepEqual(
+        got.stale.map((s) => `${s.name} ${s.code}`),
+        c.stale,
+      );
+      assert.equal(kidsOf(got.documents).length, c.keys);
+      // What the merge gives is publishable: the limit is never left to the publish step.
+      const prep = prepare(
+        {
+          issuerURL: ISSUER,
+          jwksURI: `${ISSUER}/openid/v1/jwks`,
+          cacheControl: 'public, max-age=300',
+          keyRetentionMs: 0,
+          storage: { prefix: '' },
+        },
+        got.documents,
+      );
+      assert.equal(prep.kind, 'ready', prep.kind === 'invalid' ? prep.error.message : prep.kind);
+    });
+  }
+
+  it('names the source left out for the limit and says why', () => {
+    const got = mergeSources(ISSUER, [
+      read('cluster', manyKeys('a', 60)),
+      read('secret/green', manyKeys('b', 60)),
+    ]);
+    assert.match(
+      staleSummary(got.stale),
+      /^source secret\/green: its 60 keys would bring the merged JWKS to 120 keys, past 100; the earlier sources' keys are published/,
+    );
+  });
+});
+
+describe('mergeSources: a key the operator published wins over every source', () => {
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
+  const swapped = { ...RSA_PUBLIC, n: other.n };
+  const published = new Map(
+    (validateJwks(jwksJson([RSA_PUBLIC, EC_PUBLIC])) as PublicJwk[]).map((k) => [k.kid, k]),
+  );
+
+  it('leaves out a source serving a published kid with other material while the source that served it is not read', () => {
+    const got = mergeSources(
+      ISSUER,
+      [
+        { name: 'cluster', error: { code: 'SOURCE_UNREACHABLE', message: 'connect ECONNREFUSED' } },
+        read('secret/green', [swapped, OKP_PUBLIC]),
+        read('secret/blue', [EC_PUBLIC]),
+      ],
+      published,
+    );
+    assert.equal(got.kind, 'merged');
+    if (got.kind !== 'merged') return;
+    assert.deepEqual(got.used, ['secret/blue']);
+    assert.deepEqual(
+      got.stale.map((s) => `${s.name} ${s.code}`),
+      ['cluster SOURCE_UNREACHABLE', 'secret/green KID_CONFLICT'],
+    );
+    assert.match(
+      got.stale[1]?.message ?? '',
+      /serves kid "rsa-1" with other key material \(thumbprint [\w-]{43}\) than the published JWKS holds \(thumbprint [\w-]{43}\); the published key is kept/,
+    );
+    assert.deepEqual(kidsOf(got.documents), ['ec-1']);
+  });
+
+  it('leaves out a source serving a published key with another alg: relying parties check it', () => {
+    const got = mergeSources(
+      ISSUER,
+      [
+        { name: 'cluster', error: { code: 'SOURCE_UNREACHABLE', message: 'connect ECONNREFUSED' } },
+        read('secret/green', [{ ...RSA_PUBLIC, alg: 'PS256' }]),
+        read('secret/blue', [EC_PUBLIC]),
+      ],
+      published,
+    );
+    assert.deepEqual(
+      got.stale.map((s) => `${s.name} ${s.code}`),
+      ['cluster SOURCE_UNREACHABLE', 'secret/green KID_CONFLICT'],
+    );
+    assert.match(
+      got.stale[1]?.message ?? '',
+      /with other parameters \(alg, use\) than the published JWKS holds/,
+    );
+  });
+
+  it('takes a source serving the published material, and keys never published', () => {
+    const got = mergeSources(
+      ISSUER,
+      [read('cluster', [RSA_PUBLIC]), read('secret/green', [OKP_PUBLIC])],
+      published,
+    );
+    assert.equal(got.kind, 'merged');
+    if (got.kind === 'merged') assert.deepEqual(kidsOf(got.documents), ['rsa-1', 'ed-1']);
+  });
+
+  it('is none when the only usable source serves a published kid with other material', () => {
+    const got = mergeSources(ISSUER, [read('cluster', [swapped])], published);
+    assert.equal(got.kind, 'none');
+    assert.equal(got.stale[0]?.code, 'KID_CONFLICT');
   });
 });

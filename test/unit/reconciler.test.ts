@@ -129,6 +129,12 @@ function issueToken(w: World, key: KeyObject, kid: string): void {
   });
 }
 
+/** The kid rsa-1 served with the key material of another key pair. */
+const SWAPPED_RSA: JwkJson = {
+  ...RSA_PUBLIC,
+  n: generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n,
+};
+
 /** The first sync, then the sync under test starts from its result. */
 async function afterFirstSync(w: World): Promise<void> {
   const first = await w.reconcile();
@@ -353,7 +359,8 @@ const cases: Case[] = [
     ],
     conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/DocumentsPublished', VERIFIED, KT_NOT_YET, READY],
     events: ['Normal DocumentsPublished'],
-    result: REQUEUE,
+    // trustedAt follows the current max-age (published 1 s ago + 60 s): status cannot hold it later.
+    result: { requeueAfterMs: 59_100 },
   },
   {
     name: 'a key added at the source: only the JWKS is rewritten (content changed), KeyAdded',
@@ -450,6 +457,122 @@ const cases: Case[] = [
     conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/DocumentsPublished', VERIFIED, KT_NOT_YET, READY],
     events: FIRST_SYNC_EVENTS,
     result: REQUEUE,
+  },
+  {
+    name: 'spec.sources: the earlier source misses a read and a later one serves its kid with other material: the published key is kept, that source is left out (KID_CONFLICT)',
+    spec: {
+      sources: [{}, { kubeconfigSecretRef: { name: 'green' } }, { kubeconfigSecretRef: { name: 'blue' } }],
+    },
+    arrange: async (w) => {
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC]) };
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) });
+      w.secretSources.set('blue', { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) });
+      await afterFirstSync(w);
+      w.source = err('SOURCE_UNREACHABLE', 'connect ECONNREFUSED cluster');
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC, SWAPPED_RSA]) });
+    },
+    // rsa-1 and ec-1 are retained from the stored JWKS: the same bytes, nothing written.
+    writes: [],
+    conditions: [
+      'SourceAvailable=False/SourcesStale',
+      ISSUER_OK,
+      'Published=True/UpToDate',
+      VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/SourcesStale',
+    ],
+    events: ['Normal KeyRetired', 'Normal KeyRetired', 'Warning SourcesStale'],
+    result: REQUEUE,
+    check: (w) => {
+      const published = JSON.parse(String(w.store.objects.get(JWKS_KEY)?.body)) as { keys: JwkJson[] };
+      assert.equal(
+        published.keys.find((k) => k.kid === 'rsa-1')?.n,
+        RSA_PUBLIC.n,
+        'the published rsa-1 is kept',
+      );
+      const record = w.obj.status?.keys?.find((k) => k.kid === 'rsa-1');
+      assert.equal(record?.jwk?.n, RSA_PUBLIC.n, 'status records the kept key');
+      assert.equal(record?.publishedAt, '2025-06-01T12:00:00Z');
+      const c = w.obj.status?.conditions?.find((x) => x.type === 'SourceAvailable');
+      assert.match(
+        c?.message ?? '',
+        /^source cluster: connect ECONNREFUSED cluster; source secret\/green: it serves kid "rsa-1" with other key material \(thumbprint [\w-]+\) than the published JWKS holds/,
+      );
+    },
+  },
+  {
+    name: 'spec.sources, a source stale and status edited to the material another source now serves under its kid: still a new key (Warning KeyRemoved), trusted from now',
+    spec: {
+      sources: [{}, { kubeconfigSecretRef: { name: 'green' } }, { kubeconfigSecretRef: { name: 'blue' } }],
+    },
+    arrange: async (w) => {
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC]) };
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) });
+      w.secretSources.set('blue', { discovery: discoveryJson(), jwks: jwksJson([OKP_PUBLIC]) });
+      await afterFirstSync(w);
+      w.advance(600_000);
+      assert.deepEqual(await w.reconcile(), REQUEUE);
+      w.advance(1000);
+      w.source = err('SOURCE_UNREACHABLE', 'connect ECONNREFUSED cluster');
+      w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC, SWAPPED_RSA]) });
+      w.edit((o) => {
+        const rsa = o.status?.keys?.find((k) => k.kid === 'rsa-1');
+        if (rsa?.jwk) rsa.jwk.n = SWAPPED_RSA.n as string;
+      });
+    },
+    writes: [jwksWrite([SWAPPED_RSA, EC_PUBLIC, OKP_PUBLIC], 'content changed')],
+    conditions: [
+      'SourceAvailable=False/SourcesStale',
+      ISSUER_OK,
+      'Published=True/DocumentsPublished',
+      VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/SourcesStale',
+    ],
+    events: ['Normal DocumentsPublished', 'Warning KeyRemoved', 'Normal KeyAdded', 'Warning SourcesStale'],
+    result: REQUEUE,
+    check: (w) => {
+      const record = w.obj.status?.keys?.find((k) => k.kid === 'rsa-1');
+      assert.equal(
+        record?.publishedAt,
+        '2025-06-01T12:10:02Z',
+        'published now, not when the old material was',
+      );
+    },
+  },
+  {
+    name: 'the API server serves a kid with other key material: published as a new key (KeyRemoved, KeyAdded), not trusted until one cache lifetime from now',
+    arrange: async (w) => {
+      await afterFirstSync(w);
+      w.advance(600_000);
+      assert.deepEqual(await w.reconcile(), REQUEUE);
+      assert.equal(
+        w.obj.status?.conditions?.find((x) => x.type === 'KeysTrusted')?.reason,
+        'AllKeysTrusted',
+        'the old rsa-1 was trusted',
+      );
+      w.advance(1000);
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([SWAPPED_RSA, EC_PUBLIC]) };
+    },
+    writes: [jwksWrite([SWAPPED_RSA, EC_PUBLIC], 'content changed')],
+    conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/DocumentsPublished', VERIFIED, KT_NOT_YET, READY],
+    events: ['Normal DocumentsPublished', 'Warning KeyRemoved', 'Normal KeyAdded'],
+    result: { requeueAfterMs: SYNC_MS },
+    check: (w) => {
+      const record = w.obj.status?.keys?.find((k) => k.kid === 'rsa-1');
+      assert.equal(
+        record?.publishedAt,
+        '2025-06-01T12:10:02Z',
+        'published now, not when the old material was',
+      );
+      assert.equal(record?.trustedAt, '2025-06-01T12:15:02Z');
+      const notes = w.cluster.events.map((e) => e.event.note);
+      assert.match(
+        notes[1] ?? '',
+        /^key rsa-1 \(thumbprint [\w-]{43}\) removed from the published JWKS: the source now serves this kid with other key material/,
+      );
+      assert.match(notes[2] ?? '', /published new key rsa-1 \(thumbprint [\w-]{43}\)/);
+    },
   },
   {
     name: 'a key left the source: retained from the stored JWKS (same bytes, no write), KeyRetired, requeued when it expires',
@@ -1020,5 +1143,38 @@ describe('Reconciler: converging', () => {
     assert.deepEqual(w.store.calls, []);
     assert.deepEqual(w.cluster.statusPatches, []);
     assert.equal(w.sourceReads, 0);
+  });
+});
+
+describe('Reconciler: spec.sources with a source serving many keys', () => {
+  it("publishes the other source's keys and names the source left out, rather than failing the publisher", async () => {
+    const many = Array.from({ length: 100 }, (_, i) => ({ ...EC_PUBLIC, kid: `ec-${i}` }));
+    const w = new World(
+      samplePublisher({ spec: { sources: [{}, { kubeconfigSecretRef: { name: 'green' } }] } }),
+    );
+    w.source = { discovery: discoveryJson(), jwks: jwksJson([RSA_PUBLIC, OKP_PUBLIC]) };
+    w.secretSources.set('green', { discovery: discoveryJson(), jwks: jwksJson(many) });
+
+    assert.deepEqual(await w.reconcile(), REQUEUE);
+
+    assert.deepEqual(conditionsOf(w), [
+      'SourceAvailable=False/SourcesStale',
+      ISSUER_OK,
+      'Published=True/DocumentsPublished',
+      VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/SourcesStale',
+    ]);
+    const message = w.obj.status?.conditions?.find((c) => c.type === 'SourceAvailable')?.message ?? '';
+    assert.match(
+      message,
+      /^source secret\/green: its 100 keys would bring the merged JWKS to 102 keys, past 100/,
+    );
+    const jwks = JSON.parse(String(w.store.objects.get(JWKS_KEY)?.body)) as { keys: JwkJson[] };
+    assert.deepEqual(
+      jwks.keys.map((k) => k.kid),
+      ['ed-1', 'rsa-1'],
+      "the cluster's keys, its new one with them",
+    );
   });
 });

@@ -66,15 +66,50 @@ describe('withTrust: publishedAt and trustedAt of each record', () => {
     assert.equal(r?.trustedAt, stamp(11 * MIN));
   });
 
-  it('a shorter max-age does not make a key trusted earlier than recorded; a longer one makes it later', () => {
+  it('trustedAt is publishedAt plus the current cache lifetime: a longer max-age makes it later, a shorter one earlier', () => {
     const previous = [rec('k', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN) })];
-    assert.equal(withTrust([rec('k')], previous, at(MIN), 30_000)[0]?.trustedAt, stamp(5 * MIN));
     assert.equal(withTrust([rec('k')], previous, at(MIN), 10 * MIN)[0]?.trustedAt, stamp(10 * MIN));
+    assert.equal(withTrust([rec('k')], previous, at(MIN), 30_000)[0]?.trustedAt, stamp(30_000));
   });
 
-  it('ignores a recorded trustedAt more than a year after publishedAt', () => {
-    const previous = [rec('k', { publishedAt: stamp(0), trustedAt: '2099-01-01T00:00:00Z' })];
-    assert.equal(withTrust([rec('k')], previous, at(MIN), 5 * MIN)[0]?.trustedAt, stamp(5 * MIN));
+  // A status writer could otherwise hold KeysTrusted=False for as long as the trustedAt they wrote.
+  for (const [what, trustedAt] of [
+    ['a month', stamp(30 * 24 * 60 * MIN)],
+    ['300 days', stamp(300 * 24 * 60 * MIN)],
+    ['decades', '2099-01-01T00:00:00Z'],
+  ] as const) {
+    it(`a recorded trustedAt ${what} after publishedAt is clamped to publishedAt + the cache lifetime`, () => {
+      const previous = [rec('k', { publishedAt: stamp(0), trustedAt })];
+      assert.equal(withTrust([rec('k')], previous, at(MIN), 5 * MIN)[0]?.trustedAt, stamp(5 * MIN));
+      const trust = keyTrust(previous, undefined, at(6 * MIN), 5 * MIN);
+      assert.equal(
+        `${trust.condition.status}/${trust.condition.reason}`,
+        'True/AllKeysTrusted',
+        'KeysTrusted from the records status holds (a sync that did not publish)',
+      );
+      assert.equal(keyTrust(previous, undefined, at(MIN), 5 * MIN).nextTrustInMs, 4 * MIN);
+    });
+  }
+
+  it('trust belongs to the key material: a kid now served with other material is published now', () => {
+    const jwk = (n: string) => ({ kty: 'RSA' as const, kid: 'k', alg: 'RS256', n, e: 'AQAB' });
+    const previous = [
+      rec('k', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN), jwk: jwk('old') }),
+      rec('same', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN), jwk: { ...jwk('same'), kid: 'same' } }),
+    ];
+    const got = withTrust(
+      [rec('k', { jwk: jwk('new') }), rec('same', { jwk: { ...jwk('same'), kid: 'same', alg: 'PS256' } })],
+      previous,
+      at(60 * MIN),
+      5 * MIN,
+    );
+    assert.deepEqual(
+      got.map((r) => [r.kid, r.publishedAt, r.trustedAt]),
+      [
+        ['k', stamp(60 * MIN), stamp(65 * MIN)],
+        ['same', stamp(0), stamp(5 * MIN)],
+      ],
+    );
   });
 });
 
@@ -248,7 +283,7 @@ describe('keyTrust with spec.relyingParties: algorithms each accepts', () => {
 
   it('a key not yet trusted and one refused: the refusal is named first, the requeue still comes at trustedAt', () => {
     const fresh = rec('new', { publishedAt: stamp(0), trustedAt: stamp(5 * MIN) });
-    const got = keyTrust([fresh, ec], 'rsa', at(2 * MIN), MIN, ['azure']);
+    const got = keyTrust([fresh, ec], 'rsa', at(2 * MIN), 5 * MIN, ['azure']);
     assert.equal(got.condition.reason, Reason.AlgorithmNotAccepted);
     assert.equal(got.nextTrustInMs, 3 * MIN);
   });
