@@ -16,7 +16,7 @@ import type { TokenCredential } from '@azure/identity';
 import type { BlobServiceClient, ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
 import type { StoredObject } from '../core/plan.ts';
 import { azureAccountName } from '../core/spec.ts';
-import { OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError, storageErrorCode } from '../errors.ts';
 import {
   AZURE_STORAGE_SCOPE,
   endpointAndSizePolicy,
@@ -195,17 +195,19 @@ export function azureBlobError(op: string, target: string, err: unknown): OidcPu
       cause: err,
     });
   }
+  // The code as shown: only a short word (an endpoint's answer goes into status), else the status.
+  const shown = storageErrorCode(code);
   if (statusCode === 401 || statusCode === 403) {
     return new OidcPublisherError(
       'STORAGE_ACCESS_DENIED',
-      `${where}: access denied (${code ?? `HTTP ${statusCode}`})`,
+      `${where}: access denied (${shown ?? `HTTP ${statusCode}`})`,
       { cause: err },
     );
   }
   if (statusCode !== undefined && statusCode >= 400) {
     return new OidcPublisherError(
       'STORAGE_ERROR',
-      `${where}: ${code ? `${code} ` : ''}(HTTP ${statusCode})`,
+      `${where}: ${shown ? `${shown} ` : ''}(HTTP ${statusCode})`,
       { cause: err },
     );
   }

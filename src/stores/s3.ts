@@ -16,7 +16,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import type { StoredObject } from '../core/plan.ts';
-import { OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError, storageErrorCode } from '../errors.ts';
 import { type CredentialKind, type EndpointPolicy, isAwsRegion } from './endpoints.ts';
 import { limitStream, MAX_STORAGE_RESPONSE_BYTES, ownErrorAt, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
@@ -79,8 +79,9 @@ export function s3Error(op: string, target: string, err: unknown): OidcPublisher
         cause: err,
       });
     }
-    // A HEAD answer has no body, so no S3 error code: the SDK names it "Unknown"; say the status instead.
-    const named = err.name && err.name !== 'Unknown' ? err.name : undefined;
+    // A HEAD answer has no body, so no S3 error code: the SDK names it "Unknown"; say the status
+    // instead, as for a code that is not a short word (an endpoint's answer, shown in status).
+    const named = err.name !== 'Unknown' ? storageErrorCode(err.name) : undefined;
     if (DENIED.has(err.name) || status === 403 || status === 401) {
       return new OidcPublisherError(
         'STORAGE_ACCESS_DENIED',

@@ -247,6 +247,116 @@ describe('Azure Blob endpoints and credentials', () => {
   });
 });
 
+describe('error codes of a hostile endpoint, in the messages that become status', () => {
+  const SESSION_TOKEN =
+    'IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDexample+token/value0123456789abcdefghijKLMNOP==';
+
+  it('says HTTP <status> for an S3 <Code> echoing the session token, or 40 KB long', async () => {
+    let mode: 'echo' | 'long' = 'echo';
+    const server = await standIn(true, (req, res) => {
+      const code =
+        mode === 'echo' ? String(req.headers['x-amz-security-token'] ?? 'none') : 'A'.repeat(40 * 1024);
+      res
+        .writeHead(mode === 'echo' ? 403 : 400, { 'content-type': 'application/xml' })
+        .end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>m</Message></Error>`);
+    });
+    const factory = new StoreFactory({
+      secrets: secrets({
+        AWS_ACCESS_KEY_ID: 'id',
+        AWS_SECRET_ACCESS_KEY: 'secret',
+        AWS_SESSION_TOKEN: SESSION_TOKEN,
+      }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['127.0.0.1'],
+    });
+    const target: StorageTarget = {
+      kind: 's3',
+      bucket: 'bucket',
+      region: 'us-east-1',
+      prefix: '',
+      forcePathStyle: true,
+      endpoint: server.url,
+      credentialsSecret: 's3',
+    };
+    try {
+      const store = await factory.get(target, 'p');
+      const echoed = await store.get('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(echoed instanceof OidcPublisherError, `expected our error, got ${String(echoed)}`);
+      assert.ok(server.seen.length >= 1, 'the stand-in was asked');
+      assert.equal(echoed.code, 'STORAGE_ACCESS_DENIED');
+      assert.equal(echoed.message, 'GET s3://bucket/x: access denied (HTTP 403)');
+      mode = 'long';
+      const long = await store.get('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(long instanceof OidcPublisherError, `expected our error, got ${String(long)}`);
+      assert.equal(long.code, 'STORAGE_ERROR');
+      assert.equal(long.message, 'GET s3://bucket/x: error (HTTP 400)');
+    } finally {
+      factory.close();
+      await server.close();
+    }
+  });
+
+  it('says HTTP <status> for an Azure x-ms-error-code echoing the Authorization header, or 8 KB long', async () => {
+    let mode: 'echo' | 'long' = 'echo';
+    const server = await standIn(true, (req, res) => {
+      // 8 KB: Node's HTTP client takes no more than 16 KB of headers.
+      const code = mode === 'echo' ? String(req.headers.authorization ?? 'none') : 'A'.repeat(8 * 1024);
+      res.writeHead(mode === 'echo' ? 403 : 400, { 'x-ms-error-code': code }).end();
+    });
+    const accountURL = `${server.url}/devstoreaccount1`;
+    const factory = new StoreFactory({
+      secrets: secrets({
+        connectionString: `AccountName=devstoreaccount1;AccountKey=${DEV_KEY};BlobEndpoint=${accountURL}`,
+      }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['127.0.0.1'],
+    });
+    try {
+      const store = await factory.get(
+        {
+          kind: 'azureBlob',
+          accountURL,
+          account: 'devstoreaccount1',
+          container: 'c1',
+          prefix: '',
+          credentialsSecret: { name: 'azure', key: 'connectionString' },
+        },
+        'p',
+      );
+      const echoed = await store.head('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(echoed instanceof OidcPublisherError, `expected our error, got ${String(echoed)}`);
+      assert.ok(
+        server.seen.some((s) => s.authorization?.startsWith('SharedKey ')),
+        'the stand-in was asked',
+      );
+      assert.equal(echoed.code, 'STORAGE_ACCESS_DENIED');
+      assert.equal(echoed.message, 'HEAD azblob://devstoreaccount1/c1/x: access denied (HTTP 403)');
+      mode = 'long';
+      const long = await store.head('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(long instanceof OidcPublisherError, `expected our error, got ${String(long)}`);
+      assert.equal(long.code, 'STORAGE_ERROR');
+      assert.equal(long.message, 'HEAD azblob://devstoreaccount1/c1/x: (HTTP 400)');
+    } finally {
+      factory.close();
+      await server.close();
+    }
+  });
+});
+
 describe('GCS credentials Secret', () => {
   it('refuses an external_account configuration: its token_url gets nothing, its credential file is not read', async () => {
     const tokenEndpoint = await standIn(false, (_req, res) =>
