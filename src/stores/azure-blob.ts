@@ -251,8 +251,10 @@ export class AzureBlobStore implements ObjectStore {
       opts.connectionString === undefined
         ? undefined
         : parseConnectionString(opts.connectionString, opts.accountURL);
-    // A shared key signs requests (HMAC); a SAS and a token are secrets themselves.
-    const carries: CredentialKind = credential?.kind === 'sharedKey' ? 'signature' : 'bearer';
+    // A shared key signs requests (HMAC); a SAS is a secret itself; without a connection string the
+    // token is the operator's own identity's, which goes only to Azure's own endpoints.
+    const carries: CredentialKind =
+      credential === undefined ? 'ambient' : credential.kind === 'sharedKey' ? 'signature' : 'bearer';
     opts.endpoints.check('azureBlob', opts.accountURL, carries);
     const { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } = await import(
       '@azure/storage-blob'

@@ -7,9 +7,19 @@
  * - Built in, per backend: the public clouds' own storage endpoints (below).
  *   Every pattern names hosts only the provider's storage service answers, so
  *   they cannot be pointed at an address of anyone else's choosing.
- * - Added by the operator's administrator with --storage-allowed-hosts: exact
+ * - Added by the operator's administrator with --storage-allowed-hosts, each
+ *   entry for one backend (`s3=host`, `gcs=host`, `azureBlob=host`): exact
  *   host names or IP addresses, or `*.suffix` for every name under a suffix;
- *   an entry written `http://host` also allows plain HTTP to it.
+ *   an entry written `s3=http://host` also allows plain HTTP to it. A host
+ *   added for one backend gets nothing from publishers of another.
+ *
+ * The operator's own identity (the AWS default credential chain, AKS workload
+ * identity through DefaultAzureCredential, Google's Application Default
+ * Credentials) goes only to its own cloud's built-in endpoints, never to an
+ * added host: it is valid for every bucket the operator may write. A Secret's
+ * explicit credentials may go to an added host.
+ *
+ * Built-in endpoints match on the scheme's default port only.
  *
  * Names are checked, not the addresses they resolve to: the built-in zones
  * are the providers', and a name the administrator adds is vouched for by
@@ -26,6 +36,8 @@ import { isIP } from 'node:net';
 import { OidcPublisherError } from '../errors.ts';
 
 export type StorageKind = 's3' | 'gcs' | 'azureBlob';
+
+export const STORAGE_KINDS: readonly StorageKind[] = ['s3', 'gcs', 'azureBlob'];
 
 /**
  * A region of the partitions S3 runs in publicly: aws (us-east-1, ap-southeast-4 ...), aws-cn
@@ -87,8 +99,17 @@ export interface HostPattern {
   http: boolean;
 }
 
-/** What a request would carry: nothing, a signature of it (SigV4, Azure shared key), or a bearer secret. */
-export type CredentialKind = 'none' | 'signature' | 'bearer';
+/** A --storage-allowed-hosts entry: a host pattern for one backend. */
+export interface AllowedHost extends HostPattern {
+  kind: StorageKind;
+}
+
+/**
+ * What a request would carry: nothing, a signature of it (SigV4, Azure shared key), a bearer secret
+ * from a Secret (a SAS, a session token, a service account key's tokens), or the operator's own
+ * identity (the AWS default chain, DefaultAzureCredential, Application Default Credentials).
+ */
+export type CredentialKind = 'none' | 'signature' | 'bearer' | 'ambient';
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
@@ -106,7 +127,7 @@ function isDnsName(host: string): boolean {
   return host.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1) ?? '');
 }
 
-/** Parses one --storage-allowed-hosts entry; a string says what is wrong with it. */
+/** Parses the host part of a --storage-allowed-hosts entry; a string says what is wrong with it. */
 export function parseHostPattern(entry: string): HostPattern | string {
   const text = entry.trim();
   let rest = text;
@@ -130,13 +151,31 @@ export function parseHostPattern(entry: string): HostPattern | string {
   return { text, host, wildcard, http };
 }
 
+/**
+ * Parses one --storage-allowed-hosts entry, `<backend>=<host pattern>` (s3=minio.storage.svc,
+ * gcs=http://127.0.0.1, azureBlob=*.blob.example.net); a string says what is wrong with it. An
+ * entry without a backend is refused: it once allowed a host to every backend.
+ */
+export function parseAllowedHost(entry: string): AllowedHost | string {
+  const text = entry.trim();
+  const m = /^([A-Za-z0-9]+)=(.*)$/.exec(text);
+  if (!m) {
+    return `${JSON.stringify(text)}: name the backend the host is for (s3=${text}, gcs=${text} or azureBlob=${text}); each entry allows a host to one backend only`;
+  }
+  const kind = STORAGE_KINDS.find((k) => k.toLowerCase() === m[1]?.toLowerCase());
+  if (!kind) return `${JSON.stringify(text)}: the backend must be one of ${STORAGE_KINDS.join(', ')}`;
+  const p = parseHostPattern(m[2] ?? '');
+  if (typeof p === 'string') return `${JSON.stringify(text)}: ${p.replace(/^"(?:[^"\\]|\\.)*": /, '')}`;
+  return { ...p, text, kind };
+}
+
 /** Parses every entry; throws CONFIG_INVALID naming each bad one. */
-export function parseHostPatterns(entries: readonly string[]): HostPattern[] {
-  const out: HostPattern[] = [];
+export function parseHostPatterns(entries: readonly string[]): AllowedHost[] {
+  const out: AllowedHost[] = [];
   const problems: string[] = [];
   for (const entry of entries) {
     if (entry.trim() === '') continue;
-    const p = parseHostPattern(entry);
+    const p = parseAllowedHost(entry);
     if (typeof p === 'string') problems.push(p);
     else out.push(p);
   }
@@ -170,17 +209,17 @@ function refused(message: string): OidcPublisherError {
   return new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', message);
 }
 
-/** The allowlist of storage endpoints: the built-in ones and the administrator's. */
+/** The allowlist of storage endpoints: the built-in ones and the administrator's, per backend. */
 export class EndpointPolicy {
-  readonly #extra: readonly HostPattern[];
+  readonly #extra: readonly AllowedHost[];
   readonly #unrestricted: boolean;
 
-  private constructor(extra: readonly HostPattern[], unrestricted: boolean) {
+  private constructor(extra: readonly AllowedHost[], unrestricted: boolean) {
     this.#extra = extra;
     this.#unrestricted = unrestricted;
   }
 
-  /** The built-in endpoints and these entries (--storage-allowed-hosts). */
+  /** The built-in endpoints and these `<backend>=<host>` entries (--storage-allowed-hosts). */
   static of(entries: readonly string[]): EndpointPolicy {
     return new EndpointPolicy(parseHostPatterns(entries), false);
   }
@@ -219,19 +258,26 @@ export class EndpointPolicy {
       throw refused('the storage endpoint must not carry a user name or password');
     }
     const host = normalizeHost(url.hostname);
-    const extra = this.#extra.filter((p) => matchesHost(p, host));
-    if (!builtIn(kind, host) && extra.length === 0) {
+    // The URL parser leaves out the scheme's default port: a port here is any other.
+    const isBuiltIn = url.port === '' && builtIn(kind, host);
+    const extra = this.#extra.filter((p) => p.kind === kind && matchesHost(p, host));
+    if (!isBuiltIn && extra.length === 0) {
       throw refused(
-        `storage endpoint host ${JSON.stringify(host)} is not allowed for ${kind}: the built-in endpoints are ${BUILT_IN_STORAGE_HOSTS[kind].join(', ')}; the operator's --storage-allowed-hosts adds others`,
+        `storage endpoint ${shown} is not allowed for ${kind}: the built-in endpoints are ${BUILT_IN_STORAGE_HOSTS[kind].join(', ')} (default port); the operator's --storage-allowed-hosts adds others with ${kind}=<host> entries`,
+      );
+    }
+    if (credentials === 'ambient' && !isBuiltIn) {
+      throw refused(
+        `storage endpoint ${shown} is not one of ${kind}'s built-in endpoints, and the operator's own identity goes only to those: name a credentials Secret to use this host`,
       );
     }
     if (url.protocol === 'http:') {
       if (!extra.some((p) => p.http)) {
         throw refused(
-          `storage endpoint ${shown} uses plain http: use https, or allow http to this host with an http:// entry in the operator's --storage-allowed-hosts`,
+          `storage endpoint ${shown} uses plain http: use https, or allow http to this host with a ${kind}=http://<host> entry in the operator's --storage-allowed-hosts`,
         );
       }
-      if (credentials === 'bearer') {
+      if (credentials === 'bearer' || credentials === 'ambient') {
         throw refused(
           `storage endpoint ${shown} uses plain http, and these credentials (a token, SAS or session token) are never sent without TLS`,
         );

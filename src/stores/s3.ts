@@ -137,9 +137,13 @@ export class S3Store implements ObjectStore {
     this.#bucket = opts.bucket;
     this.describe = `s3://${opts.bucket}/${opts.prefix}`;
     this.#ownsClient = !shared;
-    // Signatures only with a Secret's key pair; a session token or a credential chain is a secret.
-    const carries: CredentialKind =
-      opts.credentials && !opts.credentials.sessionToken ? 'signature' : 'bearer';
+    // Signatures only with a Secret's key pair; a session token is a secret, and without a Secret the
+    // credential chain's (the operator's own identity) goes only to S3's own hosts.
+    const carries: CredentialKind = !opts.credentials
+      ? 'ambient'
+      : opts.credentials.sessionToken
+        ? 'bearer'
+        : 'signature';
     if (!shared && opts.endpoint) opts.endpoints.check('s3', opts.endpoint, carries);
     // The credential chain (web identity, container or instance credentials) derives its STS host
     // from the region before any S3 request is checked: only the public partitions' regions, whose

@@ -135,7 +135,7 @@ describe('Azure Blob endpoints and credentials', () => {
       }),
       namespace: 'ns',
       timeoutMs: 3000,
-      allowedHosts: ['http://127.0.0.1'],
+      allowedHosts: ['azureBlob=http://127.0.0.1'],
     });
     try {
       const code = await codeOf(async () =>
@@ -171,7 +171,7 @@ describe('Azure Blob endpoints and credentials', () => {
       }),
       namespace: 'ns',
       timeoutMs: 3000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['azureBlob=127.0.0.1'],
     });
     try {
       const code = await codeOf(async () =>
@@ -225,7 +225,9 @@ describe('Azure Blob endpoints and credentials', () => {
       container: 'c1',
       prefix: '',
       timeoutMs: 5000,
-      endpoints: EndpointPolicy.of(['127.0.0.1']),
+      // The operator's own token goes to no added host (see below): this is the publish command's
+      // case, where the user's own credential goes to the endpoint they name.
+      endpoints: EndpointPolicy.unrestricted(),
       tokenCredential: credential,
     });
     try {
@@ -242,6 +244,114 @@ describe('Azure Blob endpoints and credentials', () => {
       assert.ok(server.seen.length >= 1);
     } finally {
       store.close();
+      await server.close();
+    }
+  });
+});
+
+describe("hosts added for one backend, and the operator's own identity", () => {
+  const azureTarget = (accountURL: string, secret: boolean): StorageTarget => ({
+    kind: 'azureBlob',
+    accountURL,
+    account: 'devstoreaccount1',
+    container: 'c1',
+    prefix: '',
+    ...(secret ? { credentialsSecret: { name: 'azure', key: 'connectionString' } } : {}),
+  });
+
+  it('sends nothing from an azureBlob publisher to a host added for S3 only', async () => {
+    const server = await standIn(true, (_req, res) => res.writeHead(404).end());
+    const accountURL = `${server.url}/devstoreaccount1`;
+    const factory = new StoreFactory({
+      secrets: secrets({
+        connectionString: `AccountName=devstoreaccount1;AccountKey=${DEV_KEY};BlobEndpoint=${accountURL}`,
+      }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['s3=127.0.0.1', 'gcs=127.0.0.1'],
+    });
+    try {
+      const code = await codeOf(async () =>
+        (await factory.get(azureTarget(accountURL, true), 'p')).head('x'),
+      );
+      assert.deepEqual(server.seen, [], 'a request reached the host added for S3');
+      assert.equal(code, 'STORAGE_ENDPOINT_REFUSED');
+    } finally {
+      factory.close();
+      await server.close();
+    }
+  });
+
+  it("never sends the operator's own Entra ID token to an added host, even one added for azureBlob", async () => {
+    const { AzureBlobStore } = await import('../../src/stores/azure-blob.ts');
+    const { EndpointPolicy } = await import('../../src/stores/endpoints.ts');
+    const server = await standIn(true, (_req, res) => res.writeHead(404).end());
+    let asked = 0;
+    // Stands in for DefaultAzureCredential (workload identity): no Entra ID here.
+    const credential = {
+      async getToken() {
+        asked += 1;
+        return { token: 'the-operators-own-token', expiresOnTimestamp: Date.now() + 3_600_000 };
+      },
+    };
+    try {
+      const code = await codeOf(async () =>
+        (
+          await AzureBlobStore.create({
+            accountURL: `${server.url}/devstoreaccount1`,
+            account: 'devstoreaccount1',
+            container: 'c1',
+            prefix: '',
+            timeoutMs: 3000,
+            endpoints: EndpointPolicy.of(['azureBlob=127.0.0.1']),
+            tokenCredential: credential,
+          })
+        ).head('x'),
+      );
+      assert.deepEqual(server.seen, [], 'the added host got a request (and with it the token)');
+      assert.equal(asked, 0, 'a token was asked for');
+      assert.equal(code, 'STORAGE_ENDPOINT_REFUSED');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("never sends the operator's own AWS credentials (the default chain) to an added S3 host; a Secret's go there", async () => {
+    const server = await standIn(true, (_req, res) => res.writeHead(404).end());
+    // The default chain's first source: the operator's environment (the same chain reads web identity
+    // and instance credentials, which this machine has not).
+    const saved = { ...process.env };
+    process.env.AWS_ACCESS_KEY_ID = 'AKIAOPERATOROWN';
+    process.env.AWS_SECRET_ACCESS_KEY = 'operator-own-secret';
+    process.env.AWS_SESSION_TOKEN = 'operator-own-session-token';
+    const target = (secret: boolean): StorageTarget => ({
+      kind: 's3',
+      bucket: 'bucket',
+      region: 'us-east-1',
+      prefix: '',
+      forcePathStyle: true,
+      endpoint: server.url,
+      ...(secret ? { credentialsSecret: 's3' } : {}),
+    });
+    const factory = new StoreFactory({
+      secrets: secrets({ AWS_ACCESS_KEY_ID: 'AKIASECRET', AWS_SECRET_ACCESS_KEY: 'secret' }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['s3=127.0.0.1'],
+    });
+    try {
+      const code = await codeOf(async () => (await factory.get(target(false), 'p')).get('x'));
+      assert.equal(server.seen.length, 0, "the operator's own credentials reached the added host");
+      assert.equal(code, 'STORAGE_ENDPOINT_REFUSED');
+      assert.equal(await codeOf(async () => (await factory.get(target(true), 'p')).get('x')), 'resolved');
+      assert.equal(server.seen.length, 1, "the Secret's credentials go to the added host");
+      assert.match(server.seen[0]?.authorization ?? '', /Credential=AKIASECRET\//);
+    } finally {
+      for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+      factory.close();
       await server.close();
     }
   });
@@ -268,7 +378,7 @@ describe('error codes of a hostile endpoint, in the messages that become status'
       }),
       namespace: 'ns',
       timeoutMs: 3000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['s3=127.0.0.1'],
     });
     const target: StorageTarget = {
       kind: 's3',
@@ -317,7 +427,7 @@ describe('error codes of a hostile endpoint, in the messages that become status'
       }),
       namespace: 'ns',
       timeoutMs: 3000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['azureBlob=127.0.0.1'],
     });
     try {
       const store = await factory.get(
@@ -459,7 +569,7 @@ describe('S3 endpoints and hostile answers', () => {
       secrets: s3Secret,
       namespace: 'ns',
       timeoutMs,
-      allowedHosts: ['http://127.0.0.1'],
+      allowedHosts: ['s3=http://127.0.0.1'],
     });
     const rss0 = process.memoryUsage().rss;
     let peak = rss0;
@@ -497,7 +607,7 @@ describe('S3 endpoints and hostile answers', () => {
       secrets: s3Secret,
       namespace: 'ns',
       timeoutMs,
-      allowedHosts: ['http://127.0.0.1'],
+      allowedHosts: ['s3=http://127.0.0.1'],
     });
     const t0 = Date.now();
     try {

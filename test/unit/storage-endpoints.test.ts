@@ -12,6 +12,7 @@ import {
   EndpointPolicy,
   isAwsRegion,
   matchesHost,
+  parseAllowedHost,
   parseHostPattern,
   type StorageKind,
 } from '../../src/stores/endpoints.ts';
@@ -62,6 +63,46 @@ describe('parseHostPattern', () => {
   }
 });
 
+describe('parseAllowedHost: every entry names the one backend it is for', () => {
+  const good: [string, { kind: StorageKind; host: string; wildcard: boolean; http: boolean }][] = [
+    ['s3=minio.storage.svc', { kind: 's3', host: 'minio.storage.svc', wildcard: false, http: false }],
+    ['gcs=http://127.0.0.1', { kind: 'gcs', host: '127.0.0.1', wildcard: false, http: true }],
+    [
+      'azureBlob=*.blob.example.net',
+      { kind: 'azureBlob', host: 'blob.example.net', wildcard: true, http: false },
+    ],
+    ['AzureBlob=[::1]', { kind: 'azureBlob', host: '::1', wildcard: false, http: false }],
+    [' S3=Minio.Example. ', { kind: 's3', host: 'minio.example', wildcard: false, http: false }],
+  ];
+  for (const [entry, expected] of good) {
+    it(`parses ${JSON.stringify(entry)}`, () => {
+      const p = parseAllowedHost(entry);
+      assert.ok(typeof p !== 'string', `refused: ${String(p)}`);
+      assert.deepEqual({ kind: p.kind, host: p.host, wildcard: p.wildcard, http: p.http }, expected);
+    });
+  }
+  const bad: [string, RegExp][] = [
+    ['minio.storage.svc', /name the backend the host is for/],
+    ['http://127.0.0.1', /name the backend the host is for/],
+    ['*.r2.cloudflarestorage.com', /name the backend the host is for/],
+    ['[::1]', /name the backend the host is for/],
+    ['s3:minio.example', /name the backend the host is for/],
+    ['blob=minio.example', /the backend must be one of s3, gcs, azureBlob/],
+    ['s3=', /name a host or a \*\.suffix/],
+    ['s3=*', /name a host or a \*\.suffix/],
+    ['s3=minio:9000', /not a host name or IP address/],
+    ['s3=gcs=minio', /not a host name or IP address/],
+    ['gcs=https://x.example', /only http:\/\/ may prefix a host/],
+  ];
+  for (const [entry, message] of bad) {
+    it(`refuses ${JSON.stringify(entry)}`, () => {
+      const p = parseAllowedHost(entry);
+      assert.equal(typeof p, 'string');
+      assert.match(String(p), message);
+    });
+  }
+});
+
 describe('matchesHost', () => {
   const pattern = (text: string) => {
     const p = parseHostPattern(text);
@@ -93,7 +134,12 @@ describe('matchesHost', () => {
 
 describe('EndpointPolicy.check', () => {
   const none = EndpointPolicy.of([]);
-  const lab = EndpointPolicy.of(['127.0.0.1', 'http://minio.storage.svc', '*.r2.cloudflarestorage.com']);
+  const lab = EndpointPolicy.of([
+    's3=127.0.0.1',
+    'gcs=127.0.0.1',
+    's3=http://minio.storage.svc',
+    's3=*.r2.cloudflarestorage.com',
+  ]);
   const cases: {
     name: string;
     policy: EndpointPolicy;
@@ -289,7 +335,7 @@ describe('EndpointPolicy.check', () => {
   it('names the host, the built-in endpoints and the flag when it refuses', () => {
     assert.throws(
       () => none.check('azureBlob', 'https://attacker.example/acct', 'bearer'),
-      /host "attacker\.example" is not allowed for azureBlob: the built-in endpoints are \*\.blob\.core\.windows\.net.*--storage-allowed-hosts/,
+      /endpoint https:\/\/attacker\.example is not allowed for azureBlob: the built-in endpoints are \*\.blob\.core\.windows\.net.*--storage-allowed-hosts adds others with azureBlob=<host> entries/,
     );
   });
 
@@ -324,6 +370,73 @@ describe('EndpointPolicy.check', () => {
         );
       });
     }
+  });
+
+  describe('a host added for one backend is allowed for that backend only', () => {
+    const minio = EndpointPolicy.of(['s3=minio.example.com', 's3=*.lab.example', 'gcs=http://127.0.0.1']);
+    const cases: [StorageKind, string, CredentialKind, boolean][] = [
+      ['s3', 'https://minio.example.com:9000', 'signature', true],
+      ['s3', 'https://minio.example.com', 'bearer', true],
+      ['azureBlob', 'https://minio.example.com/acct', 'signature', false],
+      ['azureBlob', 'https://minio.example.com/acct', 'bearer', false],
+      ['gcs', 'https://minio.example.com', 'none', false],
+      ['azureBlob', 'https://x.lab.example/acct', 'signature', false],
+      ['gcs', 'http://127.0.0.1:4443', 'none', true],
+      ['s3', 'http://127.0.0.1:9000', 'signature', false],
+      ['azureBlob', 'http://127.0.0.1:10000/devstoreaccount1', 'signature', false],
+    ];
+    for (const [kind, url, carries, allowed] of cases) {
+      it(`${kind} ${url} (${carries}): ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => minio.check(kind, url, carries)),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+  });
+
+  describe("the operator's own identity goes only to its cloud's built-in endpoints", () => {
+    const all = EndpointPolicy.of([
+      's3=minio.example.com',
+      's3=*.amazonaws.com',
+      'azureBlob=azurite.example.com',
+      'azureBlob=*.windows.net',
+      'gcs=gcs.example.com',
+      'gcs=*.googleapis.com',
+    ]);
+    const cases: [StorageKind, string, boolean][] = [
+      ['s3', 'https://s3.us-east-1.amazonaws.com', true],
+      ['s3', 'https://bucket.s3.us-east-1.amazonaws.com', true],
+      ['s3', 'https://minio.example.com', false],
+      ['s3', 'https://minio.example.com:9000', false],
+      ['s3', 'https://abc.execute-api.us-east-1.amazonaws.com', false],
+      ['s3', 'https://s3.us-east-1.amazonaws.com:8443', false],
+      ['s3', 'http://s3.us-east-1.amazonaws.com', false],
+      ['azureBlob', 'https://acct.blob.core.windows.net', true],
+      ['azureBlob', 'https://ACCT.BLOB.CORE.WINDOWS.NET.', true],
+      ['azureBlob', 'https://acct.blob.core.windows.net:444', false],
+      ['azureBlob', 'https://azurite.example.com/devstoreaccount1', false],
+      ['azureBlob', 'https://acct.web.core.windows.net', false],
+      ['azureBlob', 'https://attacker.azurewebsites.windows.net', false],
+      ['gcs', 'https://storage.googleapis.com', true],
+      ['gcs', 'https://gcs.example.com', false],
+      ['gcs', 'https://attacker.googleapis.com', false],
+      ['gcs', 'https://storage.googleapis.com:8443', false],
+    ];
+    for (const [kind, url, allowed] of cases) {
+      it(`${kind} ${url}: ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => all.check(kind, url, 'ambient')),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+    it('says why, and that a credentials Secret may use the host', () => {
+      assert.throws(
+        () => all.check('azureBlob', 'https://azurite.example.com/devstoreaccount1', 'ambient'),
+        /not one of azureBlob's built-in endpoints, and the operator's own identity goes only to those: name a credentials Secret/,
+      );
+    });
   });
 
   describe('isAwsRegion: the partitions whose STS the credential chain may call', () => {
