@@ -19,7 +19,9 @@
  * added host: it is valid for every bucket the operator may write. A Secret's
  * explicit credentials may go to an added host.
  *
- * Built-in endpoints match on the scheme's default port only.
+ * Built-in endpoints match on the scheme's default port only. On S3 the
+ * request must reach the store's bucket: a host on AWS's names that carries
+ * another bucket, or a path-style request to another bucket, is refused.
  *
  * Names are checked, not the addresses they resolve to: the built-in zones
  * are the providers', and a name the administrator adds is vouched for by
@@ -33,29 +35,24 @@
  * session tokens and credential chains need HTTPS.
  */
 import { isIP } from 'node:net';
+import { AWS_REGION, isAwsName, normalizeHost, parseS3Host } from '../core/storage-hosts.ts';
 import { OidcPublisherError } from '../errors.ts';
+
+export { normalizeHost };
 
 export type StorageKind = 's3' | 'gcs' | 'azureBlob';
 
 export const STORAGE_KINDS: readonly StorageKind[] = ['s3', 'gcs', 'azureBlob'];
 
 /**
- * A region of the partitions S3 runs in publicly: aws (us-east-1, ap-southeast-4 ...), aws-cn
- * (cn-north-1) and aws-us-gov (us-gov-west-1).
+ * The built-in S3 hosts: S3's own names (core/storage-hosts.ts), with or without a bucket before
+ * them, and no other name under amazonaws.com: that zone also holds names customers point at
+ * servers of their own (API Gateway, load balancers, EC2 instances such as
+ * ec2-169-254-169-254.compute-1.amazonaws.com).
  */
-const AWS_REGION = '(?:[a-z]{2}|us-gov)-[a-z]+-\\d{1,2}';
-
-/**
- * S3's own host names, and no other name under amazonaws.com: that zone also holds names customers
- * point at servers of their own (API Gateway, load balancers, EC2 instances such as
- * ec2-169-254-169-254.compute-1.amazonaws.com). Bucket names may stand before them
- * (virtual-hosted style): s3.amazonaws.com, s3.<region>.amazonaws.com, s3-<region>.amazonaws.com,
- * s3.dualstack.<region>.amazonaws.com, s3-fips.<region>.amazonaws.com, and the same under
- * amazonaws.com.cn.
- */
-const S3_HOST = new RegExp(
-  `^(?:[a-z0-9][a-z0-9.-]*\\.)?s3(?:-fips|-external-1|-${AWS_REGION})?(?:\\.dualstack)?(?:\\.${AWS_REGION})?\\.amazonaws\\.com(?:\\.cn)?$`,
-);
+function isS3Host(host: string): boolean {
+  return isIP(host) === 0 && parseS3Host(host) !== undefined;
+}
 
 /** Whether a region names one of S3's public partitions. */
 export function isAwsRegion(region: string): boolean {
@@ -82,7 +79,7 @@ export const BUILT_IN_STORAGE_HOSTS: Readonly<Record<StorageKind, readonly strin
 };
 
 function builtIn(kind: StorageKind, host: string): boolean {
-  if (kind === 's3') return isIP(host) === 0 && S3_HOST.test(host);
+  if (kind === 's3') return isS3Host(host);
   return BUILT_IN_STORAGE_HOSTS[kind].some((text) => {
     const p = parseHostPattern(text);
     return typeof p !== 'string' && matchesHost(p, host);
@@ -112,14 +109,6 @@ export interface AllowedHost extends HostPattern {
 export type CredentialKind = 'none' | 'signature' | 'bearer' | 'ambient';
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-
-/** A URL's host name as compared: lower case, no brackets around IPv6, no trailing dot. */
-export function normalizeHost(hostname: string): string {
-  let h = hostname.toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
 
 function isDnsName(host: string): boolean {
   const labels = host.split('.');
@@ -271,6 +260,11 @@ export class EndpointPolicy {
         `storage endpoint ${shown} is not one of ${kind}'s built-in endpoints, and the operator's own identity goes only to those: name a credentials Secret to use this host`,
       );
     }
+    if (kind === 's3' && isAwsName(host) && (url.port !== '' || !isS3Host(host))) {
+      throw refused(
+        `storage endpoint ${shown}: on amazonaws.com only S3's own service hosts are used, on the default port`,
+      );
+    }
     if (url.protocol === 'http:') {
       if (!extra.some((p) => p.http)) {
         throw refused(
@@ -284,5 +278,47 @@ export class EndpointPolicy {
       }
     }
     return url;
+  }
+
+  /**
+   * Checks a configured S3 endpoint (spec.storage.s3.endpoint) before the client is made: as check(),
+   * and on AWS's names the host must not carry a bucket, since every request would go to that
+   * bucket whatever the spec's bucket says.
+   */
+  checkS3Endpoint(endpoint: string, credentials: CredentialKind): URL {
+    const url = this.check('s3', endpoint, credentials);
+    if (this.#unrestricted) return url;
+    const inHost = parseS3Host(normalizeHost(url.hostname))?.bucket;
+    if (inHost !== undefined) {
+      throw refused(
+        `storage endpoint ${url.protocol}//${url.host} names the bucket ${JSON.stringify(inHost)} in its host: use S3's service host, and the bucket field for the bucket`,
+      );
+    }
+    return url;
+  }
+
+  /**
+   * Checks an S3 request as it will be sent: as check(), and on S3's own names it must reach
+   * `bucket`, named in the host (virtual-hosted style) or as the first path segment (path style).
+   */
+  checkS3Request(request: { url: string; path: string }, credentials: CredentialKind, bucket: string): void {
+    const url = this.check('s3', request.url, credentials);
+    if (this.#unrestricted) return;
+    const s3Host = parseS3Host(normalizeHost(url.hostname));
+    if (!s3Host) return;
+    let reached = s3Host.bucket;
+    if (reached === undefined) {
+      const segment = request.path.split('/').find((p) => p !== '') ?? '';
+      try {
+        reached = decodeURIComponent(segment);
+      } catch {
+        reached = segment;
+      }
+    }
+    if (reached.toLowerCase() !== bucket.toLowerCase()) {
+      throw refused(
+        `an S3 request to ${url.protocol}//${url.host} would reach the bucket ${JSON.stringify(reached.slice(0, 63))}, not ${JSON.stringify(bucket)}`,
+      );
+    }
   }
 }

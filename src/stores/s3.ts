@@ -34,12 +34,17 @@ export interface S3StoreOptions {
   endpoints: EndpointPolicy;
 }
 
-/** The parts of the SDK's HttpRequest the endpoint check needs. */
-function requestURL(request: unknown): string | undefined {
-  const r = request as { protocol?: unknown; hostname?: unknown } | undefined;
+/** The parts of the SDK's HttpRequest the endpoint check needs: scheme, host and port, and the path. */
+function requestTarget(request: unknown): { url: string; path: string } | undefined {
+  const r = request as { protocol?: unknown; hostname?: unknown; port?: unknown; path?: unknown } | undefined;
   if (typeof r?.protocol !== 'string' || typeof r.hostname !== 'string') return undefined;
   const host = r.hostname.includes(':') && !r.hostname.startsWith('[') ? `[${r.hostname}]` : r.hostname;
-  return `${r.protocol.endsWith(':') ? r.protocol : `${r.protocol}:`}//${host}`;
+  const port =
+    typeof r.port === 'number' || (typeof r.port === 'string' && r.port !== '') ? `:${r.port}` : '';
+  return {
+    url: `${r.protocol.endsWith(':') ? r.protocol : `${r.protocol}:`}//${host}${port}`,
+    path: typeof r.path === 'string' ? r.path : '/',
+  };
 }
 
 const DENIED = new Set([
@@ -144,7 +149,7 @@ export class S3Store implements ObjectStore {
       : opts.credentials.sessionToken
         ? 'bearer'
         : 'signature';
-    if (!shared && opts.endpoint) opts.endpoints.check('s3', opts.endpoint, carries);
+    if (!shared && opts.endpoint) opts.endpoints.checkS3Endpoint(opts.endpoint, carries);
     // The credential chain (web identity, container or instance credentials) derives its STS host
     // from the region before any S3 request is checked: only the public partitions' regions, whose
     // STS hosts are under amazonaws.com(.cn).
@@ -175,9 +180,10 @@ export class S3Store implements ObjectStore {
     if (!shared) {
       this.#client.middlewareStack.add(
         (next) => async (args) => {
-          const url = requestURL(args.request);
-          if (url === undefined) throw new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', 'no request URL');
-          opts.endpoints.check('s3', url, carries);
+          const target = requestTarget(args.request);
+          if (target === undefined)
+            throw new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', 'no request URL');
+          opts.endpoints.checkS3Request(target, carries, opts.bucket);
           const out = await next(args);
           const response = out.response as { body?: unknown } | undefined;
           if (response && response.body instanceof Readable) {

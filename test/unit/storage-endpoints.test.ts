@@ -439,6 +439,104 @@ describe('EndpointPolicy.check', () => {
     });
   });
 
+  describe('an S3 endpoint naming a bucket in its host is refused, whatever the allowlist adds', () => {
+    const none = EndpointPolicy.of([]);
+    const wide = EndpointPolicy.of(['s3=*.amazonaws.com', 's3=*.amazonaws.com.cn', 's3=minio.example.com']);
+    const cases: [string, boolean][] = [
+      ['https://s3.us-east-1.amazonaws.com', true],
+      ['https://s3.amazonaws.com', true],
+      ['https://S3.DUALSTACK.US-EAST-1.AMAZONAWS.COM.', true],
+      ['https://s3-fips.us-gov-west-1.amazonaws.com', true],
+      ['https://minio.example.com:9000', true],
+      ['https://victim-bucket.s3.us-east-1.amazonaws.com', false],
+      ['https://VICTIM-BUCKET.S3.US-EAST-1.AMAZONAWS.COM', false],
+      ['https://victim-bucket.s3.us-east-1.amazonaws.com.', false],
+      ['https://victim-bucket.s3.us-east-1.amazonaws.com..', false],
+      ['https://victim.bucket.s3.amazonaws.com', false],
+      ['https://victim.s3.dualstack.us-east-1.amazonaws.com', false],
+      ['https://victim.s3-fips.dualstack.us-east-1.amazonaws.com', false],
+      ['https://victim.s3-us-west-2.amazonaws.com', false],
+      ['https://victim.s3-external-1.amazonaws.com', false],
+      ['https://victim.s3.cn-north-1.amazonaws.com.cn', false],
+      ['https://victim%2es3.us-east-1.amazonaws.com', false],
+      ['https://xn--vctim-9qa.s3.us-east-1.amazonaws.com', false],
+      ['https://vİctim.s3.us-east-1.amazonaws.com', false],
+      ['https://victim\uff0es3.us-east-1.amazonaws.com', false],
+      ['https://s3.us-east-1.amazonaws.com:8443', false],
+      ['https://s3.us-east-1.amazonaws.com:443', true],
+      ['https://u@s3.us-east-1.amazonaws.com', false],
+      ['https://ap-123456789012.s3-accesspoint.us-east-1.amazonaws.com', false],
+      ['https://ap-123456789012.s3-accesspoint.dualstack.us-east-1.amazonaws.com', false],
+      ['https://victim.s3-website-us-east-1.amazonaws.com', false],
+      ['https://victim.s3-website.eu-west-1.amazonaws.com', false],
+      ['https://ol-123456789012.s3-object-lambda.us-east-1.amazonaws.com', false],
+      ['https://mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com', false],
+      ['https://123456789012.s3-control.us-east-1.amazonaws.com', false],
+      ['https://b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com', false],
+    ];
+    for (const [url, allowed] of cases) {
+      for (const [policyName, policy] of [
+        ['built-ins', none],
+        ['s3=*.amazonaws.com added', wide],
+      ] as const) {
+        if (url.includes('minio') && policy === none) continue;
+        it(`${url} (${policyName}): ${allowed ? 'allowed' : 'refused'}`, () => {
+          assert.equal(
+            codeOf(() => policy.checkS3Endpoint(url, 'signature')),
+            allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+          );
+        });
+      }
+    }
+
+    it('refuses it when the store is made, with forcePathStyle or without, before any request', () => {
+      for (const forcePathStyle of [true, false]) {
+        for (const credentials of [undefined, { accessKeyId: 'a', secretAccessKey: 's' }]) {
+          assert.equal(
+            codeOf(
+              () =>
+                new S3Store({
+                  bucket: 'mine',
+                  prefix: 'p',
+                  region: 'us-east-1',
+                  endpoint: 'https://victim-bucket.s3.us-east-1.amazonaws.com',
+                  forcePathStyle,
+                  timeoutMs: 1000,
+                  endpoints: wide,
+                  ...(credentials ? { credentials } : {}),
+                }),
+            ),
+            'STORAGE_ENDPOINT_REFUSED',
+          );
+        }
+      }
+    });
+  });
+
+  describe("every S3 request on S3's own names reaches the store's bucket", () => {
+    const none = EndpointPolicy.of([]);
+    const cases: [string, string, boolean][] = [
+      ['https://mine.s3.us-east-1.amazonaws.com', '/key', true],
+      ['https://MINE.s3.us-east-1.amazonaws.com.', '/key', true],
+      ['https://s3.us-east-1.amazonaws.com', '/mine/key', true],
+      ['https://s3.us-east-1.amazonaws.com', '/mine', true],
+      ['https://victim.s3.us-east-1.amazonaws.com', '/mine/key', false],
+      ['https://mine.victim.s3.us-east-1.amazonaws.com', '/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '/victim/mine/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '//victim/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '/%76ictim/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '/', false],
+    ];
+    for (const [url, path, allowed] of cases) {
+      it(`${url}${path}: ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => none.checkS3Request({ url, path }, 'ambient', 'mine')),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+  });
+
   describe('isAwsRegion: the partitions whose STS the credential chain may call', () => {
     const regions: [string, boolean][] = [
       ['us-east-1', true],
