@@ -373,7 +373,12 @@ describe('EndpointPolicy.check', () => {
   });
 
   describe('a host added for one backend is allowed for that backend only', () => {
-    const minio = EndpointPolicy.of(['s3=minio.example.com', 's3=*.lab.example', 'gcs=http://127.0.0.1']);
+    const minio = EndpointPolicy.of([
+      's3=minio.example.com',
+      's3=*.lab.example',
+      'gcs=http://127.0.0.1',
+      'S3=[FD00::5]',
+    ]);
     const cases: [StorageKind, string, CredentialKind, boolean][] = [
       ['s3', 'https://minio.example.com:9000', 'signature', true],
       ['s3', 'https://minio.example.com', 'bearer', true],
@@ -384,6 +389,16 @@ describe('EndpointPolicy.check', () => {
       ['gcs', 'http://127.0.0.1:4443', 'none', true],
       ['s3', 'http://127.0.0.1:9000', 'signature', false],
       ['azureBlob', 'http://127.0.0.1:10000/devstoreaccount1', 'signature', false],
+      ['s3', 'https://MINIO.EXAMPLE.COM.:9000', 'signature', true],
+      ['azureBlob', 'https://MINIO.EXAMPLE.COM./acct', 'signature', false],
+      ['s3', 'https://[fd00::5]:9000', 'signature', true],
+      ['s3', 'https://[fd00:0:0:0:0:0:0:5]:9000', 'signature', true],
+      ['azureBlob', 'https://[fd00::5]:10000/acct', 'signature', false],
+      ['gcs', 'https://[fd00::5]:4443', 'none', false],
+      ['s3', 'https://u:p@minio.example.com', 'signature', false],
+      // A Secret's key to a built-in name on another port: not the provider's endpoint.
+      ['azureBlob', 'https://acct.blob.core.windows.net:8443', 'signature', false],
+      ['s3', 'https://s3.us-east-1.amazonaws.com:8443', 'signature', false],
     ];
     for (const [kind, url, carries, allowed] of cases) {
       it(`${kind} ${url} (${carries}): ${allowed ? 'allowed' : 'refused'}`, () => {
