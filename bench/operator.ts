@@ -103,7 +103,7 @@ export class BenchOperator {
       'false',
       // The bed's storage servers listen on the loopback address.
       '--storage-allowed-hosts',
-      '127.0.0.1,localhost',
+      's3=127.0.0.1,gcs=127.0.0.1,azureBlob=127.0.0.1,s3=localhost,gcs=localhost,azureBlob=localhost',
       ...(opts.args ?? []),
     ];
     const spawnedAt = Date.now();

@@ -64,7 +64,7 @@ export async function measurePublish(bed: Bed, iterations: number, warmup = 5): 
     forcePathStyle: true,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     timeoutMs: 15_000,
-    endpoints: EndpointPolicy.of(['127.0.0.1']),
+    endpoints: EndpointPolicy.of(['s3=127.0.0.1']),
   });
   const base: OidcPublisherSpec = {
     issuerURL: bed.issuer,

@@ -100,7 +100,11 @@ try {
     step('kubectl apply -k of config/default, the image overridden by a kustomize overlay');
     const overlay = join(bed.dir, 'overlay');
     mkdirSync(overlay);
-    writeOverlay(overlay, { image: image.ref, ca: bed.ca, storageAllowedHosts: NODE_NETWORK.hostAddress });
+    writeOverlay(overlay, {
+      image: image.ref,
+      ca: bed.ca,
+      storageAllowedHosts: `s3=${NODE_NETWORK.hostAddress}`,
+    });
     console.log(indent(readFileSync(join(overlay, 'kustomization.yaml'), 'utf8')));
     await bed.kubectl(['apply', '-k', overlay]);
     await bed.kubectl([

@@ -21,7 +21,7 @@ export interface Config {
   concurrency: number;
   sourceTimeoutMs: number;
   storageTimeoutMs: number;
-  /** Storage endpoint hosts allowed besides the public clouds' (--storage-allowed-hosts). */
+  /** Storage endpoint hosts allowed besides the public clouds', as `<backend>=<host>` (--storage-allowed-hosts). */
   storageAllowedHosts: readonly string[];
   backoffBaseMs: number;
   backoffMaxMs: number;
@@ -82,7 +82,7 @@ export const FLAGS = {
   'storage-allowed-hosts': {
     type: 'string',
     env: 'OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS',
-    help: "storage endpoint hosts allowed besides the public clouds' (comma-separated: host, IP, *.suffix; http://host also allows plain http)",
+    help: "storage endpoint hosts allowed besides the public clouds', each for one backend (comma-separated <s3|gcs|azureBlob>=<host, IP or *.suffix>; s3=http://host also allows plain http); only credentials Secrets are sent to them",
   },
   'backoff-base': {
     type: 'string',

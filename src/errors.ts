@@ -89,6 +89,16 @@ export function describeError(err: unknown): string {
   return redactUrls(err instanceof Error ? err.message : String(err));
 }
 
+/**
+ * A storage service's error code (S3's `<Code>`, Azure's x-ms-error-code) as it may appear in a
+ * message, or undefined. Real codes are short CamelCase words (AccessDenied, NoSuchKey,
+ * AuthorizationPermissionMismatch); whatever else an endpoint answers (a 40 KB string, the token
+ * it was sent) goes into no condition, Event or log line: the caller says `HTTP <status>` instead.
+ */
+export function storageErrorCode(code: unknown): string | undefined {
+  return typeof code === 'string' && /^[A-Za-z][A-Za-z0-9.]{0,63}$/.test(code) ? code : undefined;
+}
+
 const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'`<>]+/gi;
 
 /**

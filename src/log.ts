@@ -57,6 +57,17 @@ export function createLogger(opts: { level: string; destination?: DestinationStr
 }
 
 /**
+ * A cause's name or code as logged: a short word (ECONNREFUSED, S3's AccessDenied), a number, or
+ * `?`. A storage SDK names its error after the code the endpoint answered, which may be anything
+ * (40 KB of it, or the token the endpoint was sent).
+ */
+function logWord(value: unknown): string | undefined {
+  if (typeof value === 'number') return String(value);
+  if (typeof value !== 'string' || value === '') return undefined;
+  return /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(value) ? value : '?';
+}
+
+/**
  * An error as logged: type, stable code, message and the codes of its causes;
  * never response bodies. Duck-typed: fetch errors from another realm are not
  * `instanceof Error`.
@@ -86,8 +97,8 @@ export function serializeError(err: unknown): Record<string, unknown> {
   const causes: string[] = [];
   let cause: unknown = e.cause;
   for (let i = 0; cause && typeof cause === 'object' && i < 5; i++) {
-    const c = cause as { name?: string; code?: unknown; cause?: unknown };
-    causes.push([c.name, c.code].filter(Boolean).join(':'));
+    const c = cause as { name?: unknown; code?: unknown; cause?: unknown };
+    causes.push([logWord(c.name), logWord(c.code)].filter(Boolean).join(':'));
     cause = c.cause;
   }
   if (causes.length) out.causes = causes;

@@ -91,9 +91,10 @@ export const Reason = {
   /** False: the storage service answered with another error. */
   StorageError: 'StorageError',
   /**
-   * False: the storage endpoint's host is not in the operator's allowlist (the public clouds'
-   * endpoints and --storage-allowed-hosts), or it is plain http and the request would carry a
-   * secret; nothing was sent to it.
+   * False: the storage endpoint's host is not in the operator's allowlist for its backend (the
+   * public clouds' endpoints and --storage-allowed-hosts), it is an added host and the request
+   * would carry the operator's own identity, it is plain http and the request would carry a
+   * secret, or an S3 request would reach another bucket; nothing was sent to it.
    */
   StorageEndpointRefused: 'StorageEndpointRefused',
   /**

@@ -7,6 +7,7 @@ import type { OidcPublisherSpec } from '../api/types.ts';
 import { OidcPublisherError } from '../errors.ts';
 import { isRelyingParty, RELYING_PARTIES, type RelyingParty } from './algorithms.ts';
 import { parseDuration } from './duration.ts';
+import { isAwsName, normalizeHost, parseS3Host } from './storage-hosts.ts';
 
 export const DEFAULT_SYNC_INTERVAL = '1m';
 export const DEFAULT_CACHE_CONTROL = 'public, max-age=300';
@@ -152,9 +153,24 @@ function checkS3Endpoint(endpoint: string): void {
   } catch {
     throw specError('storage.s3.endpoint must be an http or https URL');
   }
-  if (url.pathname !== '/' && url.pathname !== '') {
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
     throw specError(
       'storage.s3.endpoint must be a scheme, host and port, without a path: the bucket and prefix say where the objects go',
+    );
+  }
+  // On AWS's own names only S3's service hosts: one that names a bucket (virtual-hosted style)
+  // sends every request to that bucket, signed with the operator's identity, whatever `bucket` says.
+  const host = normalizeHost(url.hostname);
+  if (!isAwsName(host)) return;
+  const s3Host = parseS3Host(host);
+  if (s3Host?.bucket !== undefined) {
+    throw specError(
+      `storage.s3.endpoint names the bucket ${JSON.stringify(s3Host.bucket)} in its host: use S3's service host (https://s3.<region>.amazonaws.com) and say the bucket in storage.s3.bucket`,
+    );
+  }
+  if (!s3Host || url.port !== '') {
+    throw specError(
+      "storage.s3.endpoint on amazonaws.com must be one of S3's own service hosts without a port (https://s3.<region>.amazonaws.com, s3.dualstack.<region>, s3-fips.<region>); access point, website and other hosts reach buckets the bucket field does not name",
     );
   }
 }

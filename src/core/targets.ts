@@ -6,11 +6,14 @@
  *
  * Objects are compared by where they land, as conservatively as the spec
  * allows: S3 and GCS bucket names are global, so the endpoint and region do not
- * count (a different spelling of the same service must not escape the check);
- * an Azure container is named by its account, whatever the URL's host.
+ * count (a different spelling of the same service must not escape the check),
+ * except that an S3 endpoint naming a bucket in its host counts as that bucket
+ * (the bucket the requests reach, storage-hosts.ts); an Azure container is
+ * named by its account, whatever the URL's host.
  */
 import type { OidcPublisherSpec } from '../api/types.ts';
 import { azureAccountName, DISCOVERY_PATH, JWKS_PATH, objectKey } from './spec.ts';
+import { s3Reached } from './storage-hosts.ts';
 
 /** An OidcPublisher as far as target conflicts go. */
 export interface Claimant {
@@ -31,8 +34,9 @@ export function targetObjects(storage: OidcPublisherSpec['storage'] | undefined)
   let location: string;
   let prefix: string;
   if (s3) {
-    location = `s3/${s3.bucket.toLowerCase()}`;
-    prefix = s3.prefix ?? '';
+    const reached = s3Reached(s3);
+    location = `s3/${reached.bucket}`;
+    prefix = reached.prefix;
   } else if (gcs) {
     location = `gcs/${gcs.bucket.toLowerCase()}`;
     prefix = gcs.prefix ?? '';

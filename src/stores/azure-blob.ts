@@ -16,7 +16,7 @@ import type { TokenCredential } from '@azure/identity';
 import type { BlobServiceClient, ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
 import type { StoredObject } from '../core/plan.ts';
 import { azureAccountName } from '../core/spec.ts';
-import { OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError, storageErrorCode } from '../errors.ts';
 import {
   AZURE_STORAGE_SCOPE,
   endpointAndSizePolicy,
@@ -195,17 +195,19 @@ export function azureBlobError(op: string, target: string, err: unknown): OidcPu
       cause: err,
     });
   }
+  // The code as shown: only a short word (an endpoint's answer goes into status), else the status.
+  const shown = storageErrorCode(code);
   if (statusCode === 401 || statusCode === 403) {
     return new OidcPublisherError(
       'STORAGE_ACCESS_DENIED',
-      `${where}: access denied (${code ?? `HTTP ${statusCode}`})`,
+      `${where}: access denied (${shown ?? `HTTP ${statusCode}`})`,
       { cause: err },
     );
   }
   if (statusCode !== undefined && statusCode >= 400) {
     return new OidcPublisherError(
       'STORAGE_ERROR',
-      `${where}: ${code ? `${code} ` : ''}(HTTP ${statusCode})`,
+      `${where}: ${shown ? `${shown} ` : ''}(HTTP ${statusCode})`,
       { cause: err },
     );
   }
@@ -249,8 +251,10 @@ export class AzureBlobStore implements ObjectStore {
       opts.connectionString === undefined
         ? undefined
         : parseConnectionString(opts.connectionString, opts.accountURL);
-    // A shared key signs requests (HMAC); a SAS and a token are secrets themselves.
-    const carries: CredentialKind = credential?.kind === 'sharedKey' ? 'signature' : 'bearer';
+    // A shared key signs requests (HMAC); a SAS is a secret itself; without a connection string the
+    // token is the operator's own identity's, which goes only to Azure's own endpoints.
+    const carries: CredentialKind =
+      credential === undefined ? 'ambient' : credential.kind === 'sharedKey' ? 'signature' : 'bearer';
     opts.endpoints.check('azureBlob', opts.accountURL, carries);
     const { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } = await import(
       '@azure/storage-blob'

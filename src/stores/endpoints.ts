@@ -7,9 +7,21 @@
  * - Built in, per backend: the public clouds' own storage endpoints (below).
  *   Every pattern names hosts only the provider's storage service answers, so
  *   they cannot be pointed at an address of anyone else's choosing.
- * - Added by the operator's administrator with --storage-allowed-hosts: exact
+ * - Added by the operator's administrator with --storage-allowed-hosts, each
+ *   entry for one backend (`s3=host`, `gcs=host`, `azureBlob=host`): exact
  *   host names or IP addresses, or `*.suffix` for every name under a suffix;
- *   an entry written `http://host` also allows plain HTTP to it.
+ *   an entry written `s3=http://host` also allows plain HTTP to it. A host
+ *   added for one backend gets nothing from publishers of another.
+ *
+ * The operator's own identity (the AWS default credential chain, AKS workload
+ * identity through DefaultAzureCredential, Google's Application Default
+ * Credentials) goes only to its own cloud's built-in endpoints, never to an
+ * added host: it is valid for every bucket the operator may write. A Secret's
+ * explicit credentials may go to an added host.
+ *
+ * Built-in endpoints match on the scheme's default port only. On S3 the
+ * request must reach the store's bucket: a host on AWS's names that carries
+ * another bucket, or a path-style request to another bucket, is refused.
  *
  * Names are checked, not the addresses they resolve to: the built-in zones
  * are the providers', and a name the administrator adds is vouched for by
@@ -23,27 +35,24 @@
  * session tokens and credential chains need HTTPS.
  */
 import { isIP } from 'node:net';
+import { AWS_REGION, isAwsName, normalizeHost, parseS3Host } from '../core/storage-hosts.ts';
 import { OidcPublisherError } from '../errors.ts';
+
+export { normalizeHost };
 
 export type StorageKind = 's3' | 'gcs' | 'azureBlob';
 
-/**
- * A region of the partitions S3 runs in publicly: aws (us-east-1, ap-southeast-4 ...), aws-cn
- * (cn-north-1) and aws-us-gov (us-gov-west-1).
- */
-const AWS_REGION = '(?:[a-z]{2}|us-gov)-[a-z]+-\\d{1,2}';
+export const STORAGE_KINDS: readonly StorageKind[] = ['s3', 'gcs', 'azureBlob'];
 
 /**
- * S3's own host names, and no other name under amazonaws.com: that zone also holds names customers
- * point at servers of their own (API Gateway, load balancers, EC2 instances such as
- * ec2-169-254-169-254.compute-1.amazonaws.com). Bucket names may stand before them
- * (virtual-hosted style): s3.amazonaws.com, s3.<region>.amazonaws.com, s3-<region>.amazonaws.com,
- * s3.dualstack.<region>.amazonaws.com, s3-fips.<region>.amazonaws.com, and the same under
- * amazonaws.com.cn.
+ * The built-in S3 hosts: S3's own names (core/storage-hosts.ts), with or without a bucket before
+ * them, and no other name under amazonaws.com: that zone also holds names customers point at
+ * servers of their own (API Gateway, load balancers, EC2 instances such as
+ * ec2-169-254-169-254.compute-1.amazonaws.com).
  */
-const S3_HOST = new RegExp(
-  `^(?:[a-z0-9][a-z0-9.-]*\\.)?s3(?:-fips|-external-1|-${AWS_REGION})?(?:\\.dualstack)?(?:\\.${AWS_REGION})?\\.amazonaws\\.com(?:\\.cn)?$`,
-);
+function isS3Host(host: string): boolean {
+  return isIP(host) === 0 && parseS3Host(host) !== undefined;
+}
 
 /** Whether a region names one of S3's public partitions. */
 export function isAwsRegion(region: string): boolean {
@@ -70,7 +79,7 @@ export const BUILT_IN_STORAGE_HOSTS: Readonly<Record<StorageKind, readonly strin
 };
 
 function builtIn(kind: StorageKind, host: string): boolean {
-  if (kind === 's3') return isIP(host) === 0 && S3_HOST.test(host);
+  if (kind === 's3') return isS3Host(host);
   return BUILT_IN_STORAGE_HOSTS[kind].some((text) => {
     const p = parseHostPattern(text);
     return typeof p !== 'string' && matchesHost(p, host);
@@ -87,18 +96,19 @@ export interface HostPattern {
   http: boolean;
 }
 
-/** What a request would carry: nothing, a signature of it (SigV4, Azure shared key), or a bearer secret. */
-export type CredentialKind = 'none' | 'signature' | 'bearer';
+/** A --storage-allowed-hosts entry: a host pattern for one backend. */
+export interface AllowedHost extends HostPattern {
+  kind: StorageKind;
+}
+
+/**
+ * What a request would carry: nothing, a signature of it (SigV4, Azure shared key), a bearer secret
+ * from a Secret (a SAS, a session token, a service account key's tokens), or the operator's own
+ * identity (the AWS default chain, DefaultAzureCredential, Application Default Credentials).
+ */
+export type CredentialKind = 'none' | 'signature' | 'bearer' | 'ambient';
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-
-/** A URL's host name as compared: lower case, no brackets around IPv6, no trailing dot. */
-export function normalizeHost(hostname: string): string {
-  let h = hostname.toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
 
 function isDnsName(host: string): boolean {
   const labels = host.split('.');
@@ -106,7 +116,7 @@ function isDnsName(host: string): boolean {
   return host.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1) ?? '');
 }
 
-/** Parses one --storage-allowed-hosts entry; a string says what is wrong with it. */
+/** Parses the host part of a --storage-allowed-hosts entry; a string says what is wrong with it. */
 export function parseHostPattern(entry: string): HostPattern | string {
   const text = entry.trim();
   let rest = text;
@@ -130,13 +140,31 @@ export function parseHostPattern(entry: string): HostPattern | string {
   return { text, host, wildcard, http };
 }
 
+/**
+ * Parses one --storage-allowed-hosts entry, `<backend>=<host pattern>` (s3=minio.storage.svc,
+ * gcs=http://127.0.0.1, azureBlob=*.blob.example.net); a string says what is wrong with it. An
+ * entry without a backend is refused: it once allowed a host to every backend.
+ */
+export function parseAllowedHost(entry: string): AllowedHost | string {
+  const text = entry.trim();
+  const m = /^([A-Za-z0-9]+)=(.*)$/.exec(text);
+  if (!m) {
+    return `${JSON.stringify(text)}: name the backend the host is for (s3=${text}, gcs=${text} or azureBlob=${text}); each entry allows a host to one backend only`;
+  }
+  const kind = STORAGE_KINDS.find((k) => k.toLowerCase() === m[1]?.toLowerCase());
+  if (!kind) return `${JSON.stringify(text)}: the backend must be one of ${STORAGE_KINDS.join(', ')}`;
+  const p = parseHostPattern(m[2] ?? '');
+  if (typeof p === 'string') return `${JSON.stringify(text)}: ${p.replace(/^"(?:[^"\\]|\\.)*": /, '')}`;
+  return { ...p, text, kind };
+}
+
 /** Parses every entry; throws CONFIG_INVALID naming each bad one. */
-export function parseHostPatterns(entries: readonly string[]): HostPattern[] {
-  const out: HostPattern[] = [];
+export function parseHostPatterns(entries: readonly string[]): AllowedHost[] {
+  const out: AllowedHost[] = [];
   const problems: string[] = [];
   for (const entry of entries) {
     if (entry.trim() === '') continue;
-    const p = parseHostPattern(entry);
+    const p = parseAllowedHost(entry);
     if (typeof p === 'string') problems.push(p);
     else out.push(p);
   }
@@ -170,17 +198,17 @@ function refused(message: string): OidcPublisherError {
   return new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', message);
 }
 
-/** The allowlist of storage endpoints: the built-in ones and the administrator's. */
+/** The allowlist of storage endpoints: the built-in ones and the administrator's, per backend. */
 export class EndpointPolicy {
-  readonly #extra: readonly HostPattern[];
+  readonly #extra: readonly AllowedHost[];
   readonly #unrestricted: boolean;
 
-  private constructor(extra: readonly HostPattern[], unrestricted: boolean) {
+  private constructor(extra: readonly AllowedHost[], unrestricted: boolean) {
     this.#extra = extra;
     this.#unrestricted = unrestricted;
   }
 
-  /** The built-in endpoints and these entries (--storage-allowed-hosts). */
+  /** The built-in endpoints and these `<backend>=<host>` entries (--storage-allowed-hosts). */
   static of(entries: readonly string[]): EndpointPolicy {
     return new EndpointPolicy(parseHostPatterns(entries), false);
   }
@@ -219,24 +247,78 @@ export class EndpointPolicy {
       throw refused('the storage endpoint must not carry a user name or password');
     }
     const host = normalizeHost(url.hostname);
-    const extra = this.#extra.filter((p) => matchesHost(p, host));
-    if (!builtIn(kind, host) && extra.length === 0) {
+    // The URL parser leaves out the scheme's default port: a port here is any other.
+    const isBuiltIn = url.port === '' && builtIn(kind, host);
+    const extra = this.#extra.filter((p) => p.kind === kind && matchesHost(p, host));
+    if (!isBuiltIn && extra.length === 0) {
       throw refused(
-        `storage endpoint host ${JSON.stringify(host)} is not allowed for ${kind}: the built-in endpoints are ${BUILT_IN_STORAGE_HOSTS[kind].join(', ')}; the operator's --storage-allowed-hosts adds others`,
+        `storage endpoint ${shown} is not allowed for ${kind}: the built-in endpoints are ${BUILT_IN_STORAGE_HOSTS[kind].join(', ')} (default port); the operator's --storage-allowed-hosts adds others with ${kind}=<host> entries`,
+      );
+    }
+    if (credentials === 'ambient' && !isBuiltIn) {
+      throw refused(
+        `storage endpoint ${shown} is not one of ${kind}'s built-in endpoints, and the operator's own identity goes only to those: name a credentials Secret to use this host`,
+      );
+    }
+    if (kind === 's3' && isAwsName(host) && (url.port !== '' || !isS3Host(host))) {
+      throw refused(
+        `storage endpoint ${shown}: on amazonaws.com only S3's own service hosts are used, on the default port`,
       );
     }
     if (url.protocol === 'http:') {
       if (!extra.some((p) => p.http)) {
         throw refused(
-          `storage endpoint ${shown} uses plain http: use https, or allow http to this host with an http:// entry in the operator's --storage-allowed-hosts`,
+          `storage endpoint ${shown} uses plain http: use https, or allow http to this host with a ${kind}=http://<host> entry in the operator's --storage-allowed-hosts`,
         );
       }
-      if (credentials === 'bearer') {
+      if (credentials === 'bearer' || credentials === 'ambient') {
         throw refused(
           `storage endpoint ${shown} uses plain http, and these credentials (a token, SAS or session token) are never sent without TLS`,
         );
       }
     }
     return url;
+  }
+
+  /**
+   * Checks a configured S3 endpoint (spec.storage.s3.endpoint) before the client is made: as check(),
+   * and on AWS's names the host must not carry a bucket, since every request would go to that
+   * bucket whatever the spec's bucket says.
+   */
+  checkS3Endpoint(endpoint: string, credentials: CredentialKind): URL {
+    const url = this.check('s3', endpoint, credentials);
+    if (this.#unrestricted) return url;
+    const inHost = parseS3Host(normalizeHost(url.hostname))?.bucket;
+    if (inHost !== undefined) {
+      throw refused(
+        `storage endpoint ${url.protocol}//${url.host} names the bucket ${JSON.stringify(inHost)} in its host: use S3's service host, and the bucket field for the bucket`,
+      );
+    }
+    return url;
+  }
+
+  /**
+   * Checks an S3 request as it will be sent: as check(), and on S3's own names it must reach
+   * `bucket`, named in the host (virtual-hosted style) or as the first path segment (path style).
+   */
+  checkS3Request(request: { url: string; path: string }, credentials: CredentialKind, bucket: string): void {
+    const url = this.check('s3', request.url, credentials);
+    if (this.#unrestricted) return;
+    const s3Host = parseS3Host(normalizeHost(url.hostname));
+    if (!s3Host) return;
+    let reached = s3Host.bucket;
+    if (reached === undefined) {
+      const segment = request.path.split('/').find((p) => p !== '') ?? '';
+      try {
+        reached = decodeURIComponent(segment);
+      } catch {
+        reached = segment;
+      }
+    }
+    if (reached.toLowerCase() !== bucket.toLowerCase()) {
+      throw refused(
+        `an S3 request to ${url.protocol}//${url.host} would reach the bucket ${JSON.stringify(reached.slice(0, 63))}, not ${JSON.stringify(bucket)}`,
+      );
+    }
   }
 }

@@ -32,8 +32,9 @@ export class StoreFactory {
   readonly #connections = new Map<string, { base: Promise<S3Store>; users: number }>();
 
   /**
-   * `allowedHosts`: storage endpoint hosts allowed besides the public clouds' (the operator's
-   * --storage-allowed-hosts), or 'any' where the user who runs the command chose the endpoint.
+   * `allowedHosts`: storage endpoint hosts allowed besides the public clouds', as `<backend>=<host>`
+   * entries (the operator's --storage-allowed-hosts), or 'any' where the user who runs the command
+   * chose the endpoint.
    */
   constructor(opts: {
     secrets: SecretReader;

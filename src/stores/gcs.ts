@@ -97,9 +97,14 @@ export class GcsStore implements ObjectStore {
 
   /** Loads the SDK only when a publisher uses GCS. */
   static async create(opts: GcsStoreOptions): Promise<GcsStore> {
-    // The SDK authenticates only to Google's endpoint (a custom one gets no credentials).
+    // The SDK authenticates only to Google's endpoint (a custom one gets no credentials): a Secret's
+    // key, or without one Application Default Credentials (the operator's own identity).
     const endpoint = opts.endpoint ?? GOOGLE_ENDPOINT;
-    opts.endpoints.check('gcs', endpoint, endpoint === GOOGLE_ENDPOINT ? 'bearer' : 'none');
+    opts.endpoints.check(
+      'gcs',
+      endpoint,
+      endpoint !== GOOGLE_ENDPOINT ? 'none' : opts.credentials ? 'bearer' : 'ambient',
+    );
     const { Storage } = await import('@google-cloud/storage');
     const storage = new Storage({
       ...(opts.endpoint ? { apiEndpoint: opts.endpoint } : {}),

@@ -16,7 +16,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import type { StoredObject } from '../core/plan.ts';
-import { OidcPublisherError } from '../errors.ts';
+import { OidcPublisherError, storageErrorCode } from '../errors.ts';
 import { type CredentialKind, type EndpointPolicy, isAwsRegion } from './endpoints.ts';
 import { limitStream, MAX_STORAGE_RESPONSE_BYTES, ownErrorAt, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
@@ -34,12 +34,17 @@ export interface S3StoreOptions {
   endpoints: EndpointPolicy;
 }
 
-/** The parts of the SDK's HttpRequest the endpoint check needs. */
-function requestURL(request: unknown): string | undefined {
-  const r = request as { protocol?: unknown; hostname?: unknown } | undefined;
+/** The parts of the SDK's HttpRequest the endpoint check needs: scheme, host and port, and the path. */
+function requestTarget(request: unknown): { url: string; path: string } | undefined {
+  const r = request as { protocol?: unknown; hostname?: unknown; port?: unknown; path?: unknown } | undefined;
   if (typeof r?.protocol !== 'string' || typeof r.hostname !== 'string') return undefined;
   const host = r.hostname.includes(':') && !r.hostname.startsWith('[') ? `[${r.hostname}]` : r.hostname;
-  return `${r.protocol.endsWith(':') ? r.protocol : `${r.protocol}:`}//${host}`;
+  const port =
+    typeof r.port === 'number' || (typeof r.port === 'string' && r.port !== '') ? `:${r.port}` : '';
+  return {
+    url: `${r.protocol.endsWith(':') ? r.protocol : `${r.protocol}:`}//${host}${port}`,
+    path: typeof r.path === 'string' ? r.path : '/',
+  };
 }
 
 const DENIED = new Set([
@@ -79,8 +84,9 @@ export function s3Error(op: string, target: string, err: unknown): OidcPublisher
         cause: err,
       });
     }
-    // A HEAD answer has no body, so no S3 error code: the SDK names it "Unknown"; say the status instead.
-    const named = err.name && err.name !== 'Unknown' ? err.name : undefined;
+    // A HEAD answer has no body, so no S3 error code: the SDK names it "Unknown"; say the status
+    // instead, as for a code that is not a short word (an endpoint's answer, shown in status).
+    const named = err.name !== 'Unknown' ? storageErrorCode(err.name) : undefined;
     if (DENIED.has(err.name) || status === 403 || status === 401) {
       return new OidcPublisherError(
         'STORAGE_ACCESS_DENIED',
@@ -136,10 +142,14 @@ export class S3Store implements ObjectStore {
     this.#bucket = opts.bucket;
     this.describe = `s3://${opts.bucket}/${opts.prefix}`;
     this.#ownsClient = !shared;
-    // Signatures only with a Secret's key pair; a session token or a credential chain is a secret.
-    const carries: CredentialKind =
-      opts.credentials && !opts.credentials.sessionToken ? 'signature' : 'bearer';
-    if (!shared && opts.endpoint) opts.endpoints.check('s3', opts.endpoint, carries);
+    // Signatures only with a Secret's key pair; a session token is a secret, and without a Secret the
+    // credential chain's (the operator's own identity) goes only to S3's own hosts.
+    const carries: CredentialKind = !opts.credentials
+      ? 'ambient'
+      : opts.credentials.sessionToken
+        ? 'bearer'
+        : 'signature';
+    if (!shared && opts.endpoint) opts.endpoints.checkS3Endpoint(opts.endpoint, carries);
     // The credential chain (web identity, container or instance credentials) derives its STS host
     // from the region before any S3 request is checked: only the public partitions' regions, whose
     // STS hosts are under amazonaws.com(.cn).
@@ -170,9 +180,10 @@ export class S3Store implements ObjectStore {
     if (!shared) {
       this.#client.middlewareStack.add(
         (next) => async (args) => {
-          const url = requestURL(args.request);
-          if (url === undefined) throw new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', 'no request URL');
-          opts.endpoints.check('s3', url, carries);
+          const target = requestTarget(args.request);
+          if (target === undefined)
+            throw new OidcPublisherError('STORAGE_ENDPOINT_REFUSED', 'no request URL');
+          opts.endpoints.checkS3Request(target, carries, opts.bucket);
           const out = await next(args);
           const response = out.response as { body?: unknown } | undefined;
           if (response && response.body instanceof Readable) {

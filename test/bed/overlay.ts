@@ -12,6 +12,7 @@ const NAMESPACE = 'oidc-publisher-system';
 
 export function writeOverlay(
   dir: string,
+  /** storageAllowedHosts: --storage-allowed-hosts, `<backend>=<host>` entries. */
   o: { image: string; ca: Buffer; storageAllowedHosts: string; replicas?: number },
 ): void {
   const at = o.image.lastIndexOf(':');

@@ -16,6 +16,10 @@ import { request } from '../bed/http.ts';
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const OPERATOR_NAMESPACE = 'oidc-publisher-system';
 export const OPERATOR_SA = 'oidc-publisher';
+/** --storage-allowed-hosts for the bed: MinIO, fake-gcs-server and Azurite, each on the loopback address. */
+export const BED_STORAGE_ALLOWED_HOSTS = ['s3', 'gcs', 'azureBlob']
+  .flatMap((kind) => [`${kind}=127.0.0.1`, `${kind}=localhost`])
+  .join(',');
 
 /** Applies crds/ and config/rbac; returns a kubeconfig with a token of the operator's ServiceAccount. */
 export async function installOperator(bed: Bed): Promise<string> {
@@ -261,7 +265,7 @@ export class OperatorProcess {
         '5s',
         // The bed's MinIO, fake-gcs-server and Azurite listen on the loopback address.
         '--storage-allowed-hosts',
-        '127.0.0.1,localhost',
+        BED_STORAGE_ALLOWED_HOSTS,
         ...args,
       ],
       {

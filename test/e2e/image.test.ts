@@ -215,7 +215,7 @@ describe('the production image layout: npm ci --omit=dev + tsc to dist/src', () 
           '--leader-elect',
           'false',
           '--storage-allowed-hosts',
-          '127.0.0.1',
+          's3=127.0.0.1',
         ],
         {
           cwd: app,

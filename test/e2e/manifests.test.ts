@@ -711,6 +711,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       },
       extraArgs: ['--storage-timeout=45s'],
       extraEnv: [{ name: 'OIDC_PUBLISHER_BACKOFF_MAX', value: '2m' }],
+      storageAllowedHosts: ['s3=minio.storage.svc', 'azureBlob=*.blob.example.net', 'gcs=http://[fd00::1]'],
       image: { tag: '9.9.9' },
       serviceAccount: {
         name: 'issuer-writer',
@@ -738,6 +739,11 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       },
     );
     assert.equal(cfg.storageTimeoutMs, 45_000, 'extraArgs reach the operator');
+    assert.deepEqual(
+      cfg.storageAllowedHosts,
+      ['s3=minio.storage.svc', 'azureBlob=*.blob.example.net', 'gcs=http://[fd00::1]'],
+      'storageAllowedHosts reaches the operator, each entry with its backend',
+    );
     assert.equal(cfg.backoffMaxMs, 120_000, 'extraEnv reaches the operator');
     assert.equal(manager(d, 'settings').image, 'ghcr.io/oidc-publisher/oidc-publisher:9.9.9');
     assert.equal(d.spec.template.spec.serviceAccountName, 'issuer-writer');
@@ -782,6 +788,14 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       (err: unknown) => /logLevel/.test(stderrOf(err)),
       'values.schema.json refuses an unknown log level',
     );
+    // An entry without its backend once allowed a host to every backend.
+    for (const entry of ['minio.storage.svc', 'http://10.0.0.5', 's3=minio:9000', 'blob=x.example']) {
+      await assert.rejects(
+        template('oidc-publisher', OPERATOR_NAMESPACE, { storageAllowedHosts: [entry] }),
+        (err: unknown) => /storageAllowedHosts/.test(stderrOf(err)),
+        `values.schema.json refuses storageAllowedHosts entry ${JSON.stringify(entry)}`,
+      );
+    }
   });
 
   it('the metrics Service and ServiceMonitor reach the health port, in config/ and the chart', async () => {

@@ -287,12 +287,36 @@ describe('operator end to end: ownership of published objects and targets', () =
     });
   });
 
+  describe('S3 endpoints', () => {
+    it('refuses an endpoint that names another bucket in its host as InvalidSpec, and writes nothing', async () => {
+      // With path style every request would go to victim-bucket, the spec's bucket and prefix
+      // becoming its key prefix, signed with the operator's identity.
+      await applyYaml(
+        bed,
+        publisher(
+          'bucket-in-host',
+          'owned/bucket-in-host',
+          {},
+          {
+            endpoint: 'https://victim-bucket.s3.us-east-1.amazonaws.com',
+            region: 'us-east-1',
+            forcePathStyle: true,
+          },
+        ),
+      );
+      const p = await waitForReady(bed, 'bucket-in-host', 'False', 'InvalidSpec', 60_000);
+      assert.match(condition(p, 'Ready')?.message ?? '', /names the bucket "victim-bucket" in its host/);
+      assert.equal(await exists('owned/bucket-in-host/.well-known/openid-configuration'), undefined);
+      await bed.kubectl(['delete', 'oidcpublisher', 'bucket-in-host', '--wait=false']);
+    });
+  });
+
   describe('the sample ValidatingAdmissionPolicy (config/policy)', () => {
     const as = (user: string, ...groups: string[]) => [
       `--as=${user}`,
       ...groups.map((g) => `--as-group=${g}`),
     ];
-    const draft = (name: string, bucket: string) =>
+    const draft = (name: string, bucket: string, s3: Record<string, unknown> = {}) =>
       JSON.stringify({
         apiVersion: 'oidcpublisher.io/v1alpha1',
         kind: 'OidcPublisher',
@@ -300,7 +324,7 @@ describe('operator end to end: ownership of published objects and targets', () =
         spec: {
           issuerURL: 'https://issuer.example.com',
           verification: { enabled: false },
-          storage: { s3: { bucket, region: 'eu-west-1', prefix: 'policy' } },
+          storage: { s3: { bucket, region: 'eu-west-1', prefix: 'policy', ...s3 } },
         },
       });
     const applyAs = (yaml: string, user: string, ...groups: string[]) =>
@@ -373,6 +397,38 @@ subjects:
       await applyAs(draft('policy-admin', 'forbidden-bucket'), 'admin', 'oidcpublisher-admins');
       assert.ok(await getPublisher(bed, 'policy-allowed'));
       assert.ok(await getPublisher(bed, 'policy-admin'));
+    });
+
+    it('refuses a developer a listed bucket through an endpoint that reaches another bucket', async () => {
+      const endpoints: [string, boolean][] = [
+        ['https://forbidden-bucket.s3.us-east-1.amazonaws.com', false],
+        ['https://FORBIDDEN-BUCKET.S3.US-EAST-1.AMAZONAWS.COM.', false],
+        ['https://forbidden.bucket.s3.dualstack.us-east-1.amazonaws.com', false],
+        ['https://s3.us-east-1.amazonaws.com:8443', false],
+        ['https://ap-1.s3-accesspoint.us-east-1.amazonaws.com', false],
+        ['https://forbidden-bucket.s3-website-us-east-1.amazonaws.com', false],
+        ['https://s3.us-east-1.amazonaws.com', true],
+        ['https://S3.DUALSTACK.EU-WEST-1.AMAZONAWS.COM', true],
+        ['https://minio.example.com:9000', true],
+      ];
+      for (const [i, [endpoint, allowed]] of endpoints.entries()) {
+        const name = `policy-endpoint-${i}`;
+        const apply = applyAs(
+          draft(name, 'allowed-bucket', { endpoint, forcePathStyle: true }),
+          'dev',
+          'developers',
+        );
+        if (allowed) {
+          await apply;
+          await bed.kubectl(['delete', 'oidcpublisher', name, '--wait=false']);
+        } else {
+          await assert.rejects(
+            apply,
+            /s3:\/\/allowed-bucket through endpoint .* which reaches another bucket is not in the storage allowlist/,
+            `${endpoint} was admitted`,
+          );
+        }
+      }
     });
 
     it("refuses a developer moving an admin's publisher to an unlisted bucket, but lets the operator manage finalizers", async () => {

@@ -78,7 +78,7 @@ describe('Azurite (Azure Blob), in a bed of its own', () => {
         connectionString:
           over.connectionString ?? azure.connectionString.replace(azure.accountURL, accountURL),
         timeoutMs: 1500,
-        endpoints: EndpointPolicy.of(['127.0.0.1']),
+        endpoints: EndpointPolicy.of(['azureBlob=127.0.0.1']),
       });
       stores.push(s);
       return s;

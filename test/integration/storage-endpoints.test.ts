@@ -135,7 +135,7 @@ describe('Azure Blob endpoints and credentials', () => {
       }),
       namespace: 'ns',
       timeoutMs: 3000,
-      allowedHosts: ['http://127.0.0.1'],
+      allowedHosts: ['azureBlob=http://127.0.0.1'],
     });
     try {
       const code = await codeOf(async () =>
@@ -171,7 +171,7 @@ describe('Azure Blob endpoints and credentials', () => {
       }),
       namespace: 'ns',
       timeoutMs: 3000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['azureBlob=127.0.0.1'],
     });
     try {
       const code = await codeOf(async () =>
@@ -225,7 +225,9 @@ describe('Azure Blob endpoints and credentials', () => {
       container: 'c1',
       prefix: '',
       timeoutMs: 5000,
-      endpoints: EndpointPolicy.of(['127.0.0.1']),
+      // The operator's own token goes to no added host (see below): this is the publish command's
+      // case, where the user's own credential goes to the endpoint they name.
+      endpoints: EndpointPolicy.unrestricted(),
       tokenCredential: credential,
     });
     try {
@@ -242,6 +244,224 @@ describe('Azure Blob endpoints and credentials', () => {
       assert.ok(server.seen.length >= 1);
     } finally {
       store.close();
+      await server.close();
+    }
+  });
+});
+
+describe("hosts added for one backend, and the operator's own identity", () => {
+  const azureTarget = (accountURL: string, secret: boolean): StorageTarget => ({
+    kind: 'azureBlob',
+    accountURL,
+    account: 'devstoreaccount1',
+    container: 'c1',
+    prefix: '',
+    ...(secret ? { credentialsSecret: { name: 'azure', key: 'connectionString' } } : {}),
+  });
+
+  it('sends nothing from an azureBlob publisher to a host added for S3 only', async () => {
+    const server = await standIn(true, (_req, res) => res.writeHead(404).end());
+    const accountURL = `${server.url}/devstoreaccount1`;
+    const factory = new StoreFactory({
+      secrets: secrets({
+        connectionString: `AccountName=devstoreaccount1;AccountKey=${DEV_KEY};BlobEndpoint=${accountURL}`,
+      }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['s3=127.0.0.1', 'gcs=127.0.0.1'],
+    });
+    try {
+      const code = await codeOf(async () =>
+        (await factory.get(azureTarget(accountURL, true), 'p')).head('x'),
+      );
+      assert.deepEqual(server.seen, [], 'a request reached the host added for S3');
+      assert.equal(code, 'STORAGE_ENDPOINT_REFUSED');
+    } finally {
+      factory.close();
+      await server.close();
+    }
+  });
+
+  it("never sends the operator's own Entra ID token to an added host, even one added for azureBlob", async () => {
+    const { AzureBlobStore } = await import('../../src/stores/azure-blob.ts');
+    const { EndpointPolicy } = await import('../../src/stores/endpoints.ts');
+    const server = await standIn(true, (_req, res) => res.writeHead(404).end());
+    let asked = 0;
+    // Stands in for DefaultAzureCredential (workload identity): no Entra ID here.
+    const credential = {
+      async getToken() {
+        asked += 1;
+        return { token: 'the-operators-own-token', expiresOnTimestamp: Date.now() + 3_600_000 };
+      },
+    };
+    try {
+      const code = await codeOf(async () =>
+        (
+          await AzureBlobStore.create({
+            accountURL: `${server.url}/devstoreaccount1`,
+            account: 'devstoreaccount1',
+            container: 'c1',
+            prefix: '',
+            timeoutMs: 3000,
+            endpoints: EndpointPolicy.of(['azureBlob=127.0.0.1']),
+            tokenCredential: credential,
+          })
+        ).head('x'),
+      );
+      assert.deepEqual(server.seen, [], 'the added host got a request (and with it the token)');
+      assert.equal(asked, 0, 'a token was asked for');
+      assert.equal(code, 'STORAGE_ENDPOINT_REFUSED');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("never sends the operator's own AWS credentials (the default chain) to an added S3 host; a Secret's go there", async () => {
+    const server = await standIn(true, (_req, res) => res.writeHead(404).end());
+    // The default chain's first source: the operator's environment (the same chain reads web identity
+    // and instance credentials, which this machine has not).
+    const saved = { ...process.env };
+    process.env.AWS_ACCESS_KEY_ID = 'AKIAOPERATOROWN';
+    process.env.AWS_SECRET_ACCESS_KEY = 'operator-own-secret';
+    process.env.AWS_SESSION_TOKEN = 'operator-own-session-token';
+    const target = (secret: boolean): StorageTarget => ({
+      kind: 's3',
+      bucket: 'bucket',
+      region: 'us-east-1',
+      prefix: '',
+      forcePathStyle: true,
+      endpoint: server.url,
+      ...(secret ? { credentialsSecret: 's3' } : {}),
+    });
+    const factory = new StoreFactory({
+      secrets: secrets({ AWS_ACCESS_KEY_ID: 'AKIASECRET', AWS_SECRET_ACCESS_KEY: 'secret' }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['s3=127.0.0.1'],
+    });
+    try {
+      const code = await codeOf(async () => (await factory.get(target(false), 'p')).get('x'));
+      assert.equal(server.seen.length, 0, "the operator's own credentials reached the added host");
+      assert.equal(code, 'STORAGE_ENDPOINT_REFUSED');
+      assert.equal(await codeOf(async () => (await factory.get(target(true), 'p')).get('x')), 'resolved');
+      assert.equal(server.seen.length, 1, "the Secret's credentials go to the added host");
+      assert.match(server.seen[0]?.authorization ?? '', /Credential=AKIASECRET\//);
+    } finally {
+      for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+      factory.close();
+      await server.close();
+    }
+  });
+});
+
+describe('error codes of a hostile endpoint, in the messages that become status', () => {
+  const SESSION_TOKEN =
+    'IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDexample+token/value0123456789abcdefghijKLMNOP==';
+
+  it('says HTTP <status> for an S3 <Code> echoing the session token, or 40 KB long', async () => {
+    let mode: 'echo' | 'long' = 'echo';
+    const server = await standIn(true, (req, res) => {
+      const code =
+        mode === 'echo' ? String(req.headers['x-amz-security-token'] ?? 'none') : 'A'.repeat(40 * 1024);
+      res
+        .writeHead(mode === 'echo' ? 403 : 400, { 'content-type': 'application/xml' })
+        .end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>m</Message></Error>`);
+    });
+    const factory = new StoreFactory({
+      secrets: secrets({
+        AWS_ACCESS_KEY_ID: 'id',
+        AWS_SECRET_ACCESS_KEY: 'secret',
+        AWS_SESSION_TOKEN: SESSION_TOKEN,
+      }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['s3=127.0.0.1'],
+    });
+    const target: StorageTarget = {
+      kind: 's3',
+      bucket: 'bucket',
+      region: 'us-east-1',
+      prefix: '',
+      forcePathStyle: true,
+      endpoint: server.url,
+      credentialsSecret: 's3',
+    };
+    try {
+      const store = await factory.get(target, 'p');
+      const echoed = await store.get('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(echoed instanceof OidcPublisherError, `expected our error, got ${String(echoed)}`);
+      assert.ok(server.seen.length >= 1, 'the stand-in was asked');
+      assert.equal(echoed.code, 'STORAGE_ACCESS_DENIED');
+      assert.equal(echoed.message, 'GET s3://bucket/x: access denied (HTTP 403)');
+      mode = 'long';
+      const long = await store.get('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(long instanceof OidcPublisherError, `expected our error, got ${String(long)}`);
+      assert.equal(long.code, 'STORAGE_ERROR');
+      assert.equal(long.message, 'GET s3://bucket/x: error (HTTP 400)');
+    } finally {
+      factory.close();
+      await server.close();
+    }
+  });
+
+  it('says HTTP <status> for an Azure x-ms-error-code echoing the Authorization header, or 8 KB long', async () => {
+    let mode: 'echo' | 'long' = 'echo';
+    const server = await standIn(true, (req, res) => {
+      // 8 KB: Node's HTTP client takes no more than 16 KB of headers.
+      const code = mode === 'echo' ? String(req.headers.authorization ?? 'none') : 'A'.repeat(8 * 1024);
+      res.writeHead(mode === 'echo' ? 403 : 400, { 'x-ms-error-code': code }).end();
+    });
+    const accountURL = `${server.url}/devstoreaccount1`;
+    const factory = new StoreFactory({
+      secrets: secrets({
+        connectionString: `AccountName=devstoreaccount1;AccountKey=${DEV_KEY};BlobEndpoint=${accountURL}`,
+      }),
+      namespace: 'ns',
+      timeoutMs: 3000,
+      allowedHosts: ['azureBlob=127.0.0.1'],
+    });
+    try {
+      const store = await factory.get(
+        {
+          kind: 'azureBlob',
+          accountURL,
+          account: 'devstoreaccount1',
+          container: 'c1',
+          prefix: '',
+          credentialsSecret: { name: 'azure', key: 'connectionString' },
+        },
+        'p',
+      );
+      const echoed = await store.head('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(echoed instanceof OidcPublisherError, `expected our error, got ${String(echoed)}`);
+      assert.ok(
+        server.seen.some((s) => s.authorization?.startsWith('SharedKey ')),
+        'the stand-in was asked',
+      );
+      assert.equal(echoed.code, 'STORAGE_ACCESS_DENIED');
+      assert.equal(echoed.message, 'HEAD azblob://devstoreaccount1/c1/x: access denied (HTTP 403)');
+      mode = 'long';
+      const long = await store.head('x').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      assert.ok(long instanceof OidcPublisherError, `expected our error, got ${String(long)}`);
+      assert.equal(long.code, 'STORAGE_ERROR');
+      assert.equal(long.message, 'HEAD azblob://devstoreaccount1/c1/x: (HTTP 400)');
+    } finally {
+      factory.close();
       await server.close();
     }
   });
@@ -349,7 +569,7 @@ describe('S3 endpoints and hostile answers', () => {
       secrets: s3Secret,
       namespace: 'ns',
       timeoutMs,
-      allowedHosts: ['http://127.0.0.1'],
+      allowedHosts: ['s3=http://127.0.0.1'],
     });
     const rss0 = process.memoryUsage().rss;
     let peak = rss0;
@@ -387,7 +607,7 @@ describe('S3 endpoints and hostile answers', () => {
       secrets: s3Secret,
       namespace: 'ns',
       timeoutMs,
-      allowedHosts: ['http://127.0.0.1'],
+      allowedHosts: ['s3=http://127.0.0.1'],
     });
     const t0 = Date.now();
     try {

@@ -205,7 +205,11 @@ describe('the operator as Pods of its image on a real node', { timeout: 900_000 
   it('kubectl apply -k of config/default, the image overridden by a kustomize overlay, brings two replicas Ready', async () => {
     const t = Date.now();
     // What a user with a private CA and their own build does: trust the CA, pin the image.
-    writeOverlay(overlay, { image: image.ref, ca: bed.ca, storageAllowedHosts: NODE_NETWORK.hostAddress });
+    writeOverlay(overlay, {
+      image: image.ref,
+      ca: bed.ca,
+      storageAllowedHosts: `s3=${NODE_NETWORK.hostAddress}`,
+    });
     const rendered = await kubectl(['kustomize', overlay]);
     assert.match(rendered, new RegExp(`image: ${image.ref.replace(/[.]/g, '\\.')}`));
     await kubectl(['apply', '-k', overlay]);
@@ -476,8 +480,8 @@ describe('the operator as Pods of its image on a real node', { timeout: 900_000 
         `image.tag=${tag}`,
         '--set',
         'image.pullPolicy=Never',
-        '--set',
-        `storageAllowedHosts={${NODE_NETWORK.hostAddress}}`,
+        '--set-json',
+        `storageAllowedHosts=${JSON.stringify([`s3=${NODE_NETWORK.hostAddress}`])}`,
         // The bed's object store has a certificate of the cluster's own CA, which every Pod has mounted.
         '--set',
         'extraEnv[0].name=NODE_EXTRA_CA_CERTS',

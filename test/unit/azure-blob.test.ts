@@ -174,6 +174,28 @@ describe('azureBlobError', () => {
       message: /ServerBusy \(HTTP 503\)/,
     },
     {
+      name: 'says HTTP 400, not a 40 KB x-ms-error-code from a hostile endpoint',
+      input: restError(400, 'A'.repeat(40 * 1024)),
+      expected: 'STORAGE_ERROR',
+      message: /^PUT azblob:\/\/acct\/c\/k: \(HTTP 400\)$/,
+    },
+    {
+      name: 'says HTTP 403, not an x-ms-error-code echoing the Authorization header it was sent',
+      input: restError(403, 'SharedKey devstoreaccount1:c2lnbmF0dXJlL3NpZ25hdHVyZQ=='),
+      expected: 'STORAGE_ACCESS_DENIED',
+      message: /^PUT azblob:\/\/acct\/c\/k: access denied \(HTTP 403\)$/,
+    },
+    {
+      name: 'says HTTP 403, not an error code read from details with a line break',
+      input: Object.assign(new Error(''), {
+        name: 'RestError',
+        statusCode: 403,
+        details: { errorCode: 'AuthenticationFailed\nsig=SECRET' },
+      }),
+      expected: 'STORAGE_ACCESS_DENIED',
+      message: /^PUT azblob:\/\/acct\/c\/k: access denied \(HTTP 403\)$/,
+    },
+    {
       name: 'maps a refused connection to STORAGE_UNREACHABLE',
       input: restError(undefined, 'ECONNREFUSED'),
       expected: 'STORAGE_UNREACHABLE',

@@ -76,26 +76,41 @@ describe('parseConfig', () => {
     assert.equal('watchName' in config, false, 'expected no watch name by default');
   });
 
-  it('takes --storage-allowed-hosts as a list (commas or spaces) and reports every bad entry at once', () => {
+  it('takes --storage-allowed-hosts as a list (commas or spaces) of <backend>=<host> entries and reports every bad entry at once', () => {
     assert.deepEqual(
       parseConfig(
-        ['--storage-allowed-hosts', '127.0.0.1, *.r2.cloudflarestorage.com,http://minio.storage.svc'],
+        [
+          '--storage-allowed-hosts',
+          's3=127.0.0.1, s3=*.r2.cloudflarestorage.com,gcs=http://minio.storage.svc azureBlob=[::1]',
+        ],
         NS,
         noFile,
       ).storageAllowedHosts,
-      ['127.0.0.1', '*.r2.cloudflarestorage.com', 'http://minio.storage.svc'],
+      ['s3=127.0.0.1', 's3=*.r2.cloudflarestorage.com', 'gcs=http://minio.storage.svc', 'azureBlob=[::1]'],
     );
     assert.deepEqual(
-      parseConfig([], { ...NS, OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS: 'localhost' }, noFile)
+      parseConfig([], { ...NS, OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS: 's3=localhost' }, noFile)
         .storageAllowedHosts,
-      ['localhost'],
+      ['s3=localhost'],
     );
     const problems = problemsOf(() =>
-      parseConfig(['--storage-allowed-hosts', '*,minio:9000,https://x.example'], NS, noFile),
+      parseConfig(['--storage-allowed-hosts', 's3=*,s3=minio:9000,gcs=https://x.example'], NS, noFile),
     ).join('\n');
-    assert.match(problems, /"\*": name a host or a \*\.suffix/);
-    assert.match(problems, /"minio:9000": not a host name or IP address/);
-    assert.match(problems, /"https:\/\/x\.example": only http:\/\/ may prefix a host/);
+    assert.match(problems, /"s3=\*": name a host or a \*\.suffix/);
+    assert.match(problems, /"s3=minio:9000": not a host name or IP address/);
+    assert.match(problems, /"gcs=https:\/\/x\.example": only http:\/\/ may prefix a host/);
+  });
+
+  it('refuses a --storage-allowed-hosts entry without a backend, which once allowed a host to every backend', () => {
+    const problems = problemsOf(() =>
+      parseConfig(['--storage-allowed-hosts', 'minio.storage.svc,http://127.0.0.1,s4=x.example'], NS, noFile),
+    ).join('\n');
+    assert.match(
+      problems,
+      /"minio\.storage\.svc": name the backend the host is for \(s3=minio\.storage\.svc, gcs=minio\.storage\.svc or azureBlob=minio\.storage\.svc\)/,
+    );
+    assert.match(problems, /"http:\/\/127\.0\.0\.1": name the backend/);
+    assert.match(problems, /"s4=x\.example": the backend must be one of s3, gcs, azureBlob/);
   });
 
   it('accepts a foreign jwksURI only when --allow-foreign-jwks-uri (or its variable) is true', () => {

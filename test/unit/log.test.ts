@@ -37,4 +37,12 @@ describe('serializeError', () => {
     assert.equal(out.code, 'E1');
     assert.deepEqual(out.causes, ['Error:ECONNREFUSED']);
   });
+
+  it("logs no cause name or code that is not a short word: a storage endpoint's error code may be a token it was sent", () => {
+    const token = 'IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDexample+token==';
+    const cause = Object.assign(new Error('m'), { name: token, code: 'A'.repeat(40 * 1024) });
+    const out = serializeError(new Error('GET s3://b/k: access denied (HTTP 403)', { cause }));
+    assert.deepEqual(out.causes, ['?:?']);
+    assert.ok(!JSON.stringify(out).includes('example+token'), JSON.stringify(out).slice(0, 200));
+  });
 });

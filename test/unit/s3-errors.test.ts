@@ -1,7 +1,8 @@
 /**
  * S3 errors mapped to ours: the code decides the retry class and the condition
  * reason, the message names the request and says what went wrong, also when
- * S3 gave no error code (a HEAD answer has no body, and the SDK calls it "Unknown").
+ * S3 gave no error code (a HEAD answer has no body, and the SDK calls it "Unknown"),
+ * or a code that is not a short word (a hostile endpoint's, which would go into status).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -18,6 +19,9 @@ function sdkError(name: string, status: number): S3ServiceException {
 }
 
 const TARGET = 's3://bucket/prefix/openid/v1/jwks';
+/** A made-up STS session token (the shape of one: base64 with / and +). */
+const SESSION_TOKEN =
+  'IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDexample+token/value0123456789abcdefghijKLMNOP==';
 
 describe('s3Error', () => {
   const cases: { name: string; err: unknown; op: string; code: string; message: string }[] = [
@@ -62,6 +66,41 @@ describe('s3Error', () => {
       op: 'PUT',
       code: 'STORAGE_BUCKET_NOT_FOUND',
       message: `PUT ${TARGET}: the bucket does not exist`,
+    },
+    {
+      name: 'a 40 KB error code from a hostile endpoint',
+      err: sdkError('A'.repeat(40 * 1024), 400),
+      op: 'PUT',
+      code: 'STORAGE_ERROR',
+      message: `PUT ${TARGET}: error (HTTP 400)`,
+    },
+    {
+      name: 'an error code echoing the session token the endpoint was sent',
+      err: sdkError(SESSION_TOKEN, 403),
+      op: 'PUT',
+      code: 'STORAGE_ACCESS_DENIED',
+      message: `PUT ${TARGET}: access denied (HTTP 403)`,
+    },
+    {
+      name: 'an error code of 65 characters',
+      err: sdkError(`A${'b'.repeat(64)}`, 500),
+      op: 'PUT',
+      code: 'STORAGE_ERROR',
+      message: `PUT ${TARGET}: error (HTTP 500)`,
+    },
+    {
+      name: 'an error code with a line break and markup',
+      err: sdkError('SlowDown\n<script>', 503),
+      op: 'PUT',
+      code: 'STORAGE_ERROR',
+      message: `PUT ${TARGET}: error (HTTP 503)`,
+    },
+    {
+      name: 'an error code of 64 characters, letters and dots',
+      err: sdkError(`Vendor.${'X'.repeat(57)}`, 500),
+      op: 'PUT',
+      code: 'STORAGE_ERROR',
+      message: `PUT ${TARGET}: Vendor.${'X'.repeat(57)} (HTTP 500)`,
     },
     {
       name: 'a refused connection',

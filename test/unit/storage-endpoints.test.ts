@@ -12,6 +12,7 @@ import {
   EndpointPolicy,
   isAwsRegion,
   matchesHost,
+  parseAllowedHost,
   parseHostPattern,
   type StorageKind,
 } from '../../src/stores/endpoints.ts';
@@ -62,6 +63,46 @@ describe('parseHostPattern', () => {
   }
 });
 
+describe('parseAllowedHost: every entry names the one backend it is for', () => {
+  const good: [string, { kind: StorageKind; host: string; wildcard: boolean; http: boolean }][] = [
+    ['s3=minio.storage.svc', { kind: 's3', host: 'minio.storage.svc', wildcard: false, http: false }],
+    ['gcs=http://127.0.0.1', { kind: 'gcs', host: '127.0.0.1', wildcard: false, http: true }],
+    [
+      'azureBlob=*.blob.example.net',
+      { kind: 'azureBlob', host: 'blob.example.net', wildcard: true, http: false },
+    ],
+    ['AzureBlob=[::1]', { kind: 'azureBlob', host: '::1', wildcard: false, http: false }],
+    [' S3=Minio.Example. ', { kind: 's3', host: 'minio.example', wildcard: false, http: false }],
+  ];
+  for (const [entry, expected] of good) {
+    it(`parses ${JSON.stringify(entry)}`, () => {
+      const p = parseAllowedHost(entry);
+      assert.ok(typeof p !== 'string', `refused: ${String(p)}`);
+      assert.deepEqual({ kind: p.kind, host: p.host, wildcard: p.wildcard, http: p.http }, expected);
+    });
+  }
+  const bad: [string, RegExp][] = [
+    ['minio.storage.svc', /name the backend the host is for/],
+    ['http://127.0.0.1', /name the backend the host is for/],
+    ['*.r2.cloudflarestorage.com', /name the backend the host is for/],
+    ['[::1]', /name the backend the host is for/],
+    ['s3:minio.example', /name the backend the host is for/],
+    ['blob=minio.example', /the backend must be one of s3, gcs, azureBlob/],
+    ['s3=', /name a host or a \*\.suffix/],
+    ['s3=*', /name a host or a \*\.suffix/],
+    ['s3=minio:9000', /not a host name or IP address/],
+    ['s3=gcs=minio', /not a host name or IP address/],
+    ['gcs=https://x.example', /only http:\/\/ may prefix a host/],
+  ];
+  for (const [entry, message] of bad) {
+    it(`refuses ${JSON.stringify(entry)}`, () => {
+      const p = parseAllowedHost(entry);
+      assert.equal(typeof p, 'string');
+      assert.match(String(p), message);
+    });
+  }
+});
+
 describe('matchesHost', () => {
   const pattern = (text: string) => {
     const p = parseHostPattern(text);
@@ -93,7 +134,12 @@ describe('matchesHost', () => {
 
 describe('EndpointPolicy.check', () => {
   const none = EndpointPolicy.of([]);
-  const lab = EndpointPolicy.of(['127.0.0.1', 'http://minio.storage.svc', '*.r2.cloudflarestorage.com']);
+  const lab = EndpointPolicy.of([
+    's3=127.0.0.1',
+    'gcs=127.0.0.1',
+    's3=http://minio.storage.svc',
+    's3=*.r2.cloudflarestorage.com',
+  ]);
   const cases: {
     name: string;
     policy: EndpointPolicy;
@@ -289,7 +335,7 @@ describe('EndpointPolicy.check', () => {
   it('names the host, the built-in endpoints and the flag when it refuses', () => {
     assert.throws(
       () => none.check('azureBlob', 'https://attacker.example/acct', 'bearer'),
-      /host "attacker\.example" is not allowed for azureBlob: the built-in endpoints are \*\.blob\.core\.windows\.net.*--storage-allowed-hosts/,
+      /endpoint https:\/\/attacker\.example is not allowed for azureBlob: the built-in endpoints are \*\.blob\.core\.windows\.net.*--storage-allowed-hosts adds others with azureBlob=<host> entries/,
     );
   });
 
@@ -320,6 +366,186 @@ describe('EndpointPolicy.check', () => {
       it(`${host}: ${allowed ? 'allowed' : 'refused'}`, () => {
         assert.equal(
           codeOf(() => none.check('s3', `https://${host}`, 'bearer')),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+  });
+
+  describe('a host added for one backend is allowed for that backend only', () => {
+    const minio = EndpointPolicy.of([
+      's3=minio.example.com',
+      's3=*.lab.example',
+      'gcs=http://127.0.0.1',
+      'S3=[FD00::5]',
+    ]);
+    const cases: [StorageKind, string, CredentialKind, boolean][] = [
+      ['s3', 'https://minio.example.com:9000', 'signature', true],
+      ['s3', 'https://minio.example.com', 'bearer', true],
+      ['azureBlob', 'https://minio.example.com/acct', 'signature', false],
+      ['azureBlob', 'https://minio.example.com/acct', 'bearer', false],
+      ['gcs', 'https://minio.example.com', 'none', false],
+      ['azureBlob', 'https://x.lab.example/acct', 'signature', false],
+      ['gcs', 'http://127.0.0.1:4443', 'none', true],
+      ['s3', 'http://127.0.0.1:9000', 'signature', false],
+      ['azureBlob', 'http://127.0.0.1:10000/devstoreaccount1', 'signature', false],
+      ['s3', 'https://MINIO.EXAMPLE.COM.:9000', 'signature', true],
+      ['azureBlob', 'https://MINIO.EXAMPLE.COM./acct', 'signature', false],
+      ['s3', 'https://[fd00::5]:9000', 'signature', true],
+      ['s3', 'https://[fd00:0:0:0:0:0:0:5]:9000', 'signature', true],
+      ['azureBlob', 'https://[fd00::5]:10000/acct', 'signature', false],
+      ['gcs', 'https://[fd00::5]:4443', 'none', false],
+      ['s3', 'https://u:p@minio.example.com', 'signature', false],
+      // A Secret's key to a built-in name on another port: not the provider's endpoint.
+      ['azureBlob', 'https://acct.blob.core.windows.net:8443', 'signature', false],
+      ['s3', 'https://s3.us-east-1.amazonaws.com:8443', 'signature', false],
+    ];
+    for (const [kind, url, carries, allowed] of cases) {
+      it(`${kind} ${url} (${carries}): ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => minio.check(kind, url, carries)),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+  });
+
+  describe("the operator's own identity goes only to its cloud's built-in endpoints", () => {
+    const all = EndpointPolicy.of([
+      's3=minio.example.com',
+      's3=*.amazonaws.com',
+      'azureBlob=azurite.example.com',
+      'azureBlob=*.windows.net',
+      'gcs=gcs.example.com',
+      'gcs=*.googleapis.com',
+    ]);
+    const cases: [StorageKind, string, boolean][] = [
+      ['s3', 'https://s3.us-east-1.amazonaws.com', true],
+      ['s3', 'https://bucket.s3.us-east-1.amazonaws.com', true],
+      ['s3', 'https://minio.example.com', false],
+      ['s3', 'https://minio.example.com:9000', false],
+      ['s3', 'https://abc.execute-api.us-east-1.amazonaws.com', false],
+      ['s3', 'https://s3.us-east-1.amazonaws.com:8443', false],
+      ['s3', 'http://s3.us-east-1.amazonaws.com', false],
+      ['azureBlob', 'https://acct.blob.core.windows.net', true],
+      ['azureBlob', 'https://ACCT.BLOB.CORE.WINDOWS.NET.', true],
+      ['azureBlob', 'https://acct.blob.core.windows.net:444', false],
+      ['azureBlob', 'https://azurite.example.com/devstoreaccount1', false],
+      ['azureBlob', 'https://acct.web.core.windows.net', false],
+      ['azureBlob', 'https://attacker.azurewebsites.windows.net', false],
+      ['gcs', 'https://storage.googleapis.com', true],
+      ['gcs', 'https://gcs.example.com', false],
+      ['gcs', 'https://attacker.googleapis.com', false],
+      ['gcs', 'https://storage.googleapis.com:8443', false],
+    ];
+    for (const [kind, url, allowed] of cases) {
+      it(`${kind} ${url}: ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => all.check(kind, url, 'ambient')),
+          allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+        );
+      });
+    }
+    it('says why, and that a credentials Secret may use the host', () => {
+      assert.throws(
+        () => all.check('azureBlob', 'https://azurite.example.com/devstoreaccount1', 'ambient'),
+        /not one of azureBlob's built-in endpoints, and the operator's own identity goes only to those: name a credentials Secret/,
+      );
+    });
+  });
+
+  describe('an S3 endpoint naming a bucket in its host is refused, whatever the allowlist adds', () => {
+    const none = EndpointPolicy.of([]);
+    const wide = EndpointPolicy.of(['s3=*.amazonaws.com', 's3=*.amazonaws.com.cn', 's3=minio.example.com']);
+    const cases: [string, boolean][] = [
+      ['https://s3.us-east-1.amazonaws.com', true],
+      ['https://s3.amazonaws.com', true],
+      ['https://S3.DUALSTACK.US-EAST-1.AMAZONAWS.COM.', true],
+      ['https://s3-fips.us-gov-west-1.amazonaws.com', true],
+      ['https://minio.example.com:9000', true],
+      ['https://victim-bucket.s3.us-east-1.amazonaws.com', false],
+      ['https://VICTIM-BUCKET.S3.US-EAST-1.AMAZONAWS.COM', false],
+      ['https://victim-bucket.s3.us-east-1.amazonaws.com.', false],
+      ['https://victim-bucket.s3.us-east-1.amazonaws.com..', false],
+      ['https://victim.bucket.s3.amazonaws.com', false],
+      ['https://victim.s3.dualstack.us-east-1.amazonaws.com', false],
+      ['https://victim.s3-fips.dualstack.us-east-1.amazonaws.com', false],
+      ['https://victim.s3-us-west-2.amazonaws.com', false],
+      ['https://victim.s3-external-1.amazonaws.com', false],
+      ['https://victim.s3.cn-north-1.amazonaws.com.cn', false],
+      ['https://victim%2es3.us-east-1.amazonaws.com', false],
+      ['https://xn--vctim-9qa.s3.us-east-1.amazonaws.com', false],
+      ['https://vİctim.s3.us-east-1.amazonaws.com', false],
+      ['https://victim\uff0es3.us-east-1.amazonaws.com', false],
+      ['https://s3.us-east-1.amazonaws.com:8443', false],
+      ['https://s3.us-east-1.amazonaws.com:443', true],
+      ['https://u@s3.us-east-1.amazonaws.com', false],
+      ['https://ap-123456789012.s3-accesspoint.us-east-1.amazonaws.com', false],
+      ['https://ap-123456789012.s3-accesspoint.dualstack.us-east-1.amazonaws.com', false],
+      ['https://victim.s3-website-us-east-1.amazonaws.com', false],
+      ['https://victim.s3-website.eu-west-1.amazonaws.com', false],
+      ['https://ol-123456789012.s3-object-lambda.us-east-1.amazonaws.com', false],
+      ['https://mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com', false],
+      ['https://123456789012.s3-control.us-east-1.amazonaws.com', false],
+      ['https://b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com', false],
+    ];
+    for (const [url, allowed] of cases) {
+      for (const [policyName, policy] of [
+        ['built-ins', none],
+        ['s3=*.amazonaws.com added', wide],
+      ] as const) {
+        if (url.includes('minio') && policy === none) continue;
+        it(`${url} (${policyName}): ${allowed ? 'allowed' : 'refused'}`, () => {
+          assert.equal(
+            codeOf(() => policy.checkS3Endpoint(url, 'signature')),
+            allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
+          );
+        });
+      }
+    }
+
+    it('refuses it when the store is made, with forcePathStyle or without, before any request', () => {
+      for (const forcePathStyle of [true, false]) {
+        for (const credentials of [undefined, { accessKeyId: 'a', secretAccessKey: 's' }]) {
+          assert.equal(
+            codeOf(
+              () =>
+                new S3Store({
+                  bucket: 'mine',
+                  prefix: 'p',
+                  region: 'us-east-1',
+                  endpoint: 'https://victim-bucket.s3.us-east-1.amazonaws.com',
+                  forcePathStyle,
+                  timeoutMs: 1000,
+                  endpoints: wide,
+                  ...(credentials ? { credentials } : {}),
+                }),
+            ),
+            'STORAGE_ENDPOINT_REFUSED',
+          );
+        }
+      }
+    });
+  });
+
+  describe("every S3 request on S3's own names reaches the store's bucket", () => {
+    const none = EndpointPolicy.of([]);
+    const cases: [string, string, boolean][] = [
+      ['https://mine.s3.us-east-1.amazonaws.com', '/key', true],
+      ['https://MINE.s3.us-east-1.amazonaws.com.', '/key', true],
+      ['https://s3.us-east-1.amazonaws.com', '/mine/key', true],
+      ['https://s3.us-east-1.amazonaws.com', '/mine', true],
+      ['https://victim.s3.us-east-1.amazonaws.com', '/mine/key', false],
+      ['https://mine.victim.s3.us-east-1.amazonaws.com', '/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '/victim/mine/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '//victim/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '/%76ictim/key', false],
+      ['https://s3.us-east-1.amazonaws.com', '/', false],
+    ];
+    for (const [url, path, allowed] of cases) {
+      it(`${url}${path}: ${allowed ? 'allowed' : 'refused'}`, () => {
+        assert.equal(
+          codeOf(() => none.checkS3Request({ url, path }, 'ambient', 'mine')),
           allowed ? undefined : 'STORAGE_ENDPOINT_REFUSED',
         );
       });

@@ -35,7 +35,7 @@ describe('StoreFactory', () => {
       secrets: reader,
       namespace: 'ns',
       timeoutMs: 1000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['s3=127.0.0.1'],
     });
     try {
       const first = await factory.get(target, 'pub');
@@ -65,7 +65,7 @@ describe('StoreFactory', () => {
       secrets: reader,
       namespace: 'ns',
       timeoutMs: 1000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['s3=127.0.0.1'],
     });
     try {
       const a = await factory.get(target, 'pub');
@@ -87,7 +87,7 @@ describe('StoreFactory', () => {
       secrets: secrets({ AWS_ACCESS_KEY_ID: 'id' }),
       namespace: 'ns',
       timeoutMs: 1000,
-      allowedHosts: ['127.0.0.1'],
+      allowedHosts: ['s3=127.0.0.1'],
     });
     await assert.rejects(
       factory.get(target, 'pub'),

@@ -55,6 +55,30 @@ describe('conflictFor', () => {
       s3('b', 'p'),
       true,
     ],
+    [
+      'an S3 endpoint naming the other bucket in its host, path style (the bucket the requests reach)',
+      s3('mine', 'p', { endpoint: 'https://victim.s3.us-east-1.amazonaws.com', forcePathStyle: true }),
+      s3('victim', 'mine/p'),
+      true,
+    ],
+    [
+      'the same, in upper case with a trailing dot',
+      s3('mine', 'p', { endpoint: 'https://VICTIM.S3.US-EAST-1.AMAZONAWS.COM.', forcePathStyle: true }),
+      s3('victim', 'mine/p'),
+      true,
+    ],
+    [
+      'an S3 endpoint naming a bucket in its host, virtual-hosted style: <bucket>.<that bucket>',
+      s3('mine', 'p', { endpoint: 'https://victim.s3.us-east-1.amazonaws.com' }),
+      s3('mine.victim', 'p'),
+      true,
+    ],
+    [
+      'an S3 endpoint naming the other bucket, but not the prefix it writes',
+      s3('mine', 'p', { endpoint: 'https://victim.s3.us-east-1.amazonaws.com', forcePathStyle: true }),
+      s3('victim', 'p'),
+      false,
+    ],
     ['same GCS bucket and prefix', gcs('b', 'p'), gcs('b', 'p'), true],
     [
       'same Azure account and container through another host spelling',
