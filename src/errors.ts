@@ -50,6 +50,10 @@ export const ErrorCodes = {
     summary: 'an earlier OidcPublisher publishes to the same storage objects',
   },
   KUBE_API_ERROR: { retry: 'transient', summary: "the operator's own API server call failed" },
+  INTEGRITY_KEY_UNAVAILABLE: {
+    retry: 'transient',
+    summary: 'the Secret holding the key that seals status.keys records could not be read or created',
+  },
 } as const satisfies Record<string, { retry: RetryClass; summary: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

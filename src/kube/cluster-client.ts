@@ -45,6 +45,23 @@ function apiError(op: string, err: unknown): OidcPublisherError {
   );
 }
 
+/** A Secret the operator keeps, as read. */
+export interface OwnSecret {
+  resourceVersion: string;
+  data: Map<string, Buffer>;
+}
+
+/** What the operator writes to a Secret it keeps. */
+export interface OwnSecretContent {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  data: [string, Uint8Array][];
+}
+
+function secretPath(namespace: string, name: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`;
+}
+
 const MERGE_PATCH = 'application/merge-patch+json';
 const PUBLISHERS = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
 
@@ -128,6 +145,60 @@ export class ClusterClient {
     const out = new Map<string, Buffer>();
     for (const [k, v] of Object.entries(secret?.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
     return out;
+  }
+
+  /**
+   * A Secret the operator itself keeps (the record MAC key), read without the allowed-publishers
+   * check: its data and resourceVersion, or undefined when it does not exist.
+   */
+  async readOwnSecret(namespace: string, name: string): Promise<OwnSecret | undefined> {
+    try {
+      const secret = (await this.#http.send('GET', secretPath(namespace, name))) as
+        | { metadata?: { resourceVersion?: string }; data?: Record<string, string> }
+        | undefined;
+      const data = new Map<string, Buffer>();
+      for (const [k, v] of Object.entries(secret?.data ?? {})) data.set(k, Buffer.from(v, 'base64'));
+      return { resourceVersion: secret?.metadata?.resourceVersion ?? '', data };
+    } catch (err) {
+      if (err instanceof KubeHttpError && err.status === 404) return undefined;
+      throw apiError(`read Secret ${namespace}/${name}`, err);
+    }
+  }
+
+  /**
+   * Writes a Secret the operator keeps: creates it (`resourceVersion` undefined) or replaces the
+   * version read. 'conflict' when another writer came first (it exists already, or changed).
+   */
+  async writeOwnSecret(
+    namespace: string,
+    name: string,
+    content: OwnSecretContent,
+    resourceVersion?: string,
+  ): Promise<'written' | 'conflict'> {
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: {
+        name,
+        namespace,
+        labels: content.labels,
+        annotations: content.annotations,
+        ...(resourceVersion !== undefined ? { resourceVersion } : {}),
+      },
+      data: Object.fromEntries(content.data.map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    };
+    const op = resourceVersion === undefined ? 'create' : 'update';
+    try {
+      if (resourceVersion === undefined)
+        await this.#http.send('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`, body);
+      else await this.#http.send('PUT', secretPath(namespace, name), body);
+      return 'written';
+    } catch (err) {
+      if (err instanceof KubeHttpError && (err.status === 409 || (op === 'update' && err.status === 404)))
+        return 'conflict';
+      throw apiError(`${op} Secret ${namespace}/${name}`, err);
+    }
   }
 
   /**

@@ -42,6 +42,7 @@ import {
 
 const SA_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SA}`;
 const LEASE = 'oidc-publisher';
+const INTEGRITY_SECRET = 'oidc-publisher-integrity';
 const ELECTION = ['--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '500ms'];
 /**
  * Kubernetes binds this ClusterRole to every ServiceAccount by default; it grants the same
@@ -259,6 +260,22 @@ function hasStatus(p: PublisherView): boolean {
   return (p.status?.conditions?.length ?? 0) > 0;
 }
 
+async function deleteIntegritySecret(bed: Bed): Promise<void> {
+  await bed.kubectl(['delete', 'secret', '-n', OPERATOR_NAMESPACE, INTEGRITY_SECRET, '--ignore-not-found']);
+}
+
+/** Waits for Published=False/IntegrityKeyUnavailable with nothing written; returns its message. */
+async function integrityKeyUnavailable(c: CaseContext): Promise<string> {
+  const p = await eventually('Published=False/IntegrityKeyUnavailable', async () => {
+    const v = await getPublisher(c.bed, c.name);
+    const s = condition(v, 'Published');
+    return s?.status === 'False' && s.reason === 'IntegrityKeyUnavailable' ? v : undefined;
+  });
+  assert.notEqual(condition(p, 'Ready')?.status, 'True');
+  assert.equal(p.status?.objects, undefined, 'nothing was published');
+  return condition(p, 'Published')?.message ?? '';
+}
+
 async function leaseHolder(bed: Bed): Promise<string | undefined> {
   try {
     const l = JSON.parse(
@@ -359,17 +376,35 @@ const CASES: Record<string, Case> = {
     },
   },
   'Role oidc-publisher-system/oidc-publisher-secrets: get secrets': {
-    needs: 'reading storage credentials and kubeconfig Secrets by name (ClusterClient.readSecret)',
+    needs:
+      'reading the record MAC key, storage credentials and kubeconfig Secrets by name (ClusterClient.readOwnSecret, readSecret)',
     breaks: async (c) => {
-      const p = await eventually('Published=False/StorageCredentialsInvalid', async () => {
-        const v = await getPublisher(c.bed, c.name);
-        const s = condition(v, 'Published');
-        return s?.status === 'False' && s.reason === 'StorageCredentialsInvalid' ? v : undefined;
-      });
-      const msg = condition(p, 'Published')?.message ?? '';
-      assert.match(msg, /may not read Secret oidc-publisher-system\/s3-writer/);
-      assert.notEqual(condition(p, 'Ready')?.status, 'True');
-      return `Published=False/StorageCredentialsInvalid: ${msg}`;
+      // The record MAC key is read first: without it nothing is published, storage is not reached.
+      const msg = await integrityKeyUnavailable(c);
+      assert.match(msg, /read Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
+      return `Published=False/IntegrityKeyUnavailable: ${msg}`;
+    },
+  },
+  'Role oidc-publisher-system/oidc-publisher-secrets: create secrets': {
+    needs: 'creating the record MAC key Secret on the first sync (src/controller/integrity-key.ts)',
+    prepare: deleteIntegritySecret,
+    breaks: async (c) => {
+      const msg = await integrityKeyUnavailable(c);
+      assert.match(msg, /create Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
+      return `Published=False/IntegrityKeyUnavailable: ${msg}`;
+    },
+  },
+  'Role oidc-publisher-system/oidc-publisher-secrets: update secrets named oidc-publisher-integrity': {
+    needs:
+      'writing a key into a record MAC key Secret that holds none, or putting back the key held (src/controller/integrity-key.ts)',
+    prepare: async (bed) => {
+      await deleteIntegritySecret(bed);
+      await bed.kubectl(['create', 'secret', 'generic', INTEGRITY_SECRET, '-n', OPERATOR_NAMESPACE]);
+    },
+    breaks: async (c) => {
+      const msg = await integrityKeyUnavailable(c);
+      assert.match(msg, /update Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
+      return `Published=False/IntegrityKeyUnavailable: ${msg}`;
     },
   },
   'Role oidc-publisher-system/oidc-publisher-leader-election: create leases.coordination.k8s.io': {
@@ -584,6 +619,14 @@ describe('RBAC: least privilege against the real API server', () => {
       );
       assert.equal(await leaseHolder(bed), `rbac-${name}`);
       assert.equal(await op.readyz(), 200);
+      const secret = JSON.parse(
+        await bed.kubectl(['get', 'secret', '-n', OPERATOR_NAMESPACE, INTEGRITY_SECRET, '-o', 'json']),
+      ) as { data?: Record<string, string> };
+      assert.equal(
+        Buffer.from(secret.data?.['record-mac-key'] ?? '', 'base64').length,
+        32,
+        'the operator created its record MAC key Secret with a 32-byte key',
+      );
       const events = await eventually('an Event about the publisher', async () => {
         const e = await eventsAbout(bed, name);
         return e.length > 0 ? e : undefined;
@@ -650,6 +693,15 @@ describe('RBAC: least privilege against the real API server', () => {
     deny('list Secrets cluster-wide', 'list', 'secrets', '--all-namespaces');
     deny('list Secrets in its namespace', 'list', 'secrets', '-n', OPERATOR_NAMESPACE);
     deny('watch Secrets in its namespace', 'watch', 'secrets', '-n', OPERATOR_NAMESPACE);
+    // Secrets it writes: the record MAC key only (create cannot name one), and never delete it.
+    for (const verb of ['update', 'patch', 'delete']) {
+      deny(`${verb} other Secrets`, verb, 'secrets/s3-writer', '-n', OPERATOR_NAMESPACE);
+    }
+    for (const verb of ['patch', 'delete']) {
+      deny(`${verb} the record MAC key`, verb, `secrets/${INTEGRITY_SECRET}`, '-n', OPERATOR_NAMESPACE);
+    }
+    deny('create Secrets elsewhere', 'create', 'secrets', '-n', 'default');
+    deny('create Secrets elsewhere', 'create', 'secrets', '-n', 'kube-system');
     // OidcPublishers: watch them, patch finalizers and status; nothing else.
     for (const verb of ['create', 'update', 'delete', 'deletecollection', 'get']) {
       deny('write (or GET) OidcPublishers', verb, 'oidcpublishers.oidcpublisher.io');
@@ -762,6 +814,8 @@ describe('RBAC: least privilege against the real API server', () => {
     for (const verb of writes) {
       for (const r of namespaced) {
         for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
+          // It creates its record MAC key Secret (checked above: only in its namespace).
+          if (r === 'secrets' && verb === 'create' && ns === OPERATOR_NAMESPACE) continue;
           deny(`${verb} ${r}`, verb, r, '-n', ns);
         }
       }
@@ -790,7 +844,9 @@ describe('RBAC: least privilege against the real API server', () => {
       const ours = new Set([
         'leases.coordination.k8s.io [] create',
         'leases.coordination.k8s.io [oidc-publisher] get update',
-        'secrets [] get',
+        'secrets [] get create',
+        'secrets [] create get',
+        `secrets [${INTEGRITY_SECRET}] update`,
         'oidcpublishers.oidcpublisher.io [] list watch patch',
         'oidcpublishers.oidcpublisher.io/status [] patch',
         'events.events.k8s.io [] create',
