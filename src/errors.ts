@@ -52,7 +52,8 @@ export const ErrorCodes = {
   KUBE_API_ERROR: { retry: 'transient', summary: "the operator's own API server call failed" },
   INTEGRITY_KEY_UNAVAILABLE: {
     retry: 'transient',
-    summary: 'the Secret holding the key that seals status.keys records could not be read or created',
+    summary:
+      'the Secret holding the key that seals status.keys records is missing, or could not be read or written',
   },
 } as const satisfies Record<string, { retry: RetryClass; summary: string }>;
 

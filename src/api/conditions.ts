@@ -80,8 +80,9 @@ export const Reason = {
   RetainedKeysRefused: 'RetainedKeysRefused',
   /**
    * False: the key that seals status.keys records (the Secret oidc-publisher-integrity in the
-   * operator's namespace) could not be read or created, so retired keys cannot be checked; nothing
-   * was published and the bucket keeps the last good documents.
+   * operator's namespace, installed with it) could not be read or written, or the Secret does not
+   * exist, so retired keys cannot be checked; nothing was published and the bucket keeps the last
+   * good documents.
    */
   IntegrityKeyUnavailable: 'IntegrityKeyUnavailable',
   /** Unknown: nothing was published because an earlier step failed; the bucket keeps the last good documents. */

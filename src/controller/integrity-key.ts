@@ -1,15 +1,20 @@
 /**
- * The key the operator seals status.keys records with (core/record-mac.ts), kept in a Secret in
- * its namespace that only the operator writes: created with a random key the first time a sync
- * needs it, and read by the leader. Replicas racing to create it settle on the first one written
- * (a create or an update that loses gets 409, and the loser reads the winner's key).
+ * The key the operator seals status.keys records with (core/record-mac.ts), kept in the Secret
+ * oidc-publisher-integrity in its namespace. The Secret comes with the operator's manifests,
+ * empty; the operator writes a random key into it the first time a sync needs one, and may
+ * update only that Secret (no `create` on Secrets: with it and `get`, a Secret of type
+ * service-account-token would hand out tokens of any ServiceAccount in the namespace). Replicas
+ * racing to fill it settle on the first key written: an update carries the resourceVersion read,
+ * and the one that loses (409) reads the winner's key.
  *
- * Once held, the key is the one this process seals with. The Secret is checked again at most
- * every CHECK_MS: deleted, it is created again with the held key; holding another key, or none,
- * the held key is put back (an error log says so), since every record in status is sealed with
- * it. A Secret lost while no replica holds its key means a new key: retired keys whose records
- * were sealed with the old one are refused (KeyRefused Events name both key ids). The key is never
- * logged; its id (an HMAC of a fixed label) is.
+ * Once held, the key is the one this process seals with. The Secret is compared with it at most
+ * every CHECK_MS: holding another key, or none (deleted and applied again), the held key is put
+ * back, with an error log; deleted, the held key is still used and an error logged until the
+ * Secret is back. A Secret lost or emptied while no replica holds its key means a new key:
+ * retired keys whose records were sealed with the old one are refused, with KeyRefused Events
+ * naming both key ids. Without a held key and without the Secret nothing is published
+ * (INTEGRITY_KEY_UNAVAILABLE): the bucket keeps its retired keys until the Secret is restored.
+ * The key is never logged; its id (an HMAC of a fixed label) is.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { MAC_KEY_MAX_BYTES, MAC_KEY_MIN_BYTES, type MacKey, macKey } from '../core/record-mac.ts';
@@ -25,7 +30,7 @@ export const INTEGRITY_SECRET_KEY = 'record-mac-key';
 export const CHECK_MS = 60_000;
 const ATTEMPTS = 3;
 
-type SecretClient = Pick<ClusterClient, 'readOwnSecret' | 'writeOwnSecret'>;
+type SecretClient = Pick<ClusterClient, 'readOwnSecret' | 'updateOwnSecret'>;
 
 export interface IntegrityKeyOptions {
   name?: string;
@@ -102,7 +107,18 @@ export class IntegrityKey {
     const held = this.#held?.key;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const secret = await this.#client.readOwnSecret(this.#namespace, this.#name);
-      const bytes = secret?.data.get(INTEGRITY_SECRET_KEY);
+      if (!secret) {
+        if (!held)
+          throw new Error(
+            "it does not exist: it comes with the operator's manifests (config/rbac, the Helm chart); apply them again",
+          );
+        this.#log.error(
+          { secret: this.#secretName, keyID: held.id },
+          'the record MAC key Secret is gone; sealing with the key held, which is written back once the Secret is applied again',
+        );
+        return held;
+      }
+      const bytes = secret.data.get(INTEGRITY_SECRET_KEY);
       const found =
         bytes && bytes.length >= MAC_KEY_MIN_BYTES && bytes.length <= MAC_KEY_MAX_BYTES
           ? macKey(new Uint8Array(bytes))
@@ -112,44 +128,27 @@ export class IntegrityKey {
         return found;
       }
       const key = held ?? macKey(this.#newSecret());
-      if ((await this.#write(key, secret?.resourceVersion)) === 'conflict') continue;
+      const written = await this.#client.updateOwnSecret(this.#namespace, this.#name, secret, [
+        [INTEGRITY_SECRET_KEY, key.secret],
+      ]);
+      // Another replica (or writer) came first: read again.
+      if (written === 'conflict') continue;
       const fields = { secret: this.#secretName, keyID: key.id, ...(found ? { found: found.id } : {}) };
-      if (!secret && held)
-        this.#log.warn(fields, 'the record MAC key Secret was deleted; created it again with the key held');
-      else if (!secret) this.#log.info(fields, 'created the record MAC key Secret with a new key');
-      else if (held)
+      if (held)
         this.#log.error(
           fields,
           found
             ? 'the record MAC key Secret held another key; put back the key the records are sealed with'
             : 'the record MAC key Secret held no usable key; put back the key the records are sealed with',
         );
-      else
+      else if (bytes?.length)
         this.#log.warn(
           fields,
           'the record MAC key Secret held no usable key; wrote a new one (retired keys sealed with an earlier key are refused)',
         );
+      else this.#log.info(fields, 'wrote a new key into the record MAC key Secret');
       return key;
     }
-    throw new Error(`the Secret changed during each of ${ATTEMPTS} attempts to write it`);
-  }
-
-  #write(key: MacKey, resourceVersion: string | undefined): Promise<'written' | 'conflict'> {
-    return this.#client.writeOwnSecret(
-      this.#namespace,
-      this.#name,
-      {
-        labels: {
-          'app.kubernetes.io/name': 'oidc-publisher',
-          'app.kubernetes.io/component': 'record-mac-key',
-        },
-        annotations: {
-          'oidcpublisher.io/description':
-            'The key oidc-publisher seals status.keys records with. Deleting or changing it while no replica runs makes the operator stop publishing retired keys.',
-        },
-        data: [[INTEGRITY_SECRET_KEY, key.secret]],
-      },
-      resourceVersion,
-    );
+    throw new Error(`it changed during each of ${ATTEMPTS} attempts to write it`);
   }
 }

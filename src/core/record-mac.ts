@@ -77,7 +77,7 @@ export function macProblem(
   const m = MAC_FORMAT.exec(record.mac);
   if (!m) return 'the record carries a MAC of no known format';
   if (m[1] !== seal.key.id)
-    return `the record's MAC was made with integrity key ${m[1]}, the operator holds key ${seal.key.id} (its Secret was re-created or replaced)`;
+    return `the record's MAC was made with integrity key ${m[1]}, the operator holds key ${seal.key.id} (its Secret was emptied, re-created or replaced)`;
   const expected = digest(seal.key, macInput(seal.publisherUID, record.kid, jwk, record.retiredAt));
   const got = Buffer.from(m[2] ?? '', 'base64url');
   if (got.length !== expected.length || !timingSafeEqual(got, expected))

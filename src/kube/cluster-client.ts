@@ -45,17 +45,10 @@ function apiError(op: string, err: unknown): OidcPublisherError {
   );
 }
 
-/** A Secret the operator keeps, as read. */
+/** A Secret the operator keeps, as read: the object (written back with new data) and its data, decoded. */
 export interface OwnSecret {
-  resourceVersion: string;
+  object: Record<string, unknown>;
   data: Map<string, Buffer>;
-}
-
-/** What the operator writes to a Secret it keeps. */
-export interface OwnSecretContent {
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  data: [string, Uint8Array][];
 }
 
 function secretPath(namespace: string, name: string): string {
@@ -149,16 +142,15 @@ export class ClusterClient {
 
   /**
    * A Secret the operator itself keeps (the record MAC key), read without the allowed-publishers
-   * check: its data and resourceVersion, or undefined when it does not exist.
+   * check: its data and the object as read, or undefined when it does not exist.
    */
   async readOwnSecret(namespace: string, name: string): Promise<OwnSecret | undefined> {
     try {
-      const secret = (await this.#http.send('GET', secretPath(namespace, name))) as
-        | { metadata?: { resourceVersion?: string }; data?: Record<string, string> }
-        | undefined;
+      const object = (await this.#http.send('GET', secretPath(namespace, name))) as Record<string, unknown>;
       const data = new Map<string, Buffer>();
-      for (const [k, v] of Object.entries(secret?.data ?? {})) data.set(k, Buffer.from(v, 'base64'));
-      return { resourceVersion: secret?.metadata?.resourceVersion ?? '', data };
+      for (const [k, v] of Object.entries((object?.data ?? {}) as Record<string, string>))
+        data.set(k, Buffer.from(v, 'base64'));
+      return { object, data };
     } catch (err) {
       if (err instanceof KubeHttpError && err.status === 404) return undefined;
       throw apiError(`read Secret ${namespace}/${name}`, err);
@@ -166,38 +158,28 @@ export class ClusterClient {
   }
 
   /**
-   * Writes a Secret the operator keeps: creates it (`resourceVersion` undefined) or replaces the
-   * version read. 'conflict' when another writer came first (it exists already, or changed).
+   * Replaces the data of a Secret the operator keeps, as read (its resourceVersion guards the
+   * write; labels and annotations stay as they are). 'conflict' when it changed or went since.
    */
-  async writeOwnSecret(
+  async updateOwnSecret(
     namespace: string,
     name: string,
-    content: OwnSecretContent,
-    resourceVersion?: string,
+    read: OwnSecret,
+    data: readonly (readonly [string, Uint8Array])[],
   ): Promise<'written' | 'conflict'> {
+    const metadata = { ...((read.object.metadata ?? {}) as Record<string, unknown>) };
+    delete metadata.managedFields;
     const body = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      type: 'Opaque',
-      metadata: {
-        name,
-        namespace,
-        labels: content.labels,
-        annotations: content.annotations,
-        ...(resourceVersion !== undefined ? { resourceVersion } : {}),
-      },
-      data: Object.fromEntries(content.data.map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      ...read.object,
+      metadata,
+      data: Object.fromEntries(data.map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
     };
-    const op = resourceVersion === undefined ? 'create' : 'update';
     try {
-      if (resourceVersion === undefined)
-        await this.#http.send('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`, body);
-      else await this.#http.send('PUT', secretPath(namespace, name), body);
+      await this.#http.send('PUT', secretPath(namespace, name), body);
       return 'written';
     } catch (err) {
-      if (err instanceof KubeHttpError && (err.status === 409 || (op === 'update' && err.status === 404)))
-        return 'conflict';
-      throw apiError(`${op} Secret ${namespace}/${name}`, err);
+      if (err instanceof KubeHttpError && (err.status === 409 || err.status === 404)) return 'conflict';
+      throw apiError(`update Secret ${namespace}/${name}`, err);
     }
   }
 

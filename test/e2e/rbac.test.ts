@@ -260,8 +260,10 @@ function hasStatus(p: PublisherView): boolean {
   return (p.status?.conditions?.length ?? 0) > 0;
 }
 
-async function deleteIntegritySecret(bed: Bed): Promise<void> {
+/** The record MAC key Secret as the manifests install it: empty. */
+async function emptyIntegritySecret(bed: Bed): Promise<void> {
   await bed.kubectl(['delete', 'secret', '-n', OPERATOR_NAMESPACE, INTEGRITY_SECRET, '--ignore-not-found']);
+  await bed.kubectl(['apply', '-f', join(ROOT, 'config', 'rbac', 'integrity_secret.yaml')]);
 }
 
 /** Waits for Published=False/IntegrityKeyUnavailable with nothing written; returns its message. */
@@ -385,22 +387,10 @@ const CASES: Record<string, Case> = {
       return `Published=False/IntegrityKeyUnavailable: ${msg}`;
     },
   },
-  'Role oidc-publisher-system/oidc-publisher-secrets: create secrets': {
-    needs: 'creating the record MAC key Secret on the first sync (src/controller/integrity-key.ts)',
-    prepare: deleteIntegritySecret,
-    breaks: async (c) => {
-      const msg = await integrityKeyUnavailable(c);
-      assert.match(msg, /create Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
-      return `Published=False/IntegrityKeyUnavailable: ${msg}`;
-    },
-  },
   'Role oidc-publisher-system/oidc-publisher-secrets: update secrets named oidc-publisher-integrity': {
     needs:
-      'writing a key into a record MAC key Secret that holds none, or putting back the key held (src/controller/integrity-key.ts)',
-    prepare: async (bed) => {
-      await deleteIntegritySecret(bed);
-      await bed.kubectl(['create', 'secret', 'generic', INTEGRITY_SECRET, '-n', OPERATOR_NAMESPACE]);
-    },
+      'writing a key into the record MAC key Secret, installed empty, or putting back the key held (src/controller/integrity-key.ts)',
+    prepare: emptyIntegritySecret,
     breaks: async (c) => {
       const msg = await integrityKeyUnavailable(c);
       assert.match(msg, /update Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
@@ -625,7 +615,7 @@ describe('RBAC: least privilege against the real API server', () => {
       assert.equal(
         Buffer.from(secret.data?.['record-mac-key'] ?? '', 'base64').length,
         32,
-        'the operator created its record MAC key Secret with a 32-byte key',
+        'the operator wrote a 32-byte key into its record MAC key Secret',
       );
       const events = await eventually('an Event about the publisher', async () => {
         const e = await eventsAbout(bed, name);
@@ -693,15 +683,13 @@ describe('RBAC: least privilege against the real API server', () => {
     deny('list Secrets cluster-wide', 'list', 'secrets', '--all-namespaces');
     deny('list Secrets in its namespace', 'list', 'secrets', '-n', OPERATOR_NAMESPACE);
     deny('watch Secrets in its namespace', 'watch', 'secrets', '-n', OPERATOR_NAMESPACE);
-    // Secrets it writes: the record MAC key only (create cannot name one), and never delete it.
+    // The one Secret it writes is the record MAC key: update only, never create, patch or delete.
     for (const verb of ['update', 'patch', 'delete']) {
       deny(`${verb} other Secrets`, verb, 'secrets/s3-writer', '-n', OPERATOR_NAMESPACE);
     }
     for (const verb of ['patch', 'delete']) {
       deny(`${verb} the record MAC key`, verb, `secrets/${INTEGRITY_SECRET}`, '-n', OPERATOR_NAMESPACE);
     }
-    deny('create Secrets elsewhere', 'create', 'secrets', '-n', 'default');
-    deny('create Secrets elsewhere', 'create', 'secrets', '-n', 'kube-system');
     // OidcPublishers: watch them, patch finalizers and status; nothing else.
     for (const verb of ['create', 'update', 'delete', 'deletecollection', 'get']) {
       deny('write (or GET) OidcPublishers', verb, 'oidcpublishers.oidcpublisher.io');
@@ -814,8 +802,6 @@ describe('RBAC: least privilege against the real API server', () => {
     for (const verb of writes) {
       for (const r of namespaced) {
         for (const ns of [OPERATOR_NAMESPACE, 'default', 'kube-system']) {
-          // It creates its record MAC key Secret (checked above: only in its namespace).
-          if (r === 'secrets' && verb === 'create' && ns === OPERATOR_NAMESPACE) continue;
           deny(`${verb} ${r}`, verb, r, '-n', ns);
         }
       }
@@ -844,8 +830,7 @@ describe('RBAC: least privilege against the real API server', () => {
       const ours = new Set([
         'leases.coordination.k8s.io [] create',
         'leases.coordination.k8s.io [oidc-publisher] get update',
-        'secrets [] get create',
-        'secrets [] create get',
+        'secrets [] get',
         `secrets [${INTEGRITY_SECRET}] update`,
         'oidcpublishers.oidcpublisher.io [] list watch patch',
         'oidcpublishers.oidcpublisher.io/status [] patch',

@@ -589,7 +589,7 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'the record MAC key changed (its Secret re-created while no replica held it): the retired key is refused, naming both key ids',
+    name: 'the record MAC key changed (its Secret emptied while no replica held it): the retired key is refused, naming both key ids',
     arrange: async (w) => {
       await afterFirstSync(w);
       w.source = { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) };
@@ -602,11 +602,11 @@ const cases: Case[] = [
     check: (w) =>
       assert.match(
         w.cluster.events[1]?.event.note ?? '',
-        /"rsa-1".*made with integrity key [0-9a-f]{8}, the operator holds key [0-9a-f]{8} \(its Secret was re-created or replaced\)/,
+        /"rsa-1".*made with integrity key [0-9a-f]{8}, the operator holds key [0-9a-f]{8} \(its Secret was emptied, re-created or replaced\)/,
       ),
   },
   {
-    name: 'the record MAC key cannot be read or created: nothing published rather than a retired key dropped',
+    name: 'the record MAC key Secret is missing or cannot be read or written: nothing published rather than a retired key dropped',
     arrange: async (w) => {
       await afterFirstSync(w);
       w.source = { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) };
