@@ -56,6 +56,11 @@ export const ErrorCodes = {
   },
   CLOUD_ACCESS_DENIED: { retry: 'persistent', summary: "the cloud's identity API refused the credentials" },
   CLOUD_ERROR: { retry: 'transient', summary: "the cloud's identity API failed or could not be reached" },
+  INTEGRITY_KEY_UNAVAILABLE: {
+    retry: 'transient',
+    summary:
+      'the Secret holding the key that seals status.keys records is missing, or could not be read or written',
+  },
 } as const satisfies Record<string, { retry: RetryClass; summary: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

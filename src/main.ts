@@ -7,6 +7,7 @@ import { type Config, parseConfig, usage } from './config.ts';
 import { CanaryTokens } from './controller/canary.ts';
 import { Controller } from './controller/controller.ts';
 import { EventRecorder } from './controller/event-recorder.ts';
+import { IntegrityKey } from './controller/integrity-key.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { KubeLeases } from './controller/leases.ts';
 import { Reconciler } from './controller/reconciler.ts';
@@ -53,6 +54,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
   });
   const issuerReader = new AnonymousIssuerReader();
   const canary = new CanaryTokens(cluster, config.namespace);
+  const integrityKey = new IntegrityKey(cluster, config.namespace, log);
   const controller = new Controller(
     cluster,
     (getObject, listObjects) =>
@@ -68,6 +70,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
         events,
         specPolicy: { allowForeignJwksURI: config.allowForeignJwksURI },
         canary,
+        integrityKey,
       }),
     log,
     {

@@ -74,10 +74,17 @@ export const Reason = {
   /**
    * True: the documents are published, without one or more status.keys records of keys the source
    * no longer serves: such a key is published only from the JWKS the operator last wrote to
-   * storage, unchanged since (its recorded SHA-256), equal to the record and passing the source
-   * key checks. A KeyRefused Warning Event names each record and why.
+   * storage, unchanged since (its recorded SHA-256), equal to the record, sealed by the operator's
+   * MAC key and passing the source key checks. A KeyRefused Warning Event names each record and why.
    */
   RetainedKeysRefused: 'RetainedKeysRefused',
+  /**
+   * False: the key that seals status.keys records (the Secret oidc-publisher-integrity in the
+   * operator's namespace, installed with it) could not be read or written, or the Secret does not
+   * exist, so retired keys cannot be checked; nothing was published and the bucket keeps the last
+   * good documents.
+   */
+  IntegrityKeyUnavailable: 'IntegrityKeyUnavailable',
   /** Unknown: nothing was published because an earlier step failed; the bucket keeps the last good documents. */
   NotAttempted: 'NotAttempted',
   /** False: the storage credentials Secret is missing or malformed. */

@@ -167,7 +167,7 @@ export interface OidcPublisherStatus {
   storageURL?: string;
   /** How many keys the published JWKS holds. */
   keyCount?: number;
-  /** The keys in the published JWKS: the API server's (at most 100) and the retired ones still within keyRetention (at most 100). Written by the operator; the times here are input to key retention, but key material is not: a retired key is published only when the JWKS the operator last wrote to storage holds the same key. Who may write this status can still keep a retired key published longer, so oidcpublishers/status is as sensitive as the signing key. */
+  /** The keys in the published JWKS: the API server's (at most 100) and the retired ones still within keyRetention (at most 100). Written by the operator; the times here are input to key retention, but key material is not: a retired key is published only when the JWKS the operator last wrote to storage holds the same key and the record carries the operator's mac. Who may write this status can still keep a retired key published longer (by putting back an earlier record of it), so oidcpublishers/status is as sensitive as the signing key. */
   keys?: OidcPublisherStatusKeysItem[];
   /** The published objects. */
   objects?: OidcPublisherStatusObjectsItem[];
@@ -213,11 +213,13 @@ export interface OidcPublisherStatusKeysItem {
   publishedAt?: string;
   /** When every relying party that honours the JWKS's Cache-Control knows the key: publishedAt plus the cache lifetime (max-age, plus s-maxage; 300s when the Cache-Control names neither). Make the API server sign with a new key only after its trustedAt (condition KeysTrusted). */
   trustedAt?: string;
-  /** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters. */
+  /** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters, and mac verifies. */
   jwk?: OidcPublisherStatusKeysItemJwk;
+  /** The operator's HMAC-SHA256 over the OidcPublisher's UID, the kid, the key's public parameters and retiredAt, with a key kept in the Secret oidc-publisher-integrity in the operator's namespace: v1.<key id>.<base64url MAC>. A retired key is published again only when its record's mac verifies, so a record written by anyone else is refused. */
+  mac?: string;
 }
 
-/** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters. */
+/** The key's public parameters as published (public material only). A retired key is published again only when the JWKS the operator last wrote to storage holds a key with exactly these parameters, and mac verifies. */
 export interface OidcPublisherStatusKeysItemJwk {
   /** Key type. */
   kty?: string;

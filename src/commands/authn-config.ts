@@ -54,8 +54,9 @@ Flags:
   --audience <aud>                   an accepted aud claim; repeat for several (MatchAny)
   --username-prefix <p>              prepended to usernames and groups (default: the issuer without
                                      https:// and a trailing slash, then ':')
-  --certificate-authority-file <pem> CA certificates for the issuer's TLS, inlined, when it is not
-                                     publicly trusted
+  --certificate-authority-file <pem> CA certificates for the issuer's TLS, when it is not publicly
+                                     trusted: its CERTIFICATE blocks are inlined; a file holding a
+                                     private key is refused
   --namespace-allow <ns>             accept only service accounts of this namespace; repeatable
   --api-version <v>                  one of ${AUTHN_API_VERSIONS.join(', ')}
                                      (default ${DEFAULT_AUTHN_API_VERSION}: Kubernetes 1.34 and later)

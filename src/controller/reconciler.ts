@@ -25,6 +25,7 @@ import {
   prepare,
   type RawDocuments,
 } from '../core/plan.ts';
+import type { RecordSeal } from '../core/record-mac.ts';
 import {
   DISCOVERY_PATH,
   JWKS_PATH,
@@ -59,6 +60,7 @@ import type { StoreFactory } from '../stores/factory.ts';
 import type { ObjectStore } from '../stores/store.ts';
 import type { CanaryTokens } from './canary.ts';
 import type { EventRecorder } from './event-recorder.ts';
+import type { IntegrityKey } from './integrity-key.ts';
 import { deleteObjects, publishObjects, type WriteMemo } from './publish-objects.ts';
 import type { ReconcileResult } from './queue.ts';
 import { readStoredJwks } from './stored-jwks.ts';
@@ -85,6 +87,8 @@ export interface ReconcilerDeps {
   specPolicy?: SpecPolicy;
   /** Canary tokens (spec.verification.canary); without it, a canary is CanaryTokenUnavailable. */
   canary?: Pick<CanaryTokens, 'get' | 'forget'>;
+  /** The key status.keys records are sealed with (core/record-mac.ts). */
+  integrityKey: Pick<IntegrityKey, 'get'>;
 }
 
 /** Observers of what a sync did (metrics, events); optional. */
@@ -255,7 +259,11 @@ export class Reconciler {
       if (merged.kind === 'merged' && !conflict) {
         stored = await this.#storedJwks(obj, spec, merged.documents, previous, merged.stale.length > 0);
         if (stored && 'state' in stored) {
-          const published = provenKeys(previous, stored, this.#now(), spec.keyRetentionMs);
+          // Only records sealed with the operator's MAC count: status and the bucket together
+          // must not be able to make a key of their own "published" and so keep it.
+          const seal = await this.#seal(obj, this.#now());
+          const published =
+            'key' in seal ? provenKeys(previous, stored, this.#now(), spec.keyRetentionMs, seal) : new Map();
           if (published.size > 0) merged = mergeSources(spec.issuerURL, reads, published);
         }
       }
@@ -274,12 +282,16 @@ export class Reconciler {
       const now = this.#now();
       // A publisher refused for its target reads nothing there: the objects are another's.
       if (!conflict && stored === undefined) stored = await this.#storedJwks(obj, spec, raw, previous);
+      const seal = await this.#seal(obj, now);
       outcome.preparation = prepare(spec, raw, {
         previous,
         now,
         ...(stored && 'state' in stored ? { stored } : {}),
+        ...('key' in seal ? { seal } : {}),
       });
       if (conflict && outcome.preparation.kind === 'ready') outcome.publishError = conflict;
+      // Records cannot be sealed or checked: publish nothing rather than drop retired keys.
+      else if ('error' in seal && outcome.preparation.kind === 'ready') outcome.publishError = seal.error;
       // Retention could not read what it needs: publish nothing rather than drop retired keys.
       else if (stored && 'error' in stored && outcome.preparation.kind === 'ready')
         outcome.publishError = stored.error;
@@ -373,6 +385,15 @@ export class Reconciler {
     try {
       const store = await this.#d.stores.get(spec.storage, obj.metadata.name);
       return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH), ownershipOf(obj));
+    } catch (err) {
+      return { error: failed(err) };
+    }
+  }
+
+  /** The operator's MAC key with this publisher's UID, to seal and check its status.keys records. */
+  async #seal(obj: OidcPublisher, now: Date): Promise<RecordSeal | { error: FailedStep }> {
+    try {
+      return { key: await this.#d.integrityKey.get(now), publisherUID: obj.metadata.uid ?? '' };
     } catch (err) {
       return { error: failed(err) };
     }

@@ -43,7 +43,10 @@ export interface AuthnConfigOptions {
   audiences: readonly string[];
   /** Prepended to usernames and groups. Default: defaultUsernamePrefix(issuer). */
   usernamePrefix?: string;
-  /** PEM CA certificates for the issuer's TLS, when it is not publicly trusted. */
+  /**
+   * PEM CA certificates for the issuer's TLS, when it is not publicly trusted. Only its CERTIFICATE
+   * blocks are inlined; a private key in it is refused.
+   */
   certificateAuthority?: string;
   /** Accept only service accounts of these namespaces (default: any namespace). */
   namespaces?: readonly string[];
@@ -131,8 +134,23 @@ function issuerProblems(issuer: string): string[] {
   return problems;
 }
 
+/** The PEM CERTIFICATE blocks of a CA file: all that is inlined of it. */
+function certificateBlocks(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/** Any PEM private key label: PRIVATE KEY (PKCS #8), ENCRYPTED PRIVATE KEY, RSA, EC, DSA, OPENSSH. */
+const PRIVATE_KEY_LABEL = /-----BEGIN ([^-\r\n]*PRIVATE KEY[^-\r\n]*)-----/i;
+
 function certificateProblems(pem: string): string[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  // A combined PEM (certificate and key, as some tools write them) must not end up in a file
+  // copied to every consumer cluster's control plane.
+  const key = PRIVATE_KEY_LABEL.exec(pem);
+  if (key)
+    return [
+      `--certificate-authority-file: holds a private key (a ${JSON.stringify(key[1]?.trim().slice(0, 40))} block); give a file with the CA certificates only`,
+    ];
+  const blocks = certificateBlocks(pem);
   if (blocks.length === 0) return ['--certificate-authority-file: holds no PEM certificate'];
   for (const block of blocks) {
     try {
@@ -217,7 +235,7 @@ export function buildAuthnConfig(o: AuthnConfigOptions): AuthenticationConfigura
         issuer: {
           url: o.issuer,
           ...(o.certificateAuthority !== undefined
-            ? { certificateAuthority: `${o.certificateAuthority.trim()}\n` }
+            ? { certificateAuthority: `${certificateBlocks(o.certificateAuthority).join('\n')}\n` }
             : {}),
           audiences,
           ...(audiences.length > 1 ? { audienceMatchPolicy: 'MatchAny' as const } : {}),

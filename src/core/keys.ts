@@ -10,9 +10,12 @@
  * operator itself wrote to storage (its bytes matching the SHA-256 recorded with
  * it), only when status records the same key under that kid, and only when it
  * passes the checks a source key passes. Status times are clamped to `now`.
- * Pure: `now` and the stored JWKS are passed in.
+ * Status and the bucket can both be written by others: given a seal, each record carries a MAC
+ * with the operator's key (record-mac.ts), and a retired key is kept only when its record's
+ * verifies. Pure: `now`, the stored JWKS and the seal are passed in.
  */
 import { checkPublicKey, jwkThumbprint, MAX_DOCUMENT_BYTES, type PublicJwk, sha256Hex } from './documents.ts';
+import { macProblem, type RecordSeal, recordMac } from './record-mac.ts';
 
 /** One published key as status records it. */
 export interface KeyRecord {
@@ -31,6 +34,8 @@ export interface KeyRecord {
   trustedAt?: string;
   /** The public parameters, as published; a retired key is published only when they match the stored JWKS. */
   jwk?: Partial<PublicJwk>;
+  /** The operator's MAC over the publisher, kid, jwk and retiredAt (record-mac.ts). */
+  mac?: string;
 }
 
 /**
@@ -166,14 +171,29 @@ function storedThumbprint(stored: StoredJwks | undefined, kid: string): string |
   return matches.length === 1 && matches[0] ? jwkThumbprint(matches[0]) : undefined;
 }
 
-function record(key: PublicJwk, firstSeen: string): PublishedKeyRecord {
-  return { kid: key.kid, kty: key.kty, alg: key.alg, firstSeen, jwk: { ...key } };
+function record(
+  key: PublicJwk,
+  firstSeen: string,
+  seal?: RecordSeal,
+  retiredAt?: string,
+): PublishedKeyRecord {
+  return {
+    kid: key.kid,
+    kty: key.kty,
+    alg: key.alg,
+    firstSeen,
+    ...(retiredAt !== undefined ? { retiredAt } : {}),
+    jwk: { ...key },
+    ...(seal ? { mac: recordMac(seal, key.kid, key, retiredAt) } : {}),
+  };
 }
 
 /**
  * The keys to publish now, given what the source serves, what status recorded and the JWKS
  * the operator last wrote to storage. A retired key's expiry follows the current retention
- * (shortening keyRetention takes effect at once) from its retiredAt, clamped to now.
+ * (shortening keyRetention takes effect at once) from its retiredAt, clamped to now. With a
+ * `seal`, every record written carries its MAC, and a retired key is kept only when its record's
+ * MAC verifies.
  */
 export function retainKeys(
   source: readonly PublicJwk[],
@@ -181,6 +201,7 @@ export function retainKeys(
   now: Date,
   retentionMs: number,
   stored?: StoredJwks,
+  seal?: RecordSeal,
 ): Retention {
   const nowMs = now.getTime();
   const prev = new Map<string, KeyRecord>();
@@ -216,7 +237,7 @@ export function retainKeys(
     } else if (!before) changes.push({ kind: 'added', kid: key.kid });
     else if (before.retiredAt) changes.push({ kind: 'restored', kid: key.kid });
     published.push(key);
-    records.push(record(key, stamp(clampedTime(before?.firstSeen, nowMs))));
+    records.push(record(key, stamp(clampedTime(before?.firstSeen, nowMs)), seal));
   }
 
   const candidates: { r: KeyRecord; key: PublicJwk; retiredMs: number; expiresMs: number }[] = [];
@@ -230,8 +251,9 @@ export function retainKeys(
       continue;
     }
     const key = trustedKey(r as KeyRecord & { jwk: object }, stored);
-    if (typeof key === 'string') changes.push({ kind: 'refused', kid: r.kid, why: key });
-    else candidates.push({ r, key, retiredMs, expiresMs });
+    const why = typeof key === 'string' ? key : seal && macProblem(seal, r, key);
+    if (why !== undefined) changes.push({ kind: 'refused', kid: r.kid, why });
+    else if (typeof key !== 'string') candidates.push({ r, key, retiredMs, expiresMs });
   }
   // The most recently retired first; beyond the bound, the oldest leave.
   candidates.sort((a, b) => b.retiredMs - a.retiredMs || (a.r.kid < b.r.kid ? -1 : 1));
@@ -244,8 +266,7 @@ export function retainKeys(
     published.push(key);
     fromStorage.push(key.kid);
     records.push({
-      ...record(key, stamp(Math.min(clampedTime(r.firstSeen, nowMs), retiredMs))),
-      retiredAt: stamp(retiredMs),
+      ...record(key, stamp(Math.min(clampedTime(r.firstSeen, nowMs), retiredMs)), seal, stamp(retiredMs)),
       expiresAt: stamp(expiresMs),
     });
     const left = expiresMs - nowMs;
@@ -266,13 +287,15 @@ export function retainKeys(
  * The keys status records as published (not past their retention) whose material the stored
  * JWKS proves the operator published under that kid, as retention proves a retired key: with
  * spec.sources, a source serving one of these kids with other material is a kid conflict
- * (core/merge.ts), so the published key is kept rather than replaced.
+ * (core/merge.ts), so the published key is kept rather than replaced. With a `seal`, a record
+ * counts only when its MAC verifies, as for retention.
  */
 export function provenKeys(
   previous: readonly KeyRecord[] | undefined,
   stored: StoredJwks | undefined,
   now: Date,
   retentionMs: number,
+  seal?: RecordSeal,
 ): Map<string, PublicJwk> {
   const nowMs = now.getTime();
   const proven = new Map<string, PublicJwk>();
@@ -283,7 +306,8 @@ export function provenKeys(
     if (!r.jwk) continue;
     if (r.retiredAt !== undefined && clampedTime(r.retiredAt, nowMs) + retentionMs <= nowMs) continue;
     const key = trustedKey(r as KeyRecord & { jwk: object }, stored);
-    if (typeof key !== 'string') proven.set(r.kid, key);
+    if (typeof key !== 'string' && (seal === undefined || macProblem(seal, r, key) === undefined))
+      proven.set(r.kid, key);
   }
   return proven;
 }

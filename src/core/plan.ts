@@ -13,6 +13,7 @@ import {
   validateJwks,
 } from './documents.ts';
 import { type KeyRecord, type Retention, retainKeys, type StoredJwks } from './keys.ts';
+import type { RecordSeal } from './record-mac.ts';
 import {
   CONTENT_TYPE_DISCOVERY,
   CONTENT_TYPE_JWKS,
@@ -142,6 +143,12 @@ export interface RetentionInput {
    * place a retired key's material is taken from. Without it no retired key is published.
    */
   stored?: StoredJwks;
+  /**
+   * The operator's MAC key and the publisher's UID (record-mac.ts): every record gets a MAC, and a
+   * retired key is kept only when its record's verifies. The operator always passes it; `serve`,
+   * whose records never leave its memory, does not.
+   */
+  seal?: RecordSeal;
 }
 
 /**
@@ -162,7 +169,14 @@ export function prepare(spec: DocumentSpec, raw: RawDocuments, retention?: Reten
     return { kind: 'issuerMismatch', issuer: discovery.issuer, expected: spec.issuerURL };
   }
   const now = retention?.now ?? new Date(0);
-  const kept = retainKeys(keys, retention?.previous, now, spec.keyRetentionMs, retention?.stored);
+  const kept = retainKeys(
+    keys,
+    retention?.previous,
+    now,
+    spec.keyRetentionMs,
+    retention?.stored,
+    retention?.seal,
+  );
   // A key added in this sync (a kid new, or served with other material) is trusted from now,
   // whatever status recorded under its kid.
   const added = new Set(kept.changes.filter((c) => c.kind === 'added').map((c) => c.kid));

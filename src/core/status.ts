@@ -61,6 +61,7 @@ const STORAGE_REASONS: Partial<Record<ErrorCode, string>> = {
   SECRET_NOT_ALLOWED: Reason.SecretNotAllowed,
   OBJECT_NOT_OWNED: Reason.ObjectNotOwned,
   TARGET_CONFLICT: Reason.TargetConflict,
+  INTEGRITY_KEY_UNAVAILABLE: Reason.IntegrityKeyUnavailable,
 };
 
 const KEPT = 'the bucket keeps the last published documents';

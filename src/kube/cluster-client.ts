@@ -45,6 +45,16 @@ function apiError(op: string, err: unknown): OidcPublisherError {
   );
 }
 
+/** A Secret the operator keeps, as read: the object (written back with new data) and its data, decoded. */
+export interface OwnSecret {
+  object: Record<string, unknown>;
+  data: Map<string, Buffer>;
+}
+
+function secretPath(namespace: string, name: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`;
+}
+
 const MERGE_PATCH = 'application/merge-patch+json';
 const PUBLISHERS = `/apis/${API_GROUP}/${API_VERSION}/${API_PLURAL}`;
 
@@ -128,6 +138,49 @@ export class ClusterClient {
     const out = new Map<string, Buffer>();
     for (const [k, v] of Object.entries(secret?.data ?? {})) out.set(k, Buffer.from(v, 'base64'));
     return out;
+  }
+
+  /**
+   * A Secret the operator itself keeps (the record MAC key), read without the allowed-publishers
+   * check: its data and the object as read, or undefined when it does not exist.
+   */
+  async readOwnSecret(namespace: string, name: string): Promise<OwnSecret | undefined> {
+    try {
+      const object = (await this.#http.send('GET', secretPath(namespace, name))) as Record<string, unknown>;
+      const data = new Map<string, Buffer>();
+      for (const [k, v] of Object.entries((object?.data ?? {}) as Record<string, string>))
+        data.set(k, Buffer.from(v, 'base64'));
+      return { object, data };
+    } catch (err) {
+      if (err instanceof KubeHttpError && err.status === 404) return undefined;
+      throw apiError(`read Secret ${namespace}/${name}`, err);
+    }
+  }
+
+  /**
+   * Replaces the data of a Secret the operator keeps, as read (its resourceVersion guards the
+   * write; labels and annotations stay as they are). 'conflict' when it changed or went since.
+   */
+  async updateOwnSecret(
+    namespace: string,
+    name: string,
+    read: OwnSecret,
+    data: readonly (readonly [string, Uint8Array])[],
+  ): Promise<'written' | 'conflict'> {
+    const metadata = { ...((read.object.metadata ?? {}) as Record<string, unknown>) };
+    delete metadata.managedFields;
+    const body = {
+      ...read.object,
+      metadata,
+      data: Object.fromEntries(data.map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    };
+    try {
+      await this.#http.send('PUT', secretPath(namespace, name), body);
+      return 'written';
+    } catch (err) {
+      if (err instanceof KubeHttpError && (err.status === 409 || err.status === 404)) return 'conflict';
+      throw apiError(`update Secret ${namespace}/${name}`, err);
+    }
   }
 
   /**

@@ -42,6 +42,7 @@ import {
 
 const SA_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SA}`;
 const LEASE = 'oidc-publisher';
+const INTEGRITY_SECRET = 'oidc-publisher-integrity';
 const ELECTION = ['--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '500ms'];
 /**
  * Kubernetes binds this ClusterRole to every ServiceAccount by default; it grants the same
@@ -259,6 +260,24 @@ function hasStatus(p: PublisherView): boolean {
   return (p.status?.conditions?.length ?? 0) > 0;
 }
 
+/** The record MAC key Secret as the manifests install it: empty. */
+async function emptyIntegritySecret(bed: Bed): Promise<void> {
+  await bed.kubectl(['delete', 'secret', '-n', OPERATOR_NAMESPACE, INTEGRITY_SECRET, '--ignore-not-found']);
+  await bed.kubectl(['apply', '-f', join(ROOT, 'config', 'rbac', 'integrity_secret.yaml')]);
+}
+
+/** Waits for Published=False/IntegrityKeyUnavailable with nothing written; returns its message. */
+async function integrityKeyUnavailable(c: CaseContext): Promise<string> {
+  const p = await eventually('Published=False/IntegrityKeyUnavailable', async () => {
+    const v = await getPublisher(c.bed, c.name);
+    const s = condition(v, 'Published');
+    return s?.status === 'False' && s.reason === 'IntegrityKeyUnavailable' ? v : undefined;
+  });
+  assert.notEqual(condition(p, 'Ready')?.status, 'True');
+  assert.equal(p.status?.objects, undefined, 'nothing was published');
+  return condition(p, 'Published')?.message ?? '';
+}
+
 async function leaseHolder(bed: Bed): Promise<string | undefined> {
   try {
     const l = JSON.parse(
@@ -359,17 +378,23 @@ const CASES: Record<string, Case> = {
     },
   },
   'Role oidc-publisher-system/oidc-publisher-secrets: get secrets': {
-    needs: 'reading storage credentials and kubeconfig Secrets by name (ClusterClient.readSecret)',
+    needs:
+      'reading the record MAC key, storage credentials and kubeconfig Secrets by name (ClusterClient.readOwnSecret, readSecret)',
     breaks: async (c) => {
-      const p = await eventually('Published=False/StorageCredentialsInvalid', async () => {
-        const v = await getPublisher(c.bed, c.name);
-        const s = condition(v, 'Published');
-        return s?.status === 'False' && s.reason === 'StorageCredentialsInvalid' ? v : undefined;
-      });
-      const msg = condition(p, 'Published')?.message ?? '';
-      assert.match(msg, /may not read Secret oidc-publisher-system\/s3-writer/);
-      assert.notEqual(condition(p, 'Ready')?.status, 'True');
-      return `Published=False/StorageCredentialsInvalid: ${msg}`;
+      // The record MAC key is read first: without it nothing is published, storage is not reached.
+      const msg = await integrityKeyUnavailable(c);
+      assert.match(msg, /read Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
+      return `Published=False/IntegrityKeyUnavailable: ${msg}`;
+    },
+  },
+  'Role oidc-publisher-system/oidc-publisher-secrets: update secrets named oidc-publisher-integrity': {
+    needs:
+      'writing a key into the record MAC key Secret, installed empty, or putting back the key held (src/controller/integrity-key.ts)',
+    prepare: emptyIntegritySecret,
+    breaks: async (c) => {
+      const msg = await integrityKeyUnavailable(c);
+      assert.match(msg, /update Secret oidc-publisher-system\/oidc-publisher-integrity: HTTP 403/);
+      return `Published=False/IntegrityKeyUnavailable: ${msg}`;
     },
   },
   'Role oidc-publisher-system/oidc-publisher-leader-election: create leases.coordination.k8s.io': {
@@ -584,6 +609,14 @@ describe('RBAC: least privilege against the real API server', () => {
       );
       assert.equal(await leaseHolder(bed), `rbac-${name}`);
       assert.equal(await op.readyz(), 200);
+      const secret = JSON.parse(
+        await bed.kubectl(['get', 'secret', '-n', OPERATOR_NAMESPACE, INTEGRITY_SECRET, '-o', 'json']),
+      ) as { data?: Record<string, string> };
+      assert.equal(
+        Buffer.from(secret.data?.['record-mac-key'] ?? '', 'base64').length,
+        32,
+        'the operator wrote a 32-byte key into its record MAC key Secret',
+      );
       const events = await eventually('an Event about the publisher', async () => {
         const e = await eventsAbout(bed, name);
         return e.length > 0 ? e : undefined;
@@ -650,6 +683,13 @@ describe('RBAC: least privilege against the real API server', () => {
     deny('list Secrets cluster-wide', 'list', 'secrets', '--all-namespaces');
     deny('list Secrets in its namespace', 'list', 'secrets', '-n', OPERATOR_NAMESPACE);
     deny('watch Secrets in its namespace', 'watch', 'secrets', '-n', OPERATOR_NAMESPACE);
+    // The one Secret it writes is the record MAC key: update only, never create, patch or delete.
+    for (const verb of ['update', 'patch', 'delete']) {
+      deny(`${verb} other Secrets`, verb, 'secrets/s3-writer', '-n', OPERATOR_NAMESPACE);
+    }
+    for (const verb of ['patch', 'delete']) {
+      deny(`${verb} the record MAC key`, verb, `secrets/${INTEGRITY_SECRET}`, '-n', OPERATOR_NAMESPACE);
+    }
     // OidcPublishers: watch them, patch finalizers and status; nothing else.
     for (const verb of ['create', 'update', 'delete', 'deletecollection', 'get']) {
       deny('write (or GET) OidcPublishers', verb, 'oidcpublishers.oidcpublisher.io');
@@ -791,6 +831,7 @@ describe('RBAC: least privilege against the real API server', () => {
         'leases.coordination.k8s.io [] create',
         'leases.coordination.k8s.io [oidc-publisher] get update',
         'secrets [] get',
+        `secrets [${INTEGRITY_SECRET}] update`,
         'oidcpublishers.oidcpublisher.io [] list watch patch',
         'oidcpublishers.oidcpublisher.io/status [] patch',
         'events.events.k8s.io [] create',

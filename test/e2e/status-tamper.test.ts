@@ -1,16 +1,19 @@
 /**
- * Whoever may patch oidcpublishers/status must not get a key published: a key of their own added
+ * Whoever may patch oidcpublishers/status, even with write access to the bucket as well, must not
+ * get a key published: a key of their own added
  * to status.keys as a retired key (retiredAt far in the future) is refused, never appears in the
  * public JWKS, is dropped from the status, and is reported with a Warning Event, a condition
  * reason and the key-change metric; the published documents stay as the API server serves them.
  * Observed only from outside: kubectl, anonymous HTTPS, /metrics.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { before, describe, it } from 'node:test';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { stringify } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
+import { createS3Client } from '../bed/s3.ts';
 import { useBed } from '../bed/shared.ts';
 import {
   applyYaml,
@@ -176,6 +179,95 @@ describe('status.keys is not key material (S3)', () => {
       .filter((l) => l.oidcpublisher === NAME)
       .map((l) => l.msg);
     assert.ok(!reasons.includes('reconcile failed'), `no failed reconcile: ${reasons.join(', ')}`);
+  });
+
+  it('never publishes a key a bucket writer and a status writer put in together: a JWKS with its hash and owner metadata, and a status.keys record of the same key', async () => {
+    const jwksBefore = await anonymous(jwksURL);
+    const p = await getPublisher(bed, NAME);
+    const keys = (p.status?.keys ?? []) as Record<string, unknown>[];
+    for (const k of keys)
+      assert.match(String(k.mac), /^v1\.[0-9a-f]{8}\./, `the operator sealed ${String(k.kid)}`);
+    const uid = (await bed.kubectl(['get', 'oidcpublisher', NAME, '-o', 'jsonpath={.metadata.uid}'])).trim();
+    const kid = 'bucket-and-status';
+    const forged = rsaJwk(2048, kid, 'RS256', 'sig');
+
+    // The bucket writer: the published JWKS plus their key, with its SHA-256 and this publisher's
+    // UID and name in the metadata, as the operator writes them (all of it readable).
+    const served = JSON.parse(jwksBefore) as { keys: Record<string, unknown>[] };
+    const body = Buffer.from(`${JSON.stringify({ keys: [...served.keys, forged] })}\n`);
+    const s3 = createS3Client(bed.state.s3, bed.ca);
+    try {
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: bed.state.s3.bucket,
+          Key: 'public/cluster-a/openid/v1/jwks',
+          Body: body,
+          ContentType: 'application/json',
+          Metadata: {
+            'oidc-publisher-sha256': createHash('sha256').update(body).digest('hex'),
+            'oidc-publisher-owner-uid': uid,
+            'oidc-publisher-owner-name': NAME,
+          },
+        }),
+      );
+    } finally {
+      s3.destroy();
+    }
+    // The status writer: a record of the same key, retired now, with a genuine record's MAC.
+    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const record = {
+      kid,
+      kty: 'RSA',
+      alg: 'RS256',
+      firstSeen: now,
+      retiredAt: now,
+      jwk: forged,
+      mac: keys[0]?.mac,
+    };
+    await bed.kubectl([
+      'patch',
+      'oidcpublisher',
+      NAME,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status: { keys: [...keys, record] } }),
+    ]);
+
+    // The operator repairs the JWKS and drops the record, and never takes the key as retained.
+    await eventually(
+      'the operator to rewrite the JWKS without the key and drop its record',
+      async () => {
+        const kids = ((await getPublisher(bed, NAME)).status?.keys ?? []).map((k) => k.kid);
+        const publicJwks = await anonymous(jwksURL);
+        return !kids.includes(kid) && !publicJwks.includes(kid) ? true : undefined;
+      },
+      40_000,
+    );
+    const until = Date.now() + 21_000;
+    while (Date.now() < until) {
+      const publicJwks = await anonymous(jwksURL);
+      assert.ok(!publicJwks.includes(kid), `the public JWKS serves the key again: ${publicJwks}`);
+      const kids = ((await getPublisher(bed, NAME)).status?.keys ?? []).map((k) => k.kid);
+      assert.ok(!kids.includes(kid), `status.keys records the key again: ${kids.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal(await anonymous(jwksURL), jwksBefore, 'the public JWKS is what the API server serves');
+
+    const events = JSON.parse(
+      await bed.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '-o', 'json']),
+    ) as { items: { regarding?: { name?: string }; reason?: string; type?: string; note?: string }[] };
+    const refused = events.items.filter(
+      (e) => e.regarding?.name === NAME && e.reason === 'KeyRefused' && e.note?.includes(`"${kid}"`),
+    );
+    assert.ok(refused.length > 0, 'a KeyRefused Event names the key');
+    assert.match(refused[0]?.note ?? '', /MAC does not match its kid, key parameters and retiredAt/);
+    assert.ok(
+      !events.items.some(
+        (e) => e.regarding?.name === NAME && e.reason === 'KeyRetained' && e.note?.includes(kid),
+      ),
+      'no KeyRetained Event names the key',
+    );
   });
 
   it('refuses a status record the CRD cannot hold: more than 200 keys, a kty that is no key type, more than 4 objects or an object that is no hash', async () => {

@@ -1,11 +1,13 @@
 /**
  * Trust lifecycle end to end: a rotated-out key stays published for
  * keyRetention (across operator restarts) so tokens it signed keep verifying,
+ * unless the key that proves its status record was lost while no replica ran,
  * and the Verified condition reports what an anonymous relying party sees.
  * Observed only from outside: kubectl, anonymous HTTPS, jose.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import {
   DeleteBucketPolicyCommand,
@@ -29,6 +31,7 @@ import {
   OPERATOR_NAMESPACE,
   OPERATOR_SA,
   OperatorProcess,
+  ROOT,
   samplePublisher,
   verifyAsRelyingParty,
   waitForReady,
@@ -191,6 +194,59 @@ describe('trust lifecycle: key retention and the Verified condition (S3)', () =>
     assert.match(
       metrics,
       new RegExp(`^oidc_publisher_key_changes_total\\{publisher="${NAME}",change="removed"\\} 1$`, 'm'),
+    );
+  });
+
+  it('refuses a retired key loudly when the record MAC key Secret was emptied while no replica ran, naming both key ids; the served key stays published', async () => {
+    const old = bed.signingKey;
+    const oldKid = old.kid;
+    const next = bed.createServiceAccountKey();
+    const newKid = next.kid;
+    await bed.restartApiserverWithKeys([old, next], next);
+    await eventually(
+      'the new key in the published JWKS',
+      async () => ((await publishedKids()).includes(newKid) ? true : undefined),
+      30_000,
+    );
+    await op?.stop('SIGTERM');
+    const kubeconfig = await bed.serviceAccountKubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA);
+    await bed.restartApiserverWithKeys([next], next);
+    op = await OperatorProcess.start(bed, kubeconfig, SINGLE);
+    const retired = await eventually(
+      'the old key marked retired in status',
+      async () => (await keysInStatus()).find((k) => k.kid === oldKid && k.retiredAt),
+      30_000,
+    );
+    const expiresAt = Date.parse(retired.expiresAt ?? '');
+    assert.deepEqual(await publishedKids(), [newKid, oldKid].sort(), 'both keys published during retention');
+
+    // No replica runs while the Secret is deleted and the manifests applied again: it is empty.
+    await op?.stop('SIGTERM');
+    await bed.kubectl(['delete', 'secret', '-n', OPERATOR_NAMESPACE, 'oidc-publisher-integrity']);
+    await bed.kubectl(['apply', '-f', join(ROOT, 'config', 'rbac', 'integrity_secret.yaml')]);
+    op = await OperatorProcess.start(bed, kubeconfig, SINGLE);
+    await eventually(
+      'the retired key to leave the published JWKS',
+      async () => ((await publishedKids()).includes(oldKid) ? undefined : true),
+      30_000,
+    );
+    assert.ok(Date.now() < expiresAt, 'it left before its expiresAt: its record no longer verifies');
+    assert.deepEqual(await publishedKids(), [newKid], 'the key the API server serves is still published');
+    assert.deepEqual(
+      (await keysInStatus()).map((k) => k.kid),
+      [newKid],
+      'the refused record is dropped from status',
+    );
+    const events = JSON.parse(
+      await bed.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '-o', 'json']),
+    ) as { items: { regarding?: { name?: string }; reason?: string; type?: string; note?: string }[] };
+    const refused = events.items.find(
+      (e) => e.regarding?.name === NAME && e.reason === 'KeyRefused' && e.note?.includes(oldKid),
+    );
+    assert.equal(refused?.type, 'Warning', `a KeyRefused Warning names ${oldKid}`);
+    assert.match(
+      refused?.note ?? '',
+      /made with integrity key [0-9a-f]{8}, the operator holds key [0-9a-f]{8} \(its Secret was emptied, re-created or replaced\)/,
     );
   });
 

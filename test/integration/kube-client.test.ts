@@ -16,11 +16,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { OidcPublisher } from '../../src/api/types.ts';
+import { INTEGRITY_SECRET_KEY, IntegrityKey } from '../../src/controller/integrity-key.ts';
+import { macKey } from '../../src/core/record-mac.ts';
 import { loadKubeAccess, StaticAccess } from '../../src/kube/access.ts';
 import { ClusterClient } from '../../src/kube/cluster-client.ts';
 import { KubeHttp, KubeHttpError, type KubeRequestResult, USER_AGENT } from '../../src/kube/http.ts';
 import { listAll } from '../../src/kube/list.ts';
 import { TokenBucket } from '../../src/kube/rate-limit.ts';
+import { createLogger } from '../../src/log.ts';
 import { ApiServerSource } from '../../src/sources/apiserver.ts';
 import { AUDITED_NAMESPACE, type Bed } from '../bed/bed.ts';
 import { createCa, issueCert } from '../bed/pki.ts';
@@ -168,6 +171,58 @@ describe('the Kubernetes client against the real API server', () => {
     } finally {
       client.close();
       await bed.kubectl(['delete', 'oidcpublisher', ...names, '--wait=false', '--ignore-not-found']);
+    }
+  });
+
+  it('two replicas filling the empty record MAC key Secret at once settle on one key; the manifests applied again leave it in place', async () => {
+    const secretName = `integrity-${run}`;
+    const manifest = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: {
+        name: secretName,
+        namespace: AUDITED_NAMESPACE,
+        labels: { 'app.kubernetes.io/name': 'oidc-publisher' },
+      },
+    });
+    await applyYaml(bed, manifest);
+    const access = await loadKubeAccess(bed.adminKubeconfig, {});
+    const clients = [new ClusterClient(access), new ClusterClient(access)];
+    const log = createLogger({ level: 'silent' });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const keys = clients.map((c) => new IntegrityKey(c, AUDITED_NAMESPACE, log, { name: secretName }));
+        const now = new Date();
+        const [a, b] = await Promise.all(keys.map((k) => k.get(now)));
+        assert.equal(a?.id, b?.id, `round ${round}: both replicas seal with one key`);
+        const stored = JSON.parse(
+          await bed.kubectl(['get', 'secret', '-n', AUDITED_NAMESPACE, secretName, '-o', 'json']),
+        ) as { metadata: { labels?: Record<string, string> }; data?: Record<string, string> };
+        const bytes = Buffer.from(stored.data?.[INTEGRITY_SECRET_KEY] ?? '', 'base64');
+        assert.equal(macKey(bytes).id, a?.id, 'the Secret holds the key both use');
+        assert.deepEqual(
+          stored.metadata.labels,
+          { 'app.kubernetes.io/name': 'oidc-publisher' },
+          'labels kept',
+        );
+        // The manifests applied again (kubectl apply, no data in them) keep the key.
+        await applyYaml(bed, manifest);
+        const again = new IntegrityKey(clients[0] as ClusterClient, AUDITED_NAMESPACE, log, {
+          name: secretName,
+        });
+        assert.equal(
+          (await again.get(new Date())).id,
+          a?.id,
+          'the key survives kubectl apply of the manifests',
+        );
+        // Next round: the Secret as a fresh install has it, empty.
+        await bed.kubectl(['delete', 'secret', '-n', AUDITED_NAMESPACE, secretName]);
+        await applyYaml(bed, manifest);
+      }
+    } finally {
+      for (const c of clients) c.close();
+      await bed.kubectl(['delete', 'secret', '-n', AUDITED_NAMESPACE, secretName, '--ignore-not-found']);
     }
   });
 

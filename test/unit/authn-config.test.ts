@@ -4,6 +4,7 @@
  * (test/e2e/cross-cluster.test.ts shows kube-apiserver accepting it.)
  */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { type AuthnCliIo, runAuthnConfig } from '../../src/commands/authn-config.ts';
@@ -30,6 +31,28 @@ CCqGSM49BAMCA0gAMEUCIDvdPF1O3xnWzamQ56uX0sGmUYg3JqIAV0wHXazEyCew
 AiEA/A6Q88Bb/RlRBsRitV3SIX56CFEvO1+dfC7S1fOyY18=
 -----END CERTIFICATE-----
 `;
+
+/** Private keys as PEM in each form a combined certificate file may hold one. */
+const PRIVATE_KEYS: Record<string, string> = (() => {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  return {
+    'PRIVATE KEY (PKCS #8)': ec.export({ format: 'pem', type: 'pkcs8' }) as string,
+    'RSA PRIVATE KEY': rsa.export({ format: 'pem', type: 'pkcs1' }) as string,
+    'EC PRIVATE KEY': ec.export({ format: 'pem', type: 'sec1' }) as string,
+    'ENCRYPTED PRIVATE KEY': rsa.export({
+      format: 'pem',
+      type: 'pkcs8',
+      cipher: 'aes-256-cbc',
+      passphrase: 'test',
+    }) as string,
+  };
+})();
+
+/** The base64 lines of a PEM block, none of which may reach the output. */
+function pemBody(pem: string): string[] {
+  return pem.split('\n').filter((l) => l && !l.startsWith('-----') && !l.includes(':'));
+}
 
 function render(o: Partial<AuthnConfigOptions> = {}): AuthenticationConfiguration {
   return parse(
@@ -113,6 +136,12 @@ describe('authn-config: rendering', () => {
       /certificateAuthority: \|\n\s+-----BEGIN CERTIFICATE-----\n/,
       'a literal block scalar',
     );
+  });
+
+  it('inlines only the CERTIFICATE blocks of a bundle, not the text around them', () => {
+    const bundle = `subject=CN = authn-config unit test CA\n${CA_PEM}\n# and again\n${CA_PEM}-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n`;
+    const jwt = only(render({ certificateAuthority: bundle }).jwt);
+    assert.equal(jwt.issuer.certificateAuthority, `${CA_PEM}${CA_PEM}`);
   });
 
   it('renders v1beta1 and v1alpha1 on request, given bare or in full', () => {
@@ -216,6 +245,24 @@ describe('authn-config: refusals', () => {
       problem: /does not parse/,
     },
     { name: 'an unknown API version', o: { apiVersion: 'v2' }, problem: /--api-version: "v2" is not one of/ },
+    ...Object.entries(PRIVATE_KEYS).flatMap(([kind, key]) => [
+      {
+        name: `a CA file that also holds a private key (${kind}, after the certificate)`,
+        o: { certificateAuthority: `${CA_PEM}${key}` },
+        problem:
+          /--certificate-authority-file: holds a private key \(a "[A-Z ]*PRIVATE KEY" block\); give a file with the CA certificates only/,
+      },
+      {
+        name: `a CA file that also holds a private key (${kind}, before the certificate)`,
+        o: { certificateAuthority: `${key}${CA_PEM}` },
+        problem: /holds a private key/,
+      },
+    ]),
+    {
+      name: 'a CA file that holds only a private key',
+      o: { certificateAuthority: PRIVATE_KEYS['RSA PRIVATE KEY'] ?? '' },
+      problem: /holds a private key \(a "RSA PRIVATE KEY" block\)/,
+    },
   ];
   for (const { name, o, problem } of table) {
     it(`refuses ${name}`, () => {
@@ -330,6 +377,22 @@ describe('authn-config: command line', () => {
       assert.match(text, /^oidc-publisher authn-config: [^\n]+\n$/, `one line: ${JSON.stringify(text)}`);
     });
   }
+
+  it('refuses a combined certificate and key file, and says nothing of the key', async () => {
+    for (const [kind, key] of Object.entries(PRIVATE_KEYS)) {
+      const t = io({ '/combined.pem': `${CA_PEM}${key}` });
+      const code = await runAuthnConfig(
+        ['--issuer', ISSUER, '--audience', 'b', '--certificate-authority-file', '/combined.pem'],
+        {},
+        t.fake,
+      );
+      assert.equal(code, 2, `${kind}: exit 2`);
+      assert.deepEqual(t.out, [], `${kind}: nothing on stdout`);
+      const text = t.err.join('');
+      assert.match(text, /holds a private key/, kind);
+      for (const line of pemBody(key)) assert.ok(!text.includes(line), `${kind}: no key material on stderr`);
+    }
+  });
 
   it('reports argument and rendering problems together, on one line', async () => {
     const t = io();

@@ -17,6 +17,7 @@ import {
   type StoredJwks,
   storedJwks,
 } from '../../src/core/keys.ts';
+import { macKey, macProblem, type RecordSeal, recordMac } from '../../src/core/record-mac.ts';
 import { EC_PUBLIC, jwksJson, OKP_PUBLIC, RSA_PRIVATE, RSA_PUBLIC, sortedKeys } from './fixtures.ts';
 
 const NOW = new Date('2025-06-01T12:00:00.000Z');
@@ -822,4 +823,108 @@ describe('provenKeys: what the operator published, by kid, as status and the sto
       for (const [kid, key] of got) assert.deepEqual(key, BY_KID.get(kid), `${kid}: the stored key`);
     });
   }
+});
+
+describe('retainKeys: a retired key needs the MAC the operator sealed its record with', () => {
+  const KEY = macKey(Buffer.alloc(32, 1));
+  const SEAL: RecordSeal = { key: KEY, publisherUID: 'uid-a' };
+  /** `r` as the operator wrote it: sealed with `seal`. */
+  const sealed = (r: KeyRecord, seal: RecordSeal = SEAL): KeyRecord => ({
+    ...r,
+    mac: recordMac(seal, r.kid, r.jwk ?? {}, r.retiredAt),
+  });
+  /** The bucket and status written together: the forged key in a stored JWKS whose hash matches. */
+  const BOTH = stored([RSA, EC, ED, FORGED]);
+  const cases: {
+    name: string;
+    previous: KeyRecord[];
+    stored?: StoredJwks;
+    /** The kids published, the source's ec-1 first. */
+    published: string[];
+    why?: RegExp;
+  }[] = [
+    {
+      name: 'keeps a retired key whose record the operator sealed (retiring now, and retired earlier)',
+      previous: [sealed(rec(RSA, at(-DAY))), sealed(rec(ED, at(-DAY), at(-H)))],
+      published: ['ec-1', 'rsa-1', 'ed-1'],
+    },
+    {
+      name: 'refuses a record without a MAC, even when the stored JWKS holds the key with a matching hash',
+      previous: [rec(FORGED, at(-DAY), at(-H))],
+      stored: BOTH,
+      published: ['ec-1'],
+      why: /carries no MAC of the operator/,
+    },
+    {
+      name: "refuses another record's MAC copied onto a forged record",
+      previous: [{ ...rec(FORGED, at(-DAY), at(-H)), mac: sealed(rec(RSA, at(-DAY), at(-H))).mac }],
+      stored: BOTH,
+      published: ['ec-1'],
+      why: /does not match its kid, key parameters and retiredAt/,
+    },
+    {
+      name: "refuses a record another OidcPublisher's status holds (sealed for another UID)",
+      previous: [sealed(rec(RSA, at(-DAY), at(-H)), { key: KEY, publisherUID: 'uid-b' })],
+      published: ['ec-1'],
+      why: /does not match its kid, key parameters and retiredAt/,
+    },
+    {
+      name: 'refuses a sealed record whose retiredAt was moved forward',
+      previous: [{ ...sealed(rec(RSA, at(-DAY), at(-H))), retiredAt: at(-1000) }],
+      published: ['ec-1'],
+      why: /does not match its kid, key parameters and retiredAt/,
+    },
+    {
+      name: 'refuses a record sealed with another key, naming both key ids',
+      previous: [
+        sealed(rec(RSA, at(-DAY), at(-H)), { key: macKey(Buffer.alloc(32, 2)), publisherUID: 'uid-a' }),
+      ],
+      published: ['ec-1'],
+      why: new RegExp(`made with integrity key [0-9a-f]{8}, the operator holds key ${KEY.id}`),
+    },
+    {
+      name: 'refuses a MAC of no known format',
+      previous: [{ ...rec(RSA, at(-DAY), at(-H)), mac: `v1.${KEY.id}.short` }],
+      published: ['ec-1'],
+      why: /no known format/,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = retainKeys([EC], c.previous, NOW, DAY, c.stored ?? STORED, SEAL);
+      assert.deepEqual(
+        got.published.map((k) => k.kid),
+        c.published,
+        'the keys published (expected) vs. what retention published (actual)',
+      );
+      const refused = got.changes.filter((x) => x.kind === 'refused');
+      if (c.why) {
+        assert.equal(refused.length, 1, `one record refused: ${JSON.stringify(got.changes)}`);
+        assert.match(refused[0]?.why ?? '', c.why);
+      } else assert.deepEqual(refused, []);
+      // Every record written carries a MAC that verifies, so the next sync keeps what this one kept.
+      for (const r of got.records)
+        assert.equal(macProblem(SEAL, r, r.jwk ?? {}), undefined, `the record of ${r.kid} is sealed`);
+      const next = retainKeys([EC], got.records, NOW, DAY, stored(got.published), SEAL);
+      assert.deepEqual(
+        next.published.map((k) => k.kid),
+        c.published,
+        'the next sync publishes the same keys',
+      );
+    });
+  }
+
+  it('a record is sealed over its publisher, kid, key and retiredAt: the MAC changes with each', () => {
+    const base = recordMac(SEAL, RSA.kid, RSA, undefined);
+    assert.match(base, /^v1\.[0-9a-f]{8}\.[A-Za-z0-9_-]{43}$/);
+    const variants = [
+      recordMac({ ...SEAL, publisherUID: 'uid-b' }, RSA.kid, RSA, undefined),
+      recordMac(SEAL, 'rsa-2', { ...RSA, kid: 'rsa-2' }, undefined),
+      recordMac(SEAL, RSA.kid, { ...RSA, alg: 'RS512' }, undefined),
+      recordMac(SEAL, RSA.kid, RSA, at(0)),
+      recordMac({ ...SEAL, key: macKey(Buffer.alloc(32, 2)) }, RSA.kid, RSA, undefined),
+    ];
+    assert.equal(new Set([base, ...variants]).size, variants.length + 1, 'every variant has its own MAC');
+    assert.equal(recordMac(SEAL, RSA.kid, { ...RSA }, undefined), base, 'deterministic');
+  });
 });

@@ -12,6 +12,7 @@ import { Reconciler, type ReconcilerDeps } from '../../src/controller/reconciler
 import type { CanaryRefusal } from '../../src/core/canary.ts';
 import type { EventSpec } from '../../src/core/events.ts';
 import type { PlannedWrite, RawDocuments } from '../../src/core/plan.ts';
+import { type MacKey, macKey } from '../../src/core/record-mac.ts';
 import { OidcPublisherError } from '../../src/errors.ts';
 import type { ClusterClient, IssuedToken, OidcPublisherList } from '../../src/kube/cluster-client.ts';
 import type { StreamOptions } from '../../src/kube/http.ts';
@@ -189,6 +190,8 @@ export class World {
   readonly cluster = new MemoryCluster();
   readonly store = new MemoryStore();
   readonly view = new PublicView(this.store);
+  /** The key status.keys records are sealed with (the operator keeps it in a Secret), or the error getting it raises. */
+  integrityKey: MacKey | OidcPublisherError = macKey(Buffer.alloc(32, 7));
   /** The log lines, parsed. */
   readonly logs: Record<string, unknown>[] = [];
   now = new Date(WORLD_START);
@@ -272,6 +275,12 @@ export class World {
       now: () => new Date(this.now),
       events: this.cluster.recorder,
       canary: new CanaryTokens(this.cluster, 'oidc-publisher-system'),
+      integrityKey: {
+        get: async () => {
+          if (this.integrityKey instanceof Error) throw this.integrityKey;
+          return this.integrityKey;
+        },
+      },
       hooks: { written: (_name, write) => this.planned.push(write) },
       ...deps,
     });

@@ -14,6 +14,7 @@ import { CANARY_RENEW_MS } from '../../src/controller/canary.ts';
 import type { ReconcileResult } from '../../src/controller/queue.ts';
 import { CANARY_AUDIENCE } from '../../src/core/canary.ts';
 import { renderJwks, sha256Hex, validateJwks } from '../../src/core/documents.ts';
+import { macKey } from '../../src/core/record-mac.ts';
 import { DISCOVERY_PATH, JWKS_PATH } from '../../src/core/spec.ts';
 import { type ErrorCode, ErrorCodes, OidcPublisherError } from '../../src/errors.ts';
 import {
@@ -675,6 +676,84 @@ const cases: Case[] = [
     events: ['Warning StorageUnreachable'],
     result: BACKOFF,
     check: (w) => assert.equal(w.view.reads, 0),
+  },
+  {
+    name: "a bucket writer and a status writer together: a key in a JWKS with this publisher's metadata and hash, recorded in status without the operator's MAC, is refused",
+    arrange: async (w) => {
+      await afterFirstSync(w);
+      for (const k of w.obj.status?.keys ?? [])
+        assert.match(k.mac ?? '', /^v1\.[0-9a-f]{8}\./, `the operator sealed the record of ${k.kid}`);
+      // The bucket writer: the JWKS with their key, its hash and this publisher's UID in the metadata.
+      const body = renderJwks(validateJwks(jwksJson([RSA_PUBLIC, EC_PUBLIC, OKP_PUBLIC])));
+      w.store.seed(JWKS_KEY, body, { metadata: ownedBy(PUBLISHER_UID, PUBLISHER_NAME, sha256Hex(body)) });
+      // The status writer: a record of the same key, as retention writes one, but unsealed.
+      w.edit((o) => {
+        o.status?.keys?.push({
+          kid: 'ed-1',
+          kty: 'OKP',
+          alg: 'EdDSA',
+          firstSeen: '2025-06-01T11:00:00Z',
+          retiredAt: '2025-06-01T12:00:00Z',
+          jwk: OKP_PUBLIC,
+        });
+      });
+    },
+    writes: [jwksWrite([RSA_PUBLIC, EC_PUBLIC], 'content changed')],
+    conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/RetainedKeysRefused', VERIFIED, KT_NOT_YET, READY],
+    events: ['Normal DocumentsPublished', 'Warning KeyRefused'],
+    result: REQUEUE,
+    check: (w) => {
+      assert.deepEqual(
+        w.obj.status?.keys?.map((k) => k.kid),
+        ['ec-1', 'rsa-1'],
+        'the record is dropped',
+      );
+      assert.match(w.cluster.events[1]?.event.note ?? '', /"ed-1".*carries no MAC of the operator/);
+    },
+  },
+  {
+    name: 'the record MAC key changed (its Secret emptied while no replica held it): the retired key is refused, naming both key ids',
+    arrange: async (w) => {
+      await afterFirstSync(w);
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) };
+      w.integrityKey = macKey(Buffer.alloc(32, 9));
+    },
+    writes: [jwksWrite([EC_PUBLIC], 'content changed')],
+    conditions: [SOURCE_OK, ISSUER_OK, 'Published=True/RetainedKeysRefused', VERIFIED, KT_NOT_YET, READY],
+    events: ['Normal DocumentsPublished', 'Warning KeyRefused'],
+    result: REQUEUE,
+    check: (w) =>
+      assert.match(
+        w.cluster.events[1]?.event.note ?? '',
+        /"rsa-1".*made with integrity key [0-9a-f]{8}, the operator holds key [0-9a-f]{8} \(its Secret was emptied, re-created or replaced\)/,
+      ),
+  },
+  {
+    name: 'the record MAC key Secret is missing or cannot be read or written: nothing published rather than a retired key dropped',
+    arrange: async (w) => {
+      await afterFirstSync(w);
+      w.source = { discovery: discoveryJson(), jwks: jwksJson([EC_PUBLIC]) };
+      w.integrityKey = err('INTEGRITY_KEY_UNAVAILABLE');
+    },
+    writes: [],
+    conditions: [
+      SOURCE_OK,
+      ISSUER_OK,
+      'Published=False/IntegrityKeyUnavailable',
+      NOT_VERIFIED,
+      KT_NOT_YET,
+      'Ready=False/IntegrityKeyUnavailable',
+    ],
+    events: ['Warning IntegrityKeyUnavailable'],
+    result: BACKOFF,
+    check: (w) => {
+      assert.equal(w.view.reads, 0);
+      assert.deepEqual(
+        w.obj.status?.keys?.map((k) => k.retiredAt),
+        [undefined, undefined],
+        'status.keys kept',
+      );
+    },
   },
 
   {
