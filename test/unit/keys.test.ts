@@ -927,4 +927,31 @@ describe('retainKeys: a retired key needs the MAC the operator sealed its record
     assert.equal(new Set([base, ...variants]).size, variants.length + 1, 'every variant has its own MAC');
     assert.equal(recordMac(SEAL, RSA.kid, { ...RSA }, undefined), base, 'deterministic');
   });
+
+  it('provenKeys with a seal: only sealed records prove a key published, so status and the bucket together cannot make a kid conflict keep their key', () => {
+    // The bucket and status written together: FORGED in a stored JWKS whose hash matches, and a
+    // record of it without the operator's MAC (or with another record's).
+    const forged = rec(FORGED, at(-DAY));
+    const copied = { ...forged, mac: sealed(rec(RSA, at(-DAY))).mac };
+    assert.deepEqual(
+      [...provenKeys([forged], BOTH, NOW, DAY).keys()],
+      [FORGED.kid],
+      'without a seal, as before',
+    );
+    assert.deepEqual([...provenKeys([forged], BOTH, NOW, DAY, SEAL).keys()], [], 'unsealed record refused');
+    assert.deepEqual([...provenKeys([copied], BOTH, NOW, DAY, SEAL).keys()], [], 'copied MAC refused');
+    assert.deepEqual(
+      [
+        ...provenKeys(
+          [sealed(rec(RSA, at(-DAY))), sealed(rec(EC, at(-DAY), at(-H)))],
+          STORED,
+          NOW,
+          DAY,
+          SEAL,
+        ).keys(),
+      ],
+      ['rsa-1', 'ec-1'],
+      'sealed records whose material the stored JWKS holds are proven',
+    );
+  });
 });
