@@ -14,9 +14,18 @@ export const VERSIONS = {
   minio: 'v0.0.0-20260212201848-7aac2a2c5b7c',
   fakeGcs: 'v1.55.1',
   helm: 'v3.21.4',
+  /** github.com/aws/amazon-eks-pod-identity-webhook, run as a Deployment on the bed's node. */
+  podIdentityWebhook: 'v0.6.17',
 } as const;
 
-export type ToolGroup = 'kube' | 'etcd' | 'minio' | 'fake-gcs-server' | 'helm' | 'node';
+export type ToolGroup =
+  | 'kube'
+  | 'etcd'
+  | 'minio'
+  | 'fake-gcs-server'
+  | 'helm'
+  | 'node'
+  | 'pod-identity-webhook';
 
 export interface ToolPaths {
   kubeApiserver: string;
@@ -32,6 +41,8 @@ export interface ToolPaths {
   kubeProxy: string;
   /** The pause binary of that Kubernetes release, compiled from its pause.c. */
   pause: string;
+  /** The AWS pod identity webhook (group 'pod-identity-webhook'), the binary of its image. */
+  podIdentityWebhook: string;
 }
 
 export function cacheDir(): string {
@@ -52,6 +63,7 @@ export function toolPaths(): ToolPaths {
     kubeScheduler: join(bin, `kube-scheduler-${VERSIONS.kube}`),
     kubeProxy: join(bin, `kube-proxy-${VERSIONS.kube}`),
     pause: join(bin, `pause-${VERSIONS.kube}`),
+    podIdentityWebhook: join(bin, `pod-identity-webhook-${VERSIONS.podIdentityWebhook}`),
   };
 }
 
@@ -62,6 +74,7 @@ const GROUP_FILES: Record<ToolGroup, (keyof ToolPaths)[]> = {
   'fake-gcs-server': ['fakeGcsServer'],
   helm: ['helm'],
   node: ['kubelet', 'kubeControllerManager', 'kubeScheduler', 'kubeProxy', 'pause'],
+  'pod-identity-webhook': ['podIdentityWebhook'],
 };
 
 /** About how long each group takes to build the first time on 2 cores (an empty Go cache). */
@@ -72,6 +85,7 @@ const GROUP_MINUTES: Record<ToolGroup, number> = {
   'fake-gcs-server': 3,
   helm: 4,
   node: 8,
+  'pod-identity-webhook': 3,
 };
 
 function executable(path: string): boolean {
@@ -109,6 +123,7 @@ export function ensureTools(
       MINIO_VERSION: VERSIONS.minio,
       FAKE_GCS_VERSION: VERSIONS.fakeGcs,
       HELM_VERSION: VERSIONS.helm,
+      POD_IDENTITY_WEBHOOK_VERSION: VERSIONS.podIdentityWebhook,
     },
   });
   if (result.status === 3) {
