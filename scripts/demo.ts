@@ -13,7 +13,10 @@
  *
  * `--node`: the same story as Pods, the way users run it: the bed runs a real node (root), the
  * image is built from the Dockerfile, and `kubectl apply -k` of config/default (the image
- * overridden by a kustomize overlay) runs the operator.
+ * overridden by a kustomize overlay) runs the operator. It ends with a Pod that holds no keys: the
+ * AWS pod identity webhook, deployed as on a self-managed cluster, injects the role and a projected
+ * token into it, and the AWS SDK's default credential chain in the Pod buys credentials from the
+ * STS and reads an object. The demo shows the Pod's own log.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +28,14 @@ import { buildProjectImage } from '../test/bed/container-image.ts';
 import { request } from '../test/bed/http.ts';
 import { NODE_NETWORK } from '../test/bed/node.ts';
 import { writeOverlay } from '../test/bed/overlay.ts';
+import {
+  containerEnv,
+  deployPodIdentityWebhook,
+  POD_IDENTITY_WEBHOOK,
+  untilWebhookMutates,
+  workloadLog,
+  workloadPodYaml,
+} from '../test/bed/pod-identity-webhook.ts';
 import { assumeRoleWithWebIdentity, type StsMinio, startStsMinio, stsS3Client } from '../test/bed/sts.ts';
 import { ensureTools } from '../test/bed/tools.ts';
 import {
@@ -72,7 +83,9 @@ process.on('SIGTERM', () => void shutdown(0));
 
 try {
   step('Building the real servers (first run only: kube-apiserver, etcd, MinIO, fake-gcs-server)');
-  ensureTools(values.node ? ['kube', 'etcd', 'minio', 'fake-gcs-server', 'node'] : undefined);
+  ensureTools(
+    values.node ? ['kube', 'etcd', 'minio', 'fake-gcs-server', 'node', 'pod-identity-webhook'] : undefined,
+  );
   console.log('    cached in ~/.cache/oidc-publisher/bin');
 
   step(
@@ -92,11 +105,13 @@ try {
   );
 
   let kubeconfig = '';
+  let projectImage = '';
   if (bed.node) {
     step('Building the image from the Dockerfile (first run only) into the node');
     const image = await buildProjectImage(join(bed.dir, 'image-build'));
     await bed.node.importImage(image.tarball);
     console.log(`    ${image.ref}${image.cached ? ' (cached)' : ''}`);
+    projectImage = image.ref;
     step('kubectl apply -k of config/default, the image overridden by a kustomize overlay');
     const overlay = join(bed.dir, 'overlay');
     mkdirSync(overlay);
@@ -200,6 +215,13 @@ try {
     new PutObjectCommand({ Bucket: 'workload-data', Key: 'greeting.txt', Body: 'hello, demo/app\n' }),
   );
   cloud.destroy();
+  if (bed.node) {
+    await workloadPodStory(bed, sts, projectImage);
+    if (values.once) await shutdown(0);
+    console.log(`\n${bold('The operator keeps the issuer current. Press Ctrl-C to stop everything.')}`);
+    console.log(`    (kubectl: KUBECONFIG=${bed.adminKubeconfig} ${bed.state.kubectl} get pods -A)`);
+    await new Promise(() => {});
+  }
   const stsToken = await bed.mintToken({
     namespace: 'demo',
     serviceAccount: 'app',
@@ -237,4 +259,56 @@ try {
   console.error(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}`);
   if (op) console.error(`operator output (last lines):\n${op.output.slice(-15).join('\n')}`);
   await shutdown(1);
+}
+
+/** The node demo's ending: a Pod with no keys gets credentials through the pod identity webhook. */
+async function workloadPodStory(bed: Bed, sts: StsMinio, image: string): Promise<void> {
+  step('Deploying the AWS pod identity webhook (built from source) as on a self-managed cluster');
+  const webhook = await deployPodIdentityWebhook(bed, { region: sts.region });
+  console.log(
+    `    ${webhook.ref}${webhook.cached ? ' (cached)' : ''}: Deployment, Service, RBAC and MutatingWebhookConfiguration in namespace ${POD_IDENTITY_WEBHOOK.namespace}`,
+  );
+  step('A ServiceAccount annotated with the role, and a Pod with no credentials in its spec');
+  const [ns, sa, prefix] = ['demo', 'app', POD_IDENTITY_WEBHOOK.annotationPrefix];
+  await bed
+    .kubectl(['create', 'namespace', ns, '--dry-run=client', '-o', 'yaml'])
+    .then((y) => bed.kubectl(['apply', '-f', '-'], { input: y }));
+  await bed.kubectl(['create', 'configmap', 'cloud-ca', '-n', ns, `--from-file=ca.crt=${bed.state.caFile}`]);
+  await bed
+    .kubectl(['create', 'serviceaccount', sa, '-n', ns, '--dry-run=client', '-o', 'yaml'])
+    .then((y) => bed.kubectl(['apply', '-f', '-'], { input: y }));
+  await bed.kubectl([
+    'annotate',
+    'serviceaccount',
+    sa,
+    '-n',
+    ns,
+    '--overwrite',
+    `${prefix}/role-arn=${sts.roleArn}`,
+    `${prefix}/audience=${sts.clientId}`,
+  ]);
+  console.log(`    kubectl annotate serviceaccount ${sa} -n ${ns} ${prefix}/role-arn=${sts.roleArn}`);
+  console.log(`    kubectl annotate serviceaccount ${sa} -n ${ns} ${prefix}/audience=${sts.clientId}`);
+  const yaml = workloadPodYaml({
+    name: 'reader',
+    namespace: ns,
+    serviceAccount: sa,
+    image,
+    endpoint: sts.endpoint,
+    caConfigMap: 'cloud-ca',
+    bucket: 'workload-data',
+    key: 'greeting.txt',
+  });
+  await untilWebhookMutates(bed, yaml);
+  await bed.kubectl(['apply', '-f', '-'], { input: yaml });
+  const stored = JSON.parse(
+    await bed.kubectl(['get', 'pod', 'reader', '-n', ns, '-o', 'json']),
+  ) as Parameters<typeof containerEnv>[0];
+  const env = containerEnv(stored);
+  console.log('    what the webhook added to the Pod (kubectl get pod reader -o json):');
+  for (const name of ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_REGION'])
+    console.log(`      env ${name}=${env[name] ?? '(none)'}`);
+  step(`kubectl logs reader -n ${ns}: the Pod's AWS SDK default credential chain`);
+  await workloadLog(bed, ns, 'reader');
+  console.log(indent(await bed.kubectl(['logs', 'reader', '-n', ns])));
 }

@@ -8,6 +8,7 @@
 #                                 node (kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
 #                                 the pause binary, for the bed's real node),
 #                                 kubeadm (for the test that validates the documentation's kubeadm configurations)
+#                                 pod-identity-webhook (the AWS pod identity webhook, for the node's Pods)
 #
 # Each build says what it builds, where it is cached and about how long it takes: the
 # estimates are measured on 2 cores with an empty Go cache (a warm Go cache is faster).
@@ -18,6 +19,7 @@ set -euo pipefail
 : "${MINIO_VERSION:?set by test/bed/tools.ts}"
 : "${FAKE_GCS_VERSION:?set by test/bed/tools.ts}"
 : "${HELM_VERSION:?set by test/bed/tools.ts}"
+: "${POD_IDENTITY_WEBHOOK_VERSION:?set by test/bed/tools.ts}"
 
 cache="${OIDC_PUBLISHER_CACHE:-$HOME/.cache/oidc-publisher}"
 bin="$cache/bin"
@@ -169,6 +171,10 @@ for t in "${tools[@]}"; do
     minio) go_install_tool "minio-$MINIO_VERSION" "github.com/minio/minio@$MINIO_VERSION" minio "8 min" ;;
     fake-gcs-server) go_install_tool "fake-gcs-server-$FAKE_GCS_VERSION" "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" fake-gcs-server "3 min" ;;
     helm) go_install_tool "helm-$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm "4 min" ;;
+    pod-identity-webhook)
+      go_install_tool "pod-identity-webhook-$POD_IDENTITY_WEBHOOK_VERSION" \
+        "github.com/aws/amazon-eks-pod-identity-webhook@$POD_IDENTITY_WEBHOOK_VERSION" \
+        amazon-eks-pod-identity-webhook "3 min" ;;
     *) log "unknown tool: $t"; exit 2 ;;
   esac
 done

@@ -6,7 +6,8 @@
  *                                                       image built from the Dockerfile in its containerd)
  * npm run testbed -- down [--dir DIR]                   stop it and remove its files
  * npm run testbed -- build [--node]                     build the pinned servers into the cache
- *                                                       (--node: the node's servers and the image too)
+ *                                                       (--node: the node's servers, the AWS pod identity
+ *                                                       webhook and the image too)
  *
  * npm run testbed -- clean-node [--dir DIR]             remove what a killed bed's node left (processes,
  *                                                       bridge, iptables chains, cgroups, mounts under DIR)
@@ -42,7 +43,7 @@ async function main(): Promise<number> {
         'minio',
         'fake-gcs-server',
         'helm',
-        ...(values.node ? (['node'] as const) : []),
+        ...(values.node ? (['node', 'pod-identity-webhook'] as const) : []),
       ]);
       if (values.node) {
         ensureNodePackages();

@@ -14,9 +14,19 @@ export const VERSIONS = {
   minio: 'v0.0.0-20260212201848-7aac2a2c5b7c',
   fakeGcs: 'v1.55.1',
   helm: 'v3.21.4',
+  /** github.com/aws/amazon-eks-pod-identity-webhook, run as a Deployment on the bed's node. */
+  podIdentityWebhook: 'v0.6.17',
 } as const;
 
-export type ToolGroup = 'kube' | 'etcd' | 'minio' | 'fake-gcs-server' | 'helm' | 'node' | 'kubeadm';
+export type ToolGroup =
+  | 'kube'
+  | 'etcd'
+  | 'minio'
+  | 'fake-gcs-server'
+  | 'helm'
+  | 'node'
+  | 'kubeadm'
+  | 'pod-identity-webhook';
 
 export interface ToolPaths {
   kubeApiserver: string;
@@ -34,6 +44,8 @@ export interface ToolPaths {
   pause: string;
   /** kubeadm of the same Kubernetes version (group 'kubeadm'), for the documentation's kubeadm configurations. */
   kubeadm: string;
+  /** The AWS pod identity webhook (group 'pod-identity-webhook'), the binary of its image. */
+  podIdentityWebhook: string;
 }
 
 export function cacheDir(): string {
@@ -55,6 +67,7 @@ export function toolPaths(): ToolPaths {
     kubeProxy: join(bin, `kube-proxy-${VERSIONS.kube}`),
     pause: join(bin, `pause-${VERSIONS.kube}`),
     kubeadm: join(bin, `kubeadm-${VERSIONS.kube}`),
+    podIdentityWebhook: join(bin, `pod-identity-webhook-${VERSIONS.podIdentityWebhook}`),
   };
 }
 
@@ -66,6 +79,7 @@ const GROUP_FILES: Record<ToolGroup, (keyof ToolPaths)[]> = {
   helm: ['helm'],
   node: ['kubelet', 'kubeControllerManager', 'kubeScheduler', 'kubeProxy', 'pause'],
   kubeadm: ['kubeadm'],
+  'pod-identity-webhook': ['podIdentityWebhook'],
 };
 
 /** About how long each group takes to build the first time on 2 cores (an empty Go cache). */
@@ -78,6 +92,7 @@ const GROUP_MINUTES: Record<ToolGroup, number> = {
   node: 8,
   // 2 min 7 s measured after kube-apiserver's build; 6 estimated with an empty Go cache.
   kubeadm: 6,
+  'pod-identity-webhook': 3,
 };
 
 function executable(path: string): boolean {
@@ -115,6 +130,7 @@ export function ensureTools(
       MINIO_VERSION: VERSIONS.minio,
       FAKE_GCS_VERSION: VERSIONS.fakeGcs,
       HELM_VERSION: VERSIONS.helm,
+      POD_IDENTITY_WEBHOOK_VERSION: VERSIONS.podIdentityWebhook,
     },
   });
   if (result.status === 3) {
