@@ -82,7 +82,7 @@ describe('a Pod gets cloud credentials through the AWS pod identity webhook on a
     writeOverlay(overlay, {
       image: image.ref,
       ca: bed.ca,
-      storageAllowedHosts: NODE_NETWORK.hostAddress,
+      storageAllowedHosts: `s3=${NODE_NETWORK.hostAddress}`,
       replicas: 1,
     });
     await kubectl(['apply', '-k', overlay]);
