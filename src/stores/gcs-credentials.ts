@@ -55,7 +55,11 @@ const EXTERNAL_ACCOUNT_MEMBERS = new Set([
   'service_account_impersonation_url',
   'service_account_impersonation',
   'universe_domain',
+  'token_info_url',
 ]);
+
+/** The token_info_url some tools write: Google's STS introspection, never passed on (the library does not call it). */
+const GOOGLE_STS_INTROSPECT_URL = 'https://sts.googleapis.com/v1/introspect';
 
 export interface ExternalAccountConfig {
   type: 'external_account';
@@ -131,6 +135,10 @@ function parseExternalAccount(
   const universe = own(json, 'universe_domain');
   if (universe !== undefined && universe !== 'googleapis.com') {
     throw invalid('universe_domain must be googleapis.com');
+  }
+  const tokenInfoURL = own(json, 'token_info_url');
+  if (tokenInfoURL !== undefined && tokenInfoURL !== GOOGLE_STS_INTROSPECT_URL) {
+    throw invalid(`token_info_url must be ${GOOGLE_STS_INTROSPECT_URL} or absent`);
   }
   const audience = own(json, 'audience');
   if (typeof audience !== 'string' || !POOL_AUDIENCE.test(audience)) {

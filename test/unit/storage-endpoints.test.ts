@@ -713,6 +713,11 @@ describe('parseGcsCredentials: external_account in the one shape that sends a to
     );
   });
 
+  it("accepts Google's token_info_url and does not pass it on (the library never calls it)", () => {
+    const withInfo = { ...gcloud, token_info_url: 'https://sts.googleapis.com/v1/introspect' };
+    assert.deepEqual(parseGcsCredentials(JSON.stringify(withInfo), dirs), gcloud);
+  });
+
   it('still parses a service account key', () => {
     const key = {
       type: 'service_account',
@@ -880,7 +885,7 @@ describe('parseGcsCredentials: external_account in the one shape that sends a to
     [
       'a token_info_url',
       { ...gcloud, token_info_url: 'https://attacker.example/introspect' },
-      /member "token_info_url" is not accepted/,
+      /token_info_url must be https:\/\/sts\.googleapis\.com\/v1\/introspect or absent/,
     ],
     [
       'a workforce_pool_user_project',
