@@ -10,6 +10,7 @@ import { parseDuration } from './core/duration.ts';
 import { OidcPublisherError } from './errors.ts';
 import { parseListenAddress } from './server/listen-address.ts';
 import { parseHostPatterns, splitHostList } from './stores/endpoints.ts';
+import { DEFAULT_GCS_TOKEN_FILE_DIR, tokenFileDirProblems } from './stores/gcs-credentials.ts';
 
 export interface Config {
   /** Kubeconfig of the cluster the operator runs against; default in-cluster or KUBECONFIG. */
@@ -23,6 +24,8 @@ export interface Config {
   storageTimeoutMs: number;
   /** Storage endpoint hosts allowed besides the public clouds', as `<backend>=<host>` (--storage-allowed-hosts). */
   storageAllowedHosts: readonly string[];
+  /** Directories an external_account in a GCS credentials Secret may read its token file from (--gcs-token-file-dirs). */
+  gcsTokenFileDirs: readonly string[];
   backoffBaseMs: number;
   backoffMaxMs: number;
   shutdownGraceMs: number;
@@ -83,6 +86,11 @@ export const FLAGS = {
     type: 'string',
     env: 'OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS',
     help: "storage endpoint hosts allowed besides the public clouds', each for one backend (comma-separated <s3|gcs|azureBlob>=<host, IP or *.suffix>; s3=http://host also allows plain http); only credentials Secrets are sent to them",
+  },
+  'gcs-token-file-dirs': {
+    type: 'string',
+    env: 'OIDC_PUBLISHER_GCS_TOKEN_FILE_DIRS',
+    help: `directories whose files a GCS credentials Secret's external_account may send to Google's STS (comma-separated absolute paths; default ${DEFAULT_GCS_TOKEN_FILE_DIR}; none for none)`,
   },
   'backoff-base': {
     type: 'string',
@@ -218,6 +226,15 @@ export function parseConfig(
   } catch (err) {
     problems.push(err instanceof Error ? err.message : String(err));
   }
+  const tokenDirsText = raw('gcs-token-file-dirs') ?? DEFAULT_GCS_TOKEN_FILE_DIR;
+  const gcsTokenFileDirs =
+    tokenDirsText === 'none'
+      ? []
+      : tokenDirsText
+          .split(',')
+          .map((d) => d.trim())
+          .filter((d) => d !== '');
+  problems.push(...tokenFileDirProblems(gcsTokenFileDirs));
   const qpsText = raw('kube-api-qps') ?? '50';
   const kubeApiQps = /^\d+(?:\.\d+)?$/.test(qpsText) ? Number(qpsText) : Number.NaN;
   if (!(kubeApiQps >= 0 && kubeApiQps <= 10_000)) {
@@ -247,6 +264,7 @@ export function parseConfig(
     sourceTimeoutMs: duration('source-timeout', '10s'),
     storageTimeoutMs: duration('storage-timeout', '15s'),
     storageAllowedHosts: Object.freeze(storageAllowedHosts),
+    gcsTokenFileDirs: Object.freeze(gcsTokenFileDirs),
     backoffBaseMs: duration('backoff-base', '1s'),
     backoffMaxMs: duration('backoff-max', '1m'),
     shutdownGraceMs: duration('shutdown-grace', '20s'),

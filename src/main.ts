@@ -51,6 +51,7 @@ export async function runOperator(config: Readonly<Config>, env: NodeJS.ProcessE
     namespace: config.namespace,
     timeoutMs: config.storageTimeoutMs,
     allowedHosts: config.storageAllowedHosts,
+    gcsTokenFileDirs: config.gcsTokenFileDirs,
   });
   const issuerReader = new AnonymousIssuerReader();
   const canary = new CanaryTokens(cluster, config.namespace);

@@ -11,7 +11,7 @@ import type { StorageTarget } from '../core/spec.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { SecretReader } from '../secrets.ts';
 import { EndpointPolicy } from './endpoints.ts';
-import { parseServiceAccountKey, type ServiceAccountKey } from './gcs-credentials.ts';
+import { type GcsCredentials, parseGcsCredentials } from './gcs-credentials.ts';
 import type { S3Store } from './s3.ts';
 import type { ObjectStore } from './store.ts';
 
@@ -27,6 +27,7 @@ export class StoreFactory {
   readonly #namespace: string;
   readonly #timeoutMs: number;
   readonly #endpoints: EndpointPolicy;
+  readonly #gcsTokenFileDirs: readonly string[];
   readonly #cache = new Map<string, CachedStore>();
   /** S3 stores that own a client, by everything but the prefix, with the number of stores using each. */
   readonly #connections = new Map<string, { base: Promise<S3Store>; users: number }>();
@@ -34,14 +35,17 @@ export class StoreFactory {
   /**
    * `allowedHosts`: storage endpoint hosts allowed besides the public clouds', as `<backend>=<host>`
    * entries (the operator's --storage-allowed-hosts), or 'any' where the user who runs the command
-   * chose the endpoint.
+   * chose the endpoint. `gcsTokenFileDirs`: where a GCS Secret's external_account may read its token
+   * file (the operator's --gcs-token-file-dirs); none when not given.
    */
   constructor(opts: {
     secrets: SecretReader;
     namespace: string;
     timeoutMs: number;
     allowedHosts: readonly string[] | 'any';
+    gcsTokenFileDirs?: readonly string[];
   }) {
+    this.#gcsTokenFileDirs = opts.gcsTokenFileDirs ?? [];
     this.#secrets = opts.secrets;
     this.#namespace = opts.namespace;
     this.#timeoutMs = opts.timeoutMs;
@@ -84,7 +88,7 @@ export class StoreFactory {
       const data = await this.#secrets.readSecret(this.#namespace, name, publisher);
       const text = this.#secretValue(data, name, key);
       try {
-        credentials = parseServiceAccountKey(text ?? '');
+        credentials = parseGcsCredentials(text ?? '', this.#gcsTokenFileDirs);
       } catch (err) {
         throw new OidcPublisherError(
           'STORAGE_CREDENTIALS_INVALID',
@@ -192,7 +196,7 @@ export class StoreFactory {
       timeoutMs: this.#timeoutMs,
       endpoints: this.#endpoints,
       ...(target.endpoint ? { endpoint: target.endpoint } : {}),
-      ...(credentials ? { credentials: credentials as ServiceAccountKey } : {}),
+      ...(credentials ? { credentials: credentials as GcsCredentials } : {}),
     });
   }
 

@@ -8,11 +8,11 @@
  * error bodies whole and takes no agent or size option: that read is bounded
  * by the deadline, and by the allowlist (Google's endpoint by default).
  */
-import type { Storage } from '@google-cloud/storage';
+import type { Storage, StorageOptions } from '@google-cloud/storage';
 import type { StoredObject } from '../core/plan.ts';
 import { OidcPublisherError } from '../errors.ts';
 import type { EndpointPolicy } from './endpoints.ts';
-import type { ServiceAccountKey } from './gcs-credentials.ts';
+import type { GcsCredentials } from './gcs-credentials.ts';
 import { ownErrorAt, readLimited, withDeadline } from './limits.ts';
 import { type ObjectStore, objectMetadata, type PutOptions, readMetadata } from './store.ts';
 
@@ -20,8 +20,11 @@ export interface GcsStoreOptions {
   bucket: string;
   prefix: string;
   endpoint?: string;
-  /** A checked service account key (gcs-credentials.ts); default Application Default Credentials. */
-  credentials?: ServiceAccountKey;
+  /**
+   * Checked credentials (gcs-credentials.ts): a service account key, or an external_account that
+   * sends a token file to Google's STS; default Application Default Credentials.
+   */
+  credentials?: GcsCredentials;
   /** Deadline of each call, retries included. */
   timeoutMs: number;
   /** The endpoint allowlist, checked before the client is made. */
@@ -82,6 +85,20 @@ export function gcsError(op: string, target: string, err: unknown): OidcPublishe
   });
 }
 
+/** The options the store's Storage client is made with. */
+export function gcsClientOptions(opts: GcsStoreOptions): StorageOptions {
+  const credentials = opts.credentials;
+  return {
+    ...(opts.endpoint ? { apiEndpoint: opts.endpoint } : {}),
+    ...(credentials ? { credentials } : {}),
+    ...(credentials?.type === 'service_account' && credentials.project_id
+      ? { projectId: credentials.project_id }
+      : {}),
+    timeout: opts.timeoutMs,
+    retryOptions: { maxRetries: 1, totalTimeout: Math.ceil(opts.timeoutMs / 1000) * 2 },
+  };
+}
+
 export class GcsStore implements ObjectStore {
   readonly describe: string;
   readonly #storage: Storage;
@@ -106,14 +123,7 @@ export class GcsStore implements ObjectStore {
       endpoint !== GOOGLE_ENDPOINT ? 'none' : opts.credentials ? 'bearer' : 'ambient',
     );
     const { Storage } = await import('@google-cloud/storage');
-    const storage = new Storage({
-      ...(opts.endpoint ? { apiEndpoint: opts.endpoint } : {}),
-      ...(opts.credentials ? { credentials: opts.credentials } : {}),
-      ...(opts.credentials?.project_id ? { projectId: opts.credentials.project_id } : {}),
-      timeout: opts.timeoutMs,
-      retryOptions: { maxRetries: 1, totalTimeout: Math.ceil(opts.timeoutMs / 1000) * 2 },
-    });
-    return new GcsStore(storage, opts);
+    return new GcsStore(new Storage(gcsClientOptions(opts)), opts);
   }
 
   #file(key: string) {

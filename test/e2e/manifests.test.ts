@@ -712,6 +712,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       extraArgs: ['--storage-timeout=45s'],
       extraEnv: [{ name: 'OIDC_PUBLISHER_BACKOFF_MAX', value: '2m' }],
       storageAllowedHosts: ['s3=minio.storage.svc', 'azureBlob=*.blob.example.net', 'gcs=http://[fd00::1]'],
+      gcsTokenFileDirs: ['/var/run/secrets/oidc-publisher/gcp', '/etc/gcp-token'],
       image: { tag: '9.9.9' },
       serviceAccount: {
         name: 'issuer-writer',
@@ -743,6 +744,11 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       cfg.storageAllowedHosts,
       ['s3=minio.storage.svc', 'azureBlob=*.blob.example.net', 'gcs=http://[fd00::1]'],
       'storageAllowedHosts reaches the operator, each entry with its backend',
+    );
+    assert.deepEqual(
+      cfg.gcsTokenFileDirs,
+      ['/var/run/secrets/oidc-publisher/gcp', '/etc/gcp-token'],
+      'gcsTokenFileDirs reaches the operator',
     );
     assert.equal(cfg.backoffMaxMs, 120_000, 'extraEnv reaches the operator');
     assert.equal(manager(d, 'settings').image, 'ghcr.io/oidc-publisher/oidc-publisher:9.9.9');

@@ -468,7 +468,7 @@ describe('error codes of a hostile endpoint, in the messages that become status'
 });
 
 describe('GCS credentials Secret', () => {
-  it('refuses an external_account configuration: its token_url gets nothing, its credential file is not read', async () => {
+  it("refuses an external_account configuration whose token_url is not Google's, its file allowed: the token_url gets nothing", async () => {
     const tokenEndpoint = await standIn(false, (_req, res) =>
       res
         .writeHead(200, { 'content-type': 'application/json' })
@@ -489,6 +489,7 @@ describe('GCS credentials Secret', () => {
       namespace: 'ns',
       timeoutMs: 3000,
       allowedHosts: [],
+      gcsTokenFileDirs: [dir],
     });
     try {
       const code = await codeOf(async () =>

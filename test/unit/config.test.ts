@@ -50,6 +50,7 @@ describe('parseConfig', () => {
       sourceTimeoutMs: 10_000,
       storageTimeoutMs: 15_000,
       storageAllowedHosts: [],
+      gcsTokenFileDirs: ['/var/run/secrets/oidc-publisher/gcp'],
       backoffBaseMs: 1000,
       backoffMaxMs: 60_000,
       shutdownGraceMs: 20_000,
@@ -111,6 +112,39 @@ describe('parseConfig', () => {
     );
     assert.match(problems, /"http:\/\/127\.0\.0\.1": name the backend/);
     assert.match(problems, /"s4=x\.example": the backend must be one of s3, gcs, azureBlob/);
+  });
+
+  it('takes --gcs-token-file-dirs as absolute directories, none for none, never the ServiceAccount token directory', () => {
+    assert.deepEqual(
+      parseConfig(['--gcs-token-file-dirs', '/var/run/gcp, /etc/wif/'], NS, noFile).gcsTokenFileDirs,
+      ['/var/run/gcp', '/etc/wif/'],
+    );
+    assert.deepEqual(
+      parseConfig([], { ...NS, OIDC_PUBLISHER_GCS_TOKEN_FILE_DIRS: 'none' }, noFile).gcsTokenFileDirs,
+      [],
+    );
+    const problems = problemsOf(() =>
+      parseConfig(
+        [
+          '--gcs-token-file-dirs',
+          'relative/dir,/,/var/run/secrets,/var/run/secrets/kubernetes.io/serviceaccount,/run/secrets/kubernetes.io/serviceaccount/x,/a/../var/run/secrets/kubernetes.io',
+        ],
+        NS,
+        noFile,
+      ),
+    ).join('\n');
+    assert.match(problems, /"relative\/dir" is not a plain absolute directory/);
+    assert.match(problems, /"\/" is not a plain absolute directory/);
+    assert.match(
+      problems,
+      /"\/var\/run\/secrets" holds or lies in the operator's own ServiceAccount token directory/,
+    );
+    assert.match(problems, /"\/var\/run\/secrets\/kubernetes\.io\/serviceaccount" holds or lies in/);
+    assert.match(problems, /"\/run\/secrets\/kubernetes\.io\/serviceaccount\/x" holds or lies in/);
+    assert.match(
+      problems,
+      /"\/a\/\.\.\/var\/run\/secrets\/kubernetes\.io" is not a plain absolute directory/,
+    );
   });
 
   it('accepts a foreign jwksURI only when --allow-foreign-jwks-uri (or its variable) is true', () => {

@@ -16,7 +16,12 @@ import {
   parseHostPattern,
   type StorageKind,
 } from '../../src/stores/endpoints.ts';
-import { GOOGLE_TOKEN_URI, parseServiceAccountKey } from '../../src/stores/gcs-credentials.ts';
+import {
+  GOOGLE_STS_TOKEN_URL,
+  GOOGLE_TOKEN_URI,
+  parseGcsCredentials,
+  parseServiceAccountKey,
+} from '../../src/stores/gcs-credentials.ts';
 import { readLimited, withDeadline } from '../../src/stores/limits.ts';
 import { S3Store, s3Error } from '../../src/stores/s3.ts';
 
@@ -669,6 +674,301 @@ describe('parseServiceAccountKey', () => {
       'STORAGE_CREDENTIALS_INVALID',
     );
   });
+});
+
+describe('parseGcsCredentials: external_account in the one shape that sends a token file to Google only', () => {
+  const dirs = ['/var/run/secrets/oidc-publisher/gcp'];
+  const tokenFile = '/var/run/secrets/oidc-publisher/gcp/token';
+  const audience =
+    '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/prod-cluster/providers/kubernetes';
+  const impersonation =
+    'https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/oidc-publisher@my-project.iam.gserviceaccount.com:generateAccessToken';
+  // What `gcloud iam workload-identity-pools create-cred-config --credential-source-file=...
+  // --credential-source-type=text --service-account=...` writes.
+  const gcloud = {
+    universe_domain: 'googleapis.com',
+    type: 'external_account',
+    audience,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+    token_url: GOOGLE_STS_TOKEN_URL,
+    credential_source: { file: tokenFile, format: { type: 'text' } },
+    service_account_impersonation_url: impersonation,
+    service_account_impersonation: { token_lifetime_seconds: 3600 },
+  };
+
+  it("accepts gcloud's credential configuration and passes on only the checked members", () => {
+    assert.deepEqual(parseGcsCredentials(JSON.stringify(gcloud), dirs), gcloud);
+  });
+
+  it('accepts one without impersonation (the federated token used directly), a json token file and a directory given with a trailing slash', () => {
+    const { service_account_impersonation_url: _u, service_account_impersonation: _i, ...direct } = gcloud;
+    assert.deepEqual(parseGcsCredentials(JSON.stringify(direct), dirs), direct);
+    const json = {
+      ...direct,
+      credential_source: { file: tokenFile, format: { type: 'json', subject_token_field_name: 'id_token' } },
+    };
+    assert.deepEqual(
+      parseGcsCredentials(JSON.stringify(json), ['/var/run/secrets/oidc-publisher/gcp/']),
+      json,
+    );
+  });
+
+  it("accepts Google's token_info_url and does not pass it on (the library never calls it)", () => {
+    const withInfo = { ...gcloud, token_info_url: 'https://sts.googleapis.com/v1/introspect' };
+    assert.deepEqual(parseGcsCredentials(JSON.stringify(withInfo), dirs), gcloud);
+  });
+
+  it('still parses a service account key', () => {
+    const key = {
+      type: 'service_account',
+      private_key: '-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n',
+      client_email: 'sa@p.iam.gserviceaccount.com',
+    };
+    assert.equal(parseGcsCredentials(JSON.stringify(key), dirs).type, 'service_account');
+  });
+
+  const { credential_source: _source, ...noSource } = gcloud;
+  const refusals: [string, unknown, RegExp, (readonly string[])?][] = [
+    [
+      'a token_url of the writer (the original finding)',
+      { ...gcloud, token_url: 'https://attacker.example/token' },
+      /token_url must be https:\/\/sts\.googleapis\.com\/v1\/token/,
+    ],
+    [
+      'no token_url (the library would build one from universe_domain)',
+      { ...gcloud, token_url: undefined },
+      /token_url must be/,
+    ],
+    [
+      "an http token_url on Google's host",
+      { ...gcloud, token_url: 'http://sts.googleapis.com/v1/token' },
+      /token_url must be/,
+    ],
+    [
+      'a token_url with user info',
+      { ...gcloud, token_url: 'https://sts.googleapis.com@attacker.example/v1/token' },
+      /token_url must be/,
+    ],
+    [
+      'a token_url on a look-alike host',
+      { ...gcloud, token_url: 'https://sts.googleapis.com.attacker.example/v1/token' },
+      /token_url must be/,
+    ],
+    [
+      'a camelCase tokenUrl, which the library reads as an alias',
+      { ...gcloud, tokenUrl: 'https://attacker.example/token' },
+      /member "tokenUrl" is not accepted/,
+    ],
+    [
+      'an impersonation URL of the writer',
+      {
+        ...gcloud,
+        service_account_impersonation_url:
+          'https://attacker.example/v1/projects/-/serviceAccounts/a@b.iam.gserviceaccount.com:generateAccessToken',
+      },
+      /service_account_impersonation_url must be/,
+    ],
+    [
+      'an impersonation URL with a query',
+      { ...gcloud, service_account_impersonation_url: `${impersonation}?x=https://attacker.example` },
+      /service_account_impersonation_url must be/,
+    ],
+    [
+      'an impersonation URL whose email carries a path',
+      {
+        ...gcloud,
+        service_account_impersonation_url:
+          'https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/a/../../x@b.iam.gserviceaccount.com:generateAccessToken',
+      },
+      /service_account_impersonation_url must be/,
+    ],
+    [
+      'a camelCase serviceAccountImpersonationUrl',
+      { ...gcloud, serviceAccountImpersonationUrl: 'https://attacker.example/' },
+      /member "serviceAccountImpersonationUrl" is not accepted/,
+    ],
+    [
+      'credential_source.url (a metadata address)',
+      {
+        ...gcloud,
+        credential_source: {
+          url: 'http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/identity',
+          headers: { 'Metadata-Flavor': 'Google' },
+        },
+      },
+      /credential_source member "url" is not accepted/,
+    ],
+    [
+      'credential_source.url next to a file',
+      { ...gcloud, credential_source: { file: tokenFile, url: 'http://10.0.0.1/' } },
+      /credential_source member "url"/,
+    ],
+    [
+      'credential_source.executable (runs a command)',
+      { ...gcloud, credential_source: { executable: { command: '/bin/sh -c id', timeout_millis: 5000 } } },
+      /credential_source member "executable"/,
+    ],
+    [
+      'credential_source.environment_id (AWS, reads the metadata service)',
+      {
+        ...gcloud,
+        credential_source: {
+          environment_id: 'aws1',
+          region_url: 'http://169.254.169.254/latest/meta-data/placement/availability-zone',
+          regional_cred_verification_url: 'https://attacker.example',
+        },
+      },
+      /credential_source member "environment_id"/,
+    ],
+    [
+      'credential_source.certificate',
+      { ...gcloud, credential_source: { certificate: { certificate_config_location: '/etc/x' } } },
+      /credential_source member "certificate"/,
+    ],
+    [
+      'a camelCase credentialSource (url inside)',
+      { ...noSource, credentialSource: { url: 'http://10.0.0.1/' } },
+      /member "credentialSource" is not accepted/,
+    ],
+    ['no credential_source', noSource, /credential_source must be an object/],
+    [
+      "the operator's own ServiceAccount token as the file",
+      { ...gcloud, credential_source: { file: '/var/run/secrets/kubernetes.io/serviceaccount/token' } },
+      /credential_source\.file must be in \/var\/run\/secrets\/oidc-publisher\/gcp/,
+    ],
+    [
+      'a file that climbs out of the allowed directory',
+      {
+        ...gcloud,
+        credential_source: {
+          file: '/var/run/secrets/oidc-publisher/gcp/../../kubernetes.io/serviceaccount/token',
+        },
+      },
+      /credential_source\.file must be a plain absolute path/,
+    ],
+    [
+      'a file in a sibling directory sharing the prefix',
+      { ...gcloud, credential_source: { file: '/var/run/secrets/oidc-publisher/gcp-other/token' } },
+      /credential_source\.file must be in/,
+    ],
+    [
+      'a relative file',
+      { ...gcloud, credential_source: { file: 'token' } },
+      /credential_source\.file must be a plain absolute path/,
+    ],
+    [
+      'a file with a doubled slash',
+      { ...gcloud, credential_source: { file: '/var/run/secrets/oidc-publisher/gcp//token' } },
+      /plain absolute path/,
+    ],
+    [
+      'the allowed directory itself',
+      { ...gcloud, credential_source: { file: '/var/run/secrets/oidc-publisher/gcp' } },
+      /credential_source\.file must be in/,
+    ],
+    [
+      'any file when the administrator allows none',
+      gcloud,
+      /--gcs-token-file-dirs allows no token files/,
+      [],
+    ],
+    [
+      'a format of another kind',
+      { ...gcloud, credential_source: { file: tokenFile, format: { type: 'xml' } } },
+      /credential_source\.format must be/,
+    ],
+    [
+      'an unknown format member',
+      { ...gcloud, credential_source: { file: tokenFile, format: { type: 'text', headers: {} } } },
+      /credential_source\.format member "headers"/,
+    ],
+    [
+      'a token_info_url',
+      { ...gcloud, token_info_url: 'https://attacker.example/introspect' },
+      /token_info_url must be https:\/\/sts\.googleapis\.com\/v1\/introspect or absent/,
+    ],
+    [
+      'a workforce_pool_user_project',
+      { ...gcloud, workforce_pool_user_project: 'p' },
+      /member "workforce_pool_user_project" is not accepted/,
+    ],
+    [
+      'a workforce pool audience',
+      { ...gcloud, audience: '//iam.googleapis.com/locations/global/workforcePools/p/providers/x' },
+      /audience must be a workload identity pool provider/,
+    ],
+    [
+      'an audience of another host',
+      {
+        ...gcloud,
+        audience: '//iam.attacker.example/projects/1/locations/global/workloadIdentityPools/p/providers/x',
+      },
+      /audience must be/,
+    ],
+    [
+      'client_id and client_secret (basic auth to the token_url)',
+      { ...gcloud, client_id: 'c', client_secret: 's' },
+      /member "client_id" is not accepted/,
+    ],
+    [
+      'a cloud_resource_manager_url',
+      { ...gcloud, cloud_resource_manager_url: 'https://attacker.example/' },
+      /member "cloud_resource_manager_url" is not accepted/,
+    ],
+    [
+      'a quota_project_id',
+      { ...gcloud, quota_project_id: 'someone-elses' },
+      /member "quota_project_id" is not accepted/,
+    ],
+    [
+      'scopes',
+      { ...gcloud, scopes: ['https://www.googleapis.com/auth/cloud-platform'] },
+      /member "scopes" is not accepted/,
+    ],
+    [
+      'a subject_token_supplier',
+      { ...gcloud, subject_token_supplier: {} },
+      /member "subject_token_supplier"/,
+    ],
+    [
+      'a __proto__ member',
+      JSON.parse(`{"__proto__":{"token_url":"https://attacker.example"},${JSON.stringify(gcloud).slice(1)}`),
+      /member "__proto__" is not accepted/,
+    ],
+    [
+      'another universe',
+      { ...gcloud, universe_domain: 'attacker.example' },
+      /universe_domain must be googleapis\.com/,
+    ],
+    [
+      'a subject token type of AWS',
+      { ...gcloud, subject_token_type: 'urn:ietf:params:aws:token-type:aws4_request' },
+      /subject_token_type must be/,
+    ],
+    [
+      'a token lifetime out of range',
+      { ...gcloud, service_account_impersonation: { token_lifetime_seconds: 86_400 } },
+      /token_lifetime_seconds must be/,
+    ],
+    [
+      'an unknown impersonation member',
+      { ...gcloud, service_account_impersonation: { token_lifetime_seconds: 3600, delegates: ['x'] } },
+      /service_account_impersonation member "delegates"/,
+    ],
+  ];
+  for (const [name, json, message, allowed] of refusals) {
+    it(`refuses ${name} as STORAGE_CREDENTIALS_INVALID`, () => {
+      assert.throws(
+        () => parseGcsCredentials(JSON.stringify(json), allowed ?? dirs),
+        (err: unknown) => {
+          assert.ok(err instanceof OidcPublisherError, `expected our error, got ${String(err)}`);
+          assert.equal(err.code, 'STORAGE_CREDENTIALS_INVALID');
+          assert.match(err.message, message);
+          return true;
+        },
+      );
+    });
+  }
 });
 
 describe('storageScopedCredential', () => {
