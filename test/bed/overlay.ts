@@ -1,7 +1,8 @@
 /**
  * A kustomize overlay of config/default as a user with their own build and a private CA writes
  * it: the image renamed to the local build (`images:`), never pulled, two replicas, and the CA of
- * the object store trusted through a ConfigMap and NODE_EXTRA_CA_CERTS.
+ * the object store trusted through the config/ca-bundle component (a ConfigMap of ca.crt, named in
+ * NODE_EXTRA_CA_CERTS).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -29,8 +30,9 @@ export function writeOverlay(
       apiVersion: 'kustomize.config.k8s.io/v1beta1',
       kind: 'Kustomization',
       resources: [relative(dir, join(ROOT, 'config', 'default'))],
+      components: [relative(dir, join(ROOT, 'config', 'ca-bundle'))],
       images: [{ name, newName, newTag }],
-      configMapGenerator: [{ name: 'storage-ca', namespace: NAMESPACE, files: ['ca.crt'] }],
+      configMapGenerator: [{ name: 'oidc-publisher-ca-bundle', namespace: NAMESPACE, files: ['ca.crt'] }],
       patches: [{ path: 'manager-patch.yaml' }],
     }),
   );
@@ -48,14 +50,9 @@ export function writeOverlay(
               {
                 name: 'manager',
                 imagePullPolicy: 'Never',
-                env: [
-                  { name: 'NODE_EXTRA_CA_CERTS', value: '/etc/storage-ca/ca.crt' },
-                  { name: 'OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS', value: o.storageAllowedHosts },
-                ],
-                volumeMounts: [{ name: 'storage-ca', mountPath: '/etc/storage-ca', readOnly: true }],
+                env: [{ name: 'OIDC_PUBLISHER_STORAGE_ALLOWED_HOSTS', value: o.storageAllowedHosts }],
               },
             ],
-            volumes: [{ name: 'storage-ca', configMap: { name: 'storage-ca' } }],
           },
         },
       },

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseAllDocuments, stringify } from 'yaml';
@@ -42,6 +42,7 @@ interface Meta {
   name: string;
   namespace?: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 interface K8sObject {
   apiVersion: string;
@@ -75,8 +76,19 @@ interface EnvVar {
 interface Probe {
   httpGet?: { path: string; port: number | string };
 }
+interface VolumeMount {
+  name: string;
+  mountPath: string;
+  readOnly?: boolean;
+}
+interface Volume {
+  name: string;
+  configMap?: { name: string };
+  secret?: { secretName: string };
+}
 interface Container {
   name: string;
+  volumeMounts?: VolumeMount[];
   image: string;
   args?: string[];
   command?: string[];
@@ -102,6 +114,7 @@ interface PodSpec {
     seccompProfile?: { type: string };
   };
   containers: Container[];
+  volumes?: Volume[];
   topologySpreadConstraints?: {
     maxSkew: number;
     topologyKey: string;
@@ -131,6 +144,16 @@ interface ServiceMonitorObject extends K8sObject {
 }
 interface PrometheusRuleObject extends K8sObject {
   spec: { groups: { name: string; rules: { alert?: string; expr: string }[] }[] };
+}
+interface PodDisruptionBudgetObject extends K8sObject {
+  spec: {
+    selector: { matchLabels: Record<string, string> };
+    minAvailable?: number | string;
+    maxUnavailable?: number | string;
+  };
+}
+interface CrdObject extends K8sObject {
+  spec: unknown;
 }
 interface LabelSelector {
   matchLabels?: Record<string, string>;
@@ -162,6 +185,13 @@ function parseObjects(text: string, what: string): K8sObject[] {
     const o = doc.toJS() as unknown;
     return typeof o === 'object' && o !== null && 'kind' in o ? [o as K8sObject] : [];
   });
+}
+
+const AGGREGATE_TO = /^rbac\.authorization\.k8s\.io\/aggregate-to-/;
+
+/** A ClusterRole that aggregates into the built-in view/edit/admin roles (for users, not the operator). */
+function aggregates(o: K8sObject): boolean {
+  return o.kind === 'ClusterRole' && Object.keys(o.metadata.labels ?? {}).some((k) => AGGREGATE_TO.test(k));
 }
 
 function ofKind<T extends K8sObject>(objects: readonly K8sObject[], kind: string): T[] {
@@ -249,7 +279,7 @@ function rbacOf(objects: readonly K8sObject[], what: string): Rbac {
   const roles = new Map<string, RoleObject>();
   const rules = new Set<string>();
   for (const role of [
-    ...ofKind<RoleObject>(objects, 'ClusterRole'),
+    ...ofKind<RoleObject>(objects, 'ClusterRole').filter((r) => !aggregates(r)),
     ...ofKind<RoleObject>(objects, 'Role'),
   ]) {
     const scope = role.kind === 'ClusterRole' ? 'ClusterRole' : `Role@${ns(role.metadata.namespace)}`;
@@ -544,7 +574,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         '--strict',
         CHART,
         '--set',
-        'metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true',
+        'metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true,crds.enabled=true',
       ]);
     } catch (err) {
       assert.fail(`helm lint --strict failed:\n${(err as { stdout?: string }).stdout ?? ''}${stderrOf(err)}`);
@@ -567,9 +597,10 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
   });
 
   it('the chart renders the objects of config/default, less the Namespace, in the release namespace', () => {
+    // config/default runs one replica; its PodDisruptionBudget is the opt-in config/pdb.
     const kinds = (objs: readonly K8sObject[]) =>
       objs
-        .filter((o) => o.kind !== 'CustomResourceDefinition')
+        .filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'PodDisruptionBudget')
         .map(
           (o) =>
             `${o.kind}@${o.metadata.namespace === 'default' ? 'default' : o.metadata.namespace ? 'ns' : '-'}`,
@@ -952,6 +983,366 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         (err: unknown) => new RegExp(field).test(stderrOf(err)),
         `values.schema.json refuses networkPolicy ${JSON.stringify(bad)}`,
       );
+    }
+  });
+
+  it('every flag of src/config.ts has a chart value, and each value reaches the operator', async () => {
+    // The defaults are the operator's own.
+    const defaults = operatorConfig(
+      only<DeploymentObject>(chartDefault, 'Deployment', 'defaults'),
+      'defaults',
+    );
+    const bare = parseConfig([], { POD_NAMESPACE: OPERATOR_NAMESPACE, POD_NAME: 'p' }, () => {
+      throw new Error('no in-cluster namespace file in this test');
+    });
+    for (const key of [
+      'sourceTimeoutMs',
+      'storageTimeoutMs',
+      'backoffBaseMs',
+      'backoffMaxMs',
+      'shutdownGraceMs',
+      'kubeApiQps',
+      'kubeApiBurst',
+      'allowForeignJwksURI',
+      'healthAddr',
+    ] as const) {
+      assert.deepEqual(defaults[key], bare[key], `the chart's default for ${key} is the operator's`);
+    }
+    const yaml = await template('oidc-publisher', OPERATOR_NAMESPACE, {
+      sourceTimeout: '20s',
+      storageTimeout: '40s',
+      backoff: { base: '2s', max: '3m' },
+      shutdownGrace: '25s',
+      terminationGracePeriodSeconds: 40,
+      kubeApi: { qps: 12.5, burst: 30 },
+      allowForeignJwksURI: true,
+      healthPort: 9090,
+      watchName: 'cluster-issuer',
+      storageAllowedHosts: ['s3=minio.storage.svc'],
+      networkPolicy: { enabled: true },
+    });
+    const objects = parseObjects(yaml, 'helm template (flag values)');
+    // Every flag has a value that sets it; KUBECONFIG stays unset in a pod, where the
+    // operator uses its in-cluster identity.
+    const set = new Set(
+      (manager(only<DeploymentObject>(objects, 'Deployment', 'flag values'), 'flag values').env ?? []).map(
+        (e) => e.name,
+      ),
+    );
+    const missing = Object.entries(FLAGS)
+      .filter(([, f]) => f.env !== 'KUBECONFIG' && !set.has(f.env))
+      .map(([name, f]) => `--${name} (${f.env})`);
+    assert.deepEqual(missing, [], 'flags no chart value sets (add one to values.yaml and the Deployment)');
+    await dryRun('the chart with every flag value set', ['-f', '-'], yaml);
+    const d = only<DeploymentObject>(objects, 'Deployment', 'flag values');
+    const cfg = operatorConfig(d, 'flag values');
+    assert.deepEqual(
+      {
+        sourceTimeoutMs: cfg.sourceTimeoutMs,
+        storageTimeoutMs: cfg.storageTimeoutMs,
+        backoffBaseMs: cfg.backoffBaseMs,
+        backoffMaxMs: cfg.backoffMaxMs,
+        shutdownGraceMs: cfg.shutdownGraceMs,
+        kubeApiQps: cfg.kubeApiQps,
+        kubeApiBurst: cfg.kubeApiBurst,
+        allowForeignJwksURI: cfg.allowForeignJwksURI,
+        healthAddr: cfg.healthAddr,
+      },
+      {
+        sourceTimeoutMs: 20_000,
+        storageTimeoutMs: 40_000,
+        backoffBaseMs: 2_000,
+        backoffMaxMs: 180_000,
+        shutdownGraceMs: 25_000,
+        kubeApiQps: 12.5,
+        kubeApiBurst: 30,
+        allowForeignJwksURI: true,
+        healthAddr: ':9090',
+      },
+      'each value reaches the operator',
+    );
+    const c = manager(d, 'flag values');
+    assert.equal(
+      c.ports?.find((p) => p.name === 'health')?.containerPort,
+      9090,
+      'the health port follows healthPort',
+    );
+    assert.ok(
+      networkPolicyRules(objects, 'flag values').has(
+        'ingress from namespaces {kubernetes.io/metadata.name=monitoring} pods * on 9090/TCP',
+      ),
+      'the NetworkPolicy lets monitoring in on healthPort',
+    );
+    for (const [bad, field] of [
+      [{ kubeApi: { qps: -1 } }, 'qps'],
+      [{ kubeApi: { burst: 0 } }, 'burst'],
+      [{ sourceTimeout: '10' }, 'sourceTimeout'],
+      [{ healthPort: 0 }, 'healthPort'],
+      [{ allowForeignJwksURI: 'sometimes' }, 'allowForeignJwksURI'],
+    ] as const) {
+      await assert.rejects(
+        template('oidc-publisher', OPERATOR_NAMESPACE, bad),
+        (err: unknown) => new RegExp(field).test(stderrOf(err)),
+        `values.schema.json refuses ${JSON.stringify(bad)}`,
+      );
+    }
+  });
+
+  it('extraVolumes, extraVolumeMounts and extraEnv mount a CA bundle and a credential file on the read-only root filesystem', async () => {
+    const values = {
+      extraVolumes: [
+        { name: 'storage-ca', configMap: { name: 'storage-ca' } },
+        { name: 'gcs-key', secret: { secretName: 'gcs-key' } },
+      ],
+      extraVolumeMounts: [
+        { name: 'storage-ca', mountPath: '/etc/storage-ca', readOnly: true },
+        { name: 'gcs-key', mountPath: '/var/run/secrets/gcs', readOnly: true },
+      ],
+      extraEnv: [
+        { name: 'NODE_EXTRA_CA_CERTS', value: '/etc/storage-ca/ca.crt' },
+        { name: 'GOOGLE_APPLICATION_CREDENTIALS', value: '/var/run/secrets/gcs/key.json' },
+      ],
+    };
+    const yaml = await template('oidc-publisher', OPERATOR_NAMESPACE, values);
+    const objects = parseObjects(yaml, 'helm template (extra volumes)');
+    await dryRun('the chart with extraVolumes and extraVolumeMounts', ['-f', '-'], yaml);
+    const d = only<DeploymentObject>(objects, 'Deployment', 'extra volumes');
+    assertHardened(objects, 'the chart with extra volumes');
+    const c = manager(d, 'extra volumes');
+    assert.deepEqual(c.volumeMounts, values.extraVolumeMounts, 'the mounts are the configured ones');
+    assert.deepEqual(
+      d.spec.template.spec.volumes,
+      values.extraVolumes,
+      'the volumes are the configured ones',
+    );
+    const env = new Map((c.env ?? []).map((e) => [e.name, e.value]));
+    assert.equal(env.get('NODE_EXTRA_CA_CERTS'), '/etc/storage-ca/ca.crt');
+    assert.equal(env.get('GOOGLE_APPLICATION_CREDENTIALS'), '/var/run/secrets/gcs/key.json');
+    // The pod with the mounts is still admitted where the restricted standard is enforced.
+    await bed
+      .kubectl([
+        'create',
+        'serviceaccount',
+        'manifests-test',
+        '-n',
+        RESTRICTED_NAMESPACE,
+        '--dry-run=client',
+        '-o',
+        'yaml',
+      ])
+      .then((y) => bed.kubectl(['apply', '-f', '-'], { input: y }));
+    await dryRun(
+      'a pod with the extra volumes in a restricted namespace',
+      ['-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'manifests-volumes', namespace: RESTRICTED_NAMESPACE },
+        spec: { ...d.spec.template.spec, serviceAccountName: 'manifests-test' },
+      }),
+    );
+    assert.equal(
+      only<DeploymentObject>(chartDefault, 'Deployment', 'defaults').spec.template.spec.volumes,
+      undefined,
+      'no volumes by default',
+    );
+    for (const bad of [
+      { extraVolumeMounts: [{ name: 'storage-ca' }] },
+      { extraVolumeMounts: [{ name: 'storage-ca', mountPath: 'etc/storage-ca' }] },
+      { extraVolumes: [{ configMap: { name: 'storage-ca' } }] },
+    ]) {
+      await assert.rejects(
+        template('oidc-publisher', OPERATOR_NAMESPACE, bad),
+        (err: unknown) => /extraVolume/.test(stderrOf(err)),
+        `values.schema.json refuses ${JSON.stringify(bad)}`,
+      );
+    }
+  });
+
+  it('the chart renders a PodDisruptionBudget for several replicas, none for one, and the configured budget', async () => {
+    const pdbOf = (objects: readonly K8sObject[], what: string) =>
+      only<PodDisruptionBudgetObject>(objects, 'PodDisruptionBudget', what);
+    const d = only<DeploymentObject>(chartDefault, 'Deployment', 'defaults');
+    const pdb = pdbOf(chartDefault, 'defaults');
+    assert.equal(
+      pdb.metadata.namespace,
+      d.metadata.namespace,
+      'the PodDisruptionBudget is beside the Deployment',
+    );
+    assert.ok(
+      selects(pdb.spec.selector.matchLabels, d.spec.template.metadata.labels) &&
+        selects(pdb.spec.selector.matchLabels, d.spec.selector.matchLabels),
+      'the PodDisruptionBudget selects the operator pods',
+    );
+    assert.deepEqual(
+      [pdb.spec.maxUnavailable, pdb.spec.minAvailable],
+      [1, undefined],
+      'one replica at a time may go',
+    );
+    const single = parseObjects(
+      await template('oidc-publisher', OPERATOR_NAMESPACE, { replicaCount: 1 }),
+      'helm template (one replica)',
+    );
+    assert.equal(ofKind(single, 'PodDisruptionBudget').length, 0, 'none for a single replica');
+    const forced = parseObjects(
+      await template('oidc-publisher', OPERATOR_NAMESPACE, {
+        replicaCount: 1,
+        podDisruptionBudget: { enabled: true, minAvailable: 1 },
+      }),
+      'helm template (one replica, budget on)',
+    );
+    assert.deepEqual(
+      [pdbOf(forced, 'budget on').spec.minAvailable, pdbOf(forced, 'budget on').spec.maxUnavailable],
+      [1, undefined],
+      'enabled: true renders one, minAvailable wins over maxUnavailable',
+    );
+    const percentYaml = await template('oidc-publisher', OPERATOR_NAMESPACE, {
+      replicaCount: 3,
+      podDisruptionBudget: { minAvailable: '50%' },
+    });
+    await dryRun('the chart with podDisruptionBudget.minAvailable 50%', ['-f', '-'], percentYaml);
+    assert.equal(pdbOf(parseObjects(percentYaml, 'percent'), 'percent').spec.minAvailable, '50%');
+    const off = parseObjects(
+      await template('oidc-publisher', OPERATOR_NAMESPACE, { podDisruptionBudget: { enabled: false } }),
+      'helm template (budget off)',
+    );
+    assert.equal(ofKind(off, 'PodDisruptionBudget').length, 0, 'enabled: false renders none');
+    await assert.rejects(
+      template('oidc-publisher', OPERATOR_NAMESPACE, { podDisruptionBudget: { maxUnavailable: 'half' } }),
+      (err: unknown) => /maxUnavailable/.test(stderrOf(err)),
+      'values.schema.json refuses a budget that is neither a count nor a percentage',
+    );
+  });
+
+  it('config/default and the chart ship the same view and edit ClusterRoles, aggregated into view, edit and admin', async () => {
+    const aggregated = (objects: readonly K8sObject[]) =>
+      ofKind<RoleObject>(objects, 'ClusterRole')
+        .filter(aggregates)
+        .map((r) => ({
+          name: r.metadata.name,
+          labels: Object.keys(r.metadata.labels ?? {})
+            .filter((k) => AGGREGATE_TO.test(k))
+            .map((k) => `${k}=${r.metadata.labels?.[k]}`)
+            .sort(),
+          rules: r.rules,
+        }))
+        .sort((a, b) => a.name.localeCompare(b.name));
+    const expected = [
+      {
+        name: 'oidc-publisher-edit',
+        labels: [
+          'rbac.authorization.k8s.io/aggregate-to-admin=true',
+          'rbac.authorization.k8s.io/aggregate-to-edit=true',
+        ],
+        rules: [
+          {
+            apiGroups: ['oidcpublisher.io'],
+            resources: ['oidcpublishers'],
+            verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'],
+          },
+        ],
+      },
+      {
+        name: 'oidc-publisher-view',
+        labels: [
+          'rbac.authorization.k8s.io/aggregate-to-admin=true',
+          'rbac.authorization.k8s.io/aggregate-to-edit=true',
+          'rbac.authorization.k8s.io/aggregate-to-view=true',
+        ],
+        rules: [
+          { apiGroups: ['oidcpublisher.io'], resources: ['oidcpublishers'], verbs: ['get', 'list', 'watch'] },
+        ],
+      },
+    ];
+    assert.deepEqual(aggregated(kustomized), expected, 'config/default: the view and edit ClusterRoles');
+    assert.deepEqual(aggregated(chartDefault), expected, 'the chart: the view and edit ClusterRoles');
+    const off = parseObjects(
+      await template('oidc-publisher', OPERATOR_NAMESPACE, { rbac: { aggregateClusterRoles: false } }),
+      'helm template (no aggregated roles)',
+    );
+    assert.deepEqual(aggregated(off), [], 'rbac.aggregateClusterRoles: false renders none');
+  });
+
+  it('crds.enabled renders the CRD of crds/ as a template, kept on uninstall unless crds.keep is false', async () => {
+    const repo = parseObjects(readFileSync(join(ROOT, 'crds', CRD_FILE), 'utf8'), CRD_FILE)[0] as CrdObject;
+    const kept = await template('oidc-publisher', OPERATOR_NAMESPACE, { crds: { enabled: true } });
+    const keptObjects = parseObjects(kept, 'helm template (crds.enabled)');
+    await dryRun('the chart with crds.enabled', ['-f', '-'], kept);
+    const crd = only<CrdObject>(keptObjects, 'CustomResourceDefinition', 'crds.enabled');
+    assert.equal(crd.metadata.name, repo.metadata.name);
+    assert.deepEqual(crd.spec, repo.spec, "the templated CRD's spec is the one of crds/");
+    assert.equal(crd.metadata.annotations?.['helm.sh/resource-policy'], 'keep', 'crds.keep defaults to true');
+    assert.equal(crd.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', 'labelled as the release');
+    const notKept = only<CrdObject>(
+      parseObjects(
+        await template('oidc-publisher', OPERATOR_NAMESPACE, { crds: { enabled: true, keep: false } }),
+        'helm template (crds.keep false)',
+      ),
+      'CustomResourceDefinition',
+      'crds.keep false',
+    );
+    assert.equal(
+      notKept.metadata.annotations?.['helm.sh/resource-policy'],
+      undefined,
+      'crds.keep: false drops the policy',
+    );
+  });
+
+  it('config/pdb and config/ca-bundle build with kubectl kustomize in an overlay and pass server dry run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'oidc-kustomize-'));
+    try {
+      const up = relative(dir, ROOT);
+      writeFileSync(join(dir, 'ca.crt'), 'a PEM bundle\n');
+      writeFileSync(
+        join(dir, 'kustomization.yaml'),
+        stringify({
+          apiVersion: 'kustomize.config.k8s.io/v1beta1',
+          kind: 'Kustomization',
+          resources: [join(up, 'config', 'default')],
+          components: [join(up, 'config', 'pdb'), join(up, 'config', 'ca-bundle')],
+          replicas: [{ name: 'oidc-publisher', count: 2 }],
+          configMapGenerator: [
+            { name: 'oidc-publisher-ca-bundle', namespace: 'oidc-publisher-system', files: ['ca.crt'] },
+          ],
+        }),
+      );
+      const yaml = await bed.kubectl(['kustomize', dir]);
+      const objects = parseObjects(yaml, 'kubectl kustomize (config/pdb, config/ca-bundle)');
+      const lines = await dryRun('config/default with config/pdb and config/ca-bundle', ['-f', '-'], yaml);
+      assert.equal(lines.length, objects.length, `one line per object, got:\n${lines.join('\n')}`);
+      const d = only<DeploymentObject>(objects, 'Deployment', 'overlay');
+      assertHardened(objects, 'config/default with config/ca-bundle');
+      const pdb = only<PodDisruptionBudgetObject>(objects, 'PodDisruptionBudget', 'overlay');
+      assert.equal(
+        pdb.metadata.namespace,
+        d.metadata.namespace,
+        'the PodDisruptionBudget is beside the Deployment',
+      );
+      assert.ok(
+        selects(pdb.spec.selector.matchLabels, d.spec.template.metadata.labels),
+        'it selects the pods',
+      );
+      assert.equal(pdb.spec.maxUnavailable, 1, 'one replica at a time may go, as in the chart');
+      const cm = only<K8sObject & { data?: Record<string, string> }>(objects, 'ConfigMap', 'overlay');
+      const c = manager(d, 'overlay');
+      const mount = c.volumeMounts?.find((m) => m.name === 'ca-bundle');
+      const volume = d.spec.template.spec.volumes?.find((v) => v.name === 'ca-bundle');
+      assert.equal(
+        volume?.configMap?.name,
+        cm.metadata.name,
+        'the volume is the generated ConfigMap (hash suffix and all)',
+      );
+      assert.equal(mount?.readOnly, true, 'the bundle is mounted read-only');
+      const file = c.env?.find((e) => e.name === 'NODE_EXTRA_CA_CERTS')?.value ?? '';
+      assert.equal(
+        `${mount?.mountPath}/ca.crt`,
+        file,
+        'NODE_EXTRA_CA_CERTS names ca.crt in the mounted bundle',
+      );
+      assert.ok(cm.data?.['ca.crt'], 'the ConfigMap holds ca.crt');
+      assert.equal(operatorConfig(d, 'overlay').namespace, d.metadata.namespace, 'the operator still starts');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -21,8 +21,10 @@ import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import { parseAllDocuments } from 'yaml';
 import type { Bed } from '../bed/bed.ts';
 import { request } from '../bed/http.ts';
+import { logTail, ManagedProcess } from '../bed/process.ts';
 import { createS3Client } from '../bed/s3.ts';
 import { useBed } from '../bed/shared.ts';
+import { ensureTools } from '../bed/tools.ts';
 import {
   applyYaml,
   condition,
@@ -876,3 +878,132 @@ function parseCanIList(text: string): ListedRule[] {
   }
   return rows;
 }
+
+/**
+ * The ClusterRoles of config/aggregate-roles (the chart renders the same; manifests.test.ts
+ * compares them) aggregate into the built-in view, edit and admin ClusterRoles. Aggregation
+ * is the kube-controller-manager's clusterrole-aggregation controller: the suite runs that
+ * controller alone, against the bed's API server, then asks the API server as users bound
+ * to the built-in roles.
+ */
+describe('RBAC: view, edit and admin users and OidcPublishers', () => {
+  const useShared = useBed();
+  let bed: Bed;
+  let controller: ManagedProcess | undefined;
+  const USERS = { view: 'oidc-test-viewer', edit: 'oidc-test-editor', admin: 'oidc-test-admin' } as const;
+
+  /** `kubectl auth can-i` as a user: true for yes, false for no (exit status 1). */
+  async function canI(user: string, args: readonly string[]): Promise<boolean> {
+    try {
+      return (await bed.kubectl(['auth', 'can-i', ...args, '--as', user])).trim() === 'yes';
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string };
+      if ((e.stdout ?? '').trim() === 'no') return false;
+      throw new Error(`kubectl auth can-i ${args.join(' ')} as ${user}: ${e.stderr ?? String(err)}`);
+    }
+  }
+
+  before(async () => {
+    bed = useShared();
+    await bed.kubectl(['apply', '-f', join(ROOT, 'crds')]);
+    await bed.kubectl([
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      'crd/oidcpublishers.oidcpublisher.io',
+    ]);
+    await bed.kubectl(['apply', '-k', join(ROOT, 'config', 'aggregate-roles')]);
+    for (const [role, user] of Object.entries(USERS)) {
+      await bed.kubectl(['apply', '-f', '-'], {
+        input: JSON.stringify({
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRoleBinding',
+          metadata: { name: user },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+          subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+        }),
+      });
+    }
+    const logFile = join(bed.dir, 'kube-controller-manager-aggregation.log');
+    controller = ManagedProcess.start({
+      name: 'kube-controller-manager',
+      command: ensureTools(['node']).kubeControllerManager,
+      args: [
+        `--kubeconfig=${bed.adminKubeconfig}`,
+        '--controllers=clusterrole-aggregation',
+        '--leader-elect=false',
+        '--secure-port=0',
+        '--v=0',
+      ],
+      logFile,
+    });
+    await eventually(
+      'the built-in view ClusterRole aggregates oidc-publisher-view',
+      async () => ((await canI(USERS.view, ['list', 'oidcpublishers.oidcpublisher.io'])) ? true : undefined),
+      60_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\nkube-controller-manager log:\n${logTail(logFile)}`);
+    });
+  });
+
+  after(async () => {
+    await controller?.stop('SIGTERM');
+    if (!bed) return;
+    for (const user of Object.values(USERS)) {
+      await bed.kubectl(['delete', 'clusterrolebinding', user, '--ignore-not-found']);
+    }
+  });
+
+  it('view may get, list and watch OidcPublishers, and nothing more', async () => {
+    const resource = 'oidcpublishers.oidcpublisher.io';
+    for (const verb of ['get', 'list', 'watch']) {
+      assert.equal(await canI(USERS.view, [verb, resource]), true, `view may ${verb} OidcPublishers`);
+    }
+    for (const verb of ['create', 'update', 'patch', 'delete', 'deletecollection']) {
+      assert.equal(await canI(USERS.view, [verb, resource]), false, `view may not ${verb} OidcPublishers`);
+    }
+    // A real read, not only can-i.
+    await bed.kubectl(['get', 'oidcpublishers', '--as', USERS.view]);
+    await assert.rejects(
+      bed.kubectl(['create', '--dry-run=server', '-f', '-', '--as', USERS.view], {
+        input: JSON.stringify(samplePublisher(bed, { name: 'rbac-view-create' })),
+      }),
+      (err: unknown) => /forbidden/i.test((err as { stderr?: string }).stderr ?? ''),
+      'view is refused creating an OidcPublisher',
+    );
+  });
+
+  it('edit and admin may create, change and delete OidcPublishers', async () => {
+    const resource = 'oidcpublishers.oidcpublisher.io';
+    for (const user of [USERS.edit, USERS.admin]) {
+      for (const verb of [
+        'get',
+        'list',
+        'watch',
+        'create',
+        'update',
+        'patch',
+        'delete',
+        'deletecollection',
+      ]) {
+        assert.equal(await canI(user, [verb, resource]), true, `${user} may ${verb} OidcPublishers`);
+      }
+      const out = await bed.kubectl(['create', '--dry-run=server', '-f', '-', '--as', user], {
+        input: JSON.stringify(samplePublisher(bed, { name: 'rbac-edit-create' })),
+      });
+      assert.match(out, /created \(server dry run\)/, `${user} creates an OidcPublisher`);
+    }
+  });
+
+  it('no view, edit or admin user may write status: it is the operator’s', async () => {
+    for (const user of Object.values(USERS)) {
+      for (const verb of ['update', 'patch']) {
+        assert.equal(
+          await canI(user, [verb, 'oidcpublishers.oidcpublisher.io', '--subresource=status']),
+          false,
+          `${user} may not ${verb} oidcpublishers/status`,
+        );
+      }
+    }
+  });
+});
