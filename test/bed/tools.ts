@@ -10,7 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export const VERSIONS = {
   kube: 'v1.35.4',
@@ -174,7 +174,7 @@ export function ensureTools(
   const env = opts.env ?? process.env;
   const report = opts.report ?? ((line: string) => process.stderr.write(`${line}\n`));
   const assets = env.KUBEBUILDER_ASSETS;
-  const paths = { ...toolPaths(), ...(assets ? kubebuilderAssets(assets, groups, report) : {}) };
+  const paths = { ...toolPaths(), ...(assets ? kubebuilderAssets(resolve(assets), groups, report) : {}) };
   const missing = groups.filter((g) => GROUP_FILES[g].some((k) => !executable(paths[k])));
   if (missing.length === 0) return paths;
   const script = join(import.meta.dirname, 'build-tools.sh');

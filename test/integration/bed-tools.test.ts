@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { BedState } from '../bed/bed.ts';
@@ -52,6 +52,15 @@ describe('test bed: KUBEBUILDER_ASSETS', () => {
       `test bed: using kube-apiserver ${VERSIONS.kube}, kubectl ${VERSIONS.kube}, etcd ${VERSIONS.etcd} ` +
         `from KUBEBUILDER_ASSETS=${dir}`,
     ]);
+  });
+
+  it('takes a relative KUBEBUILDER_ASSETS from the current folder, as absolute paths the bed can start anywhere', () => {
+    const dir = assets('relative', { kubectl: cached.kubectl });
+    const paths = ensureTools(['kube'], {
+      env: { ...process.env, KUBEBUILDER_ASSETS: relative(process.cwd(), dir) },
+      report: () => {},
+    });
+    assert.equal(paths.kubectl, join(dir, 'kubectl'));
   });
 
   it('ignores a kube-apiserver of another version and a missing etcd, each with a line, and keeps kubectl', () => {
