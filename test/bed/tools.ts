@@ -1,11 +1,16 @@
 /**
  * The real servers the test bed runs, pinned by version and built from source
  * through the Go module proxy into a cache outside the repository.
+ *
+ * When KUBEBUILDER_ASSETS names a folder with kube-apiserver, etcd and kubectl (the convention
+ * of controller-runtime's envtest and setup-envtest), each of them that reports the pinned
+ * version is used from there instead; one of another version is ignored, with a line saying so,
+ * and the bed's own (cached, or built) takes its place.
  */
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export const VERSIONS = {
   kube: 'v1.35.4',
@@ -104,27 +109,99 @@ function executable(path: string): boolean {
   }
 }
 
+/** The binaries an envtest assets folder holds, by their file names there. */
+const ASSET_FILES = { kubeApiserver: 'kube-apiserver', kubectl: 'kubectl', etcd: 'etcd' } as const;
+type AssetTool = keyof typeof ASSET_FILES;
+
+const ASSET_GROUP: Record<AssetTool, ToolGroup> = { kubeApiserver: 'kube', kubectl: 'kube', etcd: 'etcd' };
+
+const ASSET_VERSION: Record<AssetTool, { args: string[]; pattern: RegExp; pinned: string }> = {
+  kubeApiserver: { args: ['--version'], pattern: /^Kubernetes (v\S+)$/m, pinned: VERSIONS.kube },
+  // kubectl has no --version flag; `version --client` does not contact a server.
+  kubectl: { args: ['version', '--client'], pattern: /^Client Version: (v\S+)$/m, pinned: VERSIONS.kube },
+  etcd: { args: ['--version'], pattern: /^etcd Version: v?(\S+)$/m, pinned: VERSIONS.etcd },
+};
+
+/** The version a binary reports, `v`-prefixed, or undefined when it reports none. */
+function reportedVersion(path: string, tool: AssetTool): string | undefined {
+  const { args, pattern } = ASSET_VERSION[tool];
+  const res = spawnSync(path, args, { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const version = pattern.exec(`${res.stdout ?? ''}\n${res.stderr ?? ''}`)?.[1];
+  if (version === undefined) return undefined;
+  return version.startsWith('v') ? version : `v${version}`;
+}
+
+/**
+ * The binaries of KUBEBUILDER_ASSETS (`dir`) the given groups need that report the pinned
+ * version; each one missing or of another version is left out, and `report` says why.
+ */
+export function kubebuilderAssets(
+  dir: string,
+  groups: readonly ToolGroup[],
+  report: (line: string) => void,
+): Partial<Pick<ToolPaths, AssetTool>> {
+  const used: Partial<Pick<ToolPaths, AssetTool>> = {};
+  const usedLines: string[] = [];
+  for (const tool of Object.keys(ASSET_FILES) as AssetTool[]) {
+    if (!groups.includes(ASSET_GROUP[tool])) continue;
+    const path = join(dir, ASSET_FILES[tool]);
+    const { pinned } = ASSET_VERSION[tool];
+    if (!executable(path)) {
+      report(
+        `test bed: KUBEBUILDER_ASSETS=${dir} has no executable ${ASSET_FILES[tool]}; using the bed's own`,
+      );
+      continue;
+    }
+    const version = reportedVersion(path, tool);
+    if (version !== pinned) {
+      report(
+        `test bed: ignoring ${path} of KUBEBUILDER_ASSETS: it reports ${version ?? 'no version'}, ` +
+          `the bed pins ${pinned}; using the bed's own`,
+      );
+      continue;
+    }
+    used[tool] = path;
+    usedLines.push(`${ASSET_FILES[tool]} ${version}`);
+  }
+  if (usedLines.length > 0) report(`test bed: using ${usedLines.join(', ')} from KUBEBUILDER_ASSETS=${dir}`);
+  return used;
+}
+
+export interface EnsureToolsOptions {
+  /** The environment KUBEBUILDER_ASSETS is read from. */
+  env?: NodeJS.ProcessEnv;
+  /** Where progress lines go (stderr by default). */
+  report?: (line: string) => void;
+}
+
 export class ToolBuildError extends Error {
   override name = 'ToolBuildError';
 }
 
-/** Builds every missing tool of the given groups; returns the paths of all tools. */
+/**
+ * Builds every missing tool of the given groups; returns the paths of all tools, those of
+ * KUBEBUILDER_ASSETS where it has them at the pinned versions.
+ */
 export function ensureTools(
   groups: readonly ToolGroup[] = ['kube', 'etcd', 'minio', 'fake-gcs-server'],
+  opts: EnsureToolsOptions = {},
 ): ToolPaths {
-  const paths = toolPaths();
+  const env = opts.env ?? process.env;
+  const report = opts.report ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const assets = env.KUBEBUILDER_ASSETS;
+  const paths = { ...toolPaths(), ...(assets ? kubebuilderAssets(resolve(assets), groups, report) : {}) };
   const missing = groups.filter((g) => GROUP_FILES[g].some((k) => !executable(paths[k])));
   if (missing.length === 0) return paths;
   const script = join(import.meta.dirname, 'build-tools.sh');
   const minutes = missing.reduce((sum, g) => sum + GROUP_MINUTES[g], 0);
-  process.stderr.write(
+  report(
     `test bed: building ${missing.join(', ')} from source, once: about ${minutes} min on 2 cores ` +
-      `(less with a warm Go cache), cached in ${join(cacheDir(), 'bin')} for every later run\n`,
+      `(less with a warm Go cache), cached in ${join(cacheDir(), 'bin')} for every later run`,
   );
   const result = spawnSync('bash', [script, ...missing], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: {
-      ...process.env,
+      ...env,
       KUBE_VERSION: VERSIONS.kube,
       ETCD_VERSION: VERSIONS.etcd,
       MINIO_VERSION: VERSIONS.minio,

@@ -23,6 +23,7 @@ import { promisify } from 'node:util';
 import { parseAllDocuments, stringify } from 'yaml';
 import { type Config, FLAGS, parseConfig } from '../../src/config.ts';
 import type { Bed } from '../bed/bed.ts';
+import { dockerfileGlobalArgs, expandDockerfileArgs } from '../bed/container-image.ts';
 import { useBed } from '../bed/shared.ts';
 import { ensureTools } from '../bed/tools.ts';
 import { OPERATOR_NAMESPACE, ROOT } from './harness.ts';
@@ -1375,13 +1376,19 @@ describe('Dockerfile', () => {
   function stages(): Stage[] {
     const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
     const result: Stage[] = [];
+    const globalArgs = dockerfileGlobalArgs(text);
     for (const line of text.split('\n')) {
       const trimmed = line.trim();
       if (trimmed === '' || trimmed.startsWith('#')) continue;
       const [, op = '', args = ''] = /^(\S+)\s*(.*)$/.exec(trimmed) ?? [];
       if (op.toUpperCase() === 'FROM') {
         const [, from = '', name] = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args) ?? [];
-        result.push({ from, ...(name ? { name } : {}), instructions: [] });
+        // The base comes from ARG NODE_IMAGE: checked at its default, the image a plain build uses.
+        result.push({
+          from: expandDockerfileArgs(from, globalArgs),
+          ...(name ? { name } : {}),
+          instructions: [],
+        });
       } else {
         result.at(-1)?.instructions.push({ op: op.toUpperCase(), args });
       }

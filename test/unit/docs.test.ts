@@ -242,6 +242,32 @@ describe('README', () => {
     assert.match(readme, /On a fresh machine with Node\.js .* and Go >= 1\.25/s);
   });
 
+  it('names the Node that package.json engines, the locked runtime and the Dockerfile agree on', () => {
+    const pkg = JSON.parse(readDoc('package.json')) as { engines?: { node?: string } };
+    const floor = /^>=(\d+)\.(\d+)\.(\d+)$/.exec(pkg.engines?.node ?? '');
+    assert.ok(
+      floor,
+      `package.json engines.node is a >=X.Y.Z floor, got ${JSON.stringify(pkg.engines?.node)}`,
+    );
+    const major = Number(floor[1]);
+    const runtime = (JSON.parse(readDoc('tools/node-runtime/package.json')) as { version: string }).version;
+    const [rMajor = 0, rMinor = 0, rPatch = 0] = runtime.split('.').map(Number);
+    assert.equal(rMajor, major, `the locked runtime ${runtime} is Node ${major}, as engines.node says`);
+    const atLeast = rMinor > Number(floor[2]) || (rMinor === Number(floor[2]) && rPatch >= Number(floor[3]));
+    assert.ok(atLeast, `the locked runtime ${runtime} satisfies engines.node ${pkg.engines?.node}`);
+    const nodeImage = /^ARG NODE_IMAGE=node:(\d+)\./m.exec(readDoc('Dockerfile'))?.[1];
+    assert.equal(Number(nodeImage), major, `the Dockerfile's NODE_IMAGE is Node ${major}`);
+    for (const file of ['README.md', 'docs/architecture.md']) {
+      const named = [...readDoc(file).matchAll(/\bNode(?:\.js)? (\d+)\b/g)].map((m) => Number(m[1]));
+      assert.ok(named.length > 0, `${file} names the Node it runs on`);
+      assert.deepEqual(
+        named.filter((n) => n !== major),
+        [],
+        `${file} names Node ${major} only`,
+      );
+    }
+  });
+
   it('documents every flag of the operator and the variable that sets it', () => {
     for (const [name, flag] of Object.entries(FLAGS)) {
       assert.ok(readme.includes(`\`--${name}\``), `README.md does not document --${name}`);
