@@ -246,6 +246,10 @@ export class Metrics implements ReconcileHooks {
   workQueue(name: string): QueueObserver {
     const q: QueueState = { waiting: new Map(), running: new Map() };
     this.#queues.set(name, q);
+    // Its counters at 0 from the start, as client-go's work queue has them: a rate() of retries
+    // then says 0 instead of having no series until the first retry.
+    this.queueAdds.labels(name).inc(0);
+    this.queueRetries.labels(name).inc(0);
     return {
       added: (key) => {
         q.waiting.set(key, this.#now());

@@ -252,6 +252,11 @@ describe('work queue metrics (controller-runtime names, label name)', () => {
           release = resolve;
         }),
     );
+    assert.equal(
+      sample(await registry.metrics(), 'workqueue_retries_total{name="oidcpublisher"}'),
+      0,
+      'the counters of a queue are there at 0 before anything happened',
+    );
     try {
       q.add('a'); // runs at once: waited 0 s
       q.add('b'); // waits for the only worker
