@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ConditionType, Reason } from '../api/conditions.ts';
-import type { OidcPublisher } from '../api/types.ts';
+import type { OidcPublisher, OidcPublisherStatus } from '../api/types.ts';
 import { FINALIZER } from '../api/types.ts';
 import {
   CANARY_AUDIENCE,
@@ -93,7 +93,8 @@ export interface ReconcilerDeps {
 
 /** Observers of what a sync did (metrics, events); optional. */
 export interface ReconcileHooks {
-  synced?(name: string, outcome: SyncOutcome, durationMs: number): void;
+  /** `status` is the one this sync wrote (its KeysTrusted condition and key records). */
+  synced?(name: string, outcome: SyncOutcome, durationMs: number, status: OidcPublisherStatus): void;
   written?(name: string, write: PlannedWrite): void;
   skipped?(name: string, key: string): void;
 }
@@ -336,7 +337,7 @@ export class Reconciler {
     const status = nextStatus(obj.status, generation, spec, outcome, this.#now());
     await this.#writeStatus(obj, status);
     for (const e of eventsFor(obj.status, status, outcome)) await this.#d.events?.record(obj, e);
-    this.#d.hooks?.synced?.(name, outcome, performance.now() - started);
+    this.#d.hooks?.synced?.(name, outcome, performance.now() - started, status);
 
     const problem = outcome.sourceError ?? outcome.publishError;
     if (problem) {

@@ -5,8 +5,11 @@
  * wrong count, whereas an object with a label left out would make a series without it.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ConditionType, Reason } from '../api/conditions.ts';
+import type { OidcPublisherStatus } from '../api/types.ts';
 import type { QueueObserver } from '../controller/queue.ts';
 import type { ReconcileHooks } from '../controller/reconciler.ts';
+import { findCondition } from '../core/conditions.ts';
 import { KEY_EVENT_REASONS, keyChangesOf } from '../core/events.ts';
 import type { PlannedWrite } from '../core/plan.ts';
 import type { SyncOutcome } from '../core/status.ts';
@@ -17,6 +20,9 @@ const SYNC_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const WORKQUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000];
 /** client-go's rest_client_request_duration_seconds buckets. */
 const REST_CLIENT_BUCKETS = [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60];
+
+/** The reason label of oidc_publisher_keys_trusted: one of the condition's reasons, so few values. */
+const REASONS: readonly string[] = Object.values(Reason);
 
 /** A work queue as its observer sees it: when each waiting key was added, and each running key started. */
 interface QueueState {
@@ -40,6 +46,8 @@ export class Metrics implements ReconcileHooks {
   readonly lastPublish: Gauge<'publisher'>;
   readonly keys: Gauge<'publisher'>;
   readonly ready: Gauge<'publisher'>;
+  readonly keysTrusted: Gauge<'publisher' | 'reason'>;
+  readonly keysTrustedAt: Gauge<'publisher'>;
   readonly leader: Gauge;
   readonly keyChanges: Counter<'publisher' | 'change'>;
   readonly verified: Gauge<'publisher'>;
@@ -112,6 +120,18 @@ export class Metrics implements ReconcileHooks {
     this.ready = new Gauge({
       name: 'oidc_publisher_ready',
       help: '1 when the publisher is Ready, else 0.',
+      labelNames: ['publisher'],
+      registers,
+    });
+    this.keysTrusted = new Gauge({
+      name: 'oidc_publisher_keys_trusted',
+      help: '1 when the publisher is KeysTrusted (every key the source serves is past its trustedAt), else 0; reason is the condition reason (SigningKeyNotTrusted: relying parties can refuse the tokens the API server signs now). One series per publisher.',
+      labelNames: ['publisher', 'reason'],
+      registers,
+    });
+    this.keysTrustedAt = new Gauge({
+      name: 'oidc_publisher_keys_trusted_at_timestamp_seconds',
+      help: 'When the last key the source serves is (or was) trusted by every relying party that honours Cache-Control: the latest status.keys trustedAt of the served keys (Unix time).',
       labelNames: ['publisher'],
       registers,
     });
@@ -226,6 +246,10 @@ export class Metrics implements ReconcileHooks {
   workQueue(name: string): QueueObserver {
     const q: QueueState = { waiting: new Map(), running: new Map() };
     this.#queues.set(name, q);
+    // Its counters at 0 from the start, as client-go's work queue has them: a rate() of retries
+    // then says 0 instead of having no series until the first retry.
+    this.queueAdds.labels(name).inc(0);
+    this.queueRetries.labels(name).inc(0);
     return {
       added: (key) => {
         q.waiting.set(key, this.#now());
@@ -258,7 +282,7 @@ export class Metrics implements ReconcileHooks {
     this.restDuration.labels(r.method, r.host).observe(r.seconds);
   };
 
-  synced(name: string, outcome: SyncOutcome, durationMs: number): void {
+  synced(name: string, outcome: SyncOutcome, durationMs: number, status?: OidcPublisherStatus): void {
     const seconds = durationMs / 1000;
     this.reconcileDuration.observe(seconds);
     const ok = !outcome.sourceError && !outcome.publishError && outcome.preparation?.kind === 'ready';
@@ -280,6 +304,23 @@ export class Metrics implements ReconcileHooks {
         this.publishDuration.observe(seconds);
       }
     }
+    if (status) this.#trust(name, status);
+  }
+
+  /** KeysTrusted as the status written by this sync says it, and the trustedAt of its served keys. */
+  #trust(name: string, status: OidcPublisherStatus): void {
+    const condition = findCondition(status.conditions, ConditionType.KeysTrusted);
+    if (condition) {
+      const reason = REASONS.includes(condition.reason) ? condition.reason : 'Unknown';
+      for (const r of REASONS) if (r !== reason) this.keysTrusted.remove(name, r);
+      this.keysTrusted.labels(name, reason).set(condition.status === 'True' ? 1 : 0);
+    }
+    const trustedAt = (status.keys ?? [])
+      .filter((k) => k.retiredAt === undefined)
+      .map((k) => (k.trustedAt === undefined ? Number.NaN : Date.parse(k.trustedAt)))
+      .filter((ms) => !Number.isNaN(ms));
+    if (trustedAt.length > 0) this.keysTrustedAt.labels(name).set(Math.max(...trustedAt) / 1000);
+    else this.keysTrustedAt.remove(name);
   }
 
   written(name: string, _write: PlannedWrite): void {
@@ -292,8 +333,17 @@ export class Metrics implements ReconcileHooks {
 
   /** Drops the series of a deleted publisher. */
   forget(name: string): void {
-    for (const g of [this.lastSuccess, this.lastPublish, this.keys, this.ready, this.verified])
+    for (const g of [
+      this.lastSuccess,
+      this.lastPublish,
+      this.keys,
+      this.ready,
+      this.verified,
+      this.keysTrustedAt,
+    ])
       g.remove(name);
+    for (const r of REASONS) this.keysTrusted.remove(name, r);
+    this.keysTrusted.remove(name, 'Unknown');
     for (const c of [this.writes, this.skippedWrites]) c.remove(name);
     for (const change of Object.keys(KEY_EVENT_REASONS)) this.keyChanges.remove(name, change);
   }

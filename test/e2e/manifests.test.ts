@@ -455,6 +455,8 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
   let networkPolicy: K8sObject[];
   let chartNetworkPolicyYaml: string;
   let chartNetworkPolicy: K8sObject[];
+  let chartDashboardsYaml: string;
+  let chartDashboards: K8sObject[];
 
   async function helm(args: readonly string[]): Promise<string> {
     const { stdout } = await execFileAsync(helmBin, [...args], {
@@ -548,6 +550,10 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       networkPolicy: { enabled: true },
     });
     chartNetworkPolicy = parseObjects(chartNetworkPolicyYaml, 'helm template (networkPolicy.enabled)');
+    chartDashboardsYaml = await template('oidc-publisher', OPERATOR_NAMESPACE, {
+      dashboards: { enabled: true, labels: { grafana_folder: 'identity' } },
+    });
+    chartDashboards = parseObjects(chartDashboardsYaml, 'helm template (dashboards.enabled)');
   });
 
   after(() => {
@@ -575,7 +581,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         '--strict',
         CHART,
         '--set',
-        'metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true,crds.enabled=true',
+        'metrics.serviceMonitor.enabled=true,prometheusRule.enabled=true,networkPolicy.enabled=true,crds.enabled=true,dashboards.enabled=true',
       ]);
     } catch (err) {
       assert.fail(`helm lint --strict failed:\n${(err as { stdout?: string }).stdout ?? ''}${stderrOf(err)}`);
@@ -889,6 +895,26 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         );
       }
     }
+  });
+
+  it('the chart with dashboards.enabled ships config/grafana/oidc-publisher.json as a ConfigMap for the Grafana sidecar', async () => {
+    const lines = await dryRun('the chart with dashboards.enabled', ['-f', '-'], chartDashboardsYaml);
+    assert.ok(
+      lines.includes('configmap/oidc-publisher-dashboard created (server dry run)'),
+      `the dashboard ConfigMap was applied:\n${lines.join('\n')}`,
+    );
+    const cm = only<K8sObject & { data?: Record<string, string> }>(
+      chartDashboards,
+      'ConfigMap',
+      'the chart with dashboards.enabled',
+    );
+    assert.equal(cm.metadata.namespace, OPERATOR_NAMESPACE);
+    assert.equal(cm.metadata.labels?.grafana_dashboard, '1', 'the label the Grafana sidecar selects');
+    assert.equal(cm.metadata.labels?.grafana_folder, 'identity', 'dashboards.labels are added');
+    const file = readFileSync(join(ROOT, 'config', 'grafana', 'oidc-publisher.json'), 'utf8');
+    assert.deepEqual(Object.keys(cm.data ?? {}), ['oidc-publisher.json']);
+    assert.deepEqual(JSON.parse(cm.data?.['oidc-publisher.json'] ?? 'null'), JSON.parse(file));
+    assert.equal(ofKind(chartDefault, 'ConfigMap').length, 0, 'no dashboard ConfigMap by default');
   });
 
   it('config/network-policy and the chart with networkPolicy.enabled pass server dry run; the chart renders none by default', async () => {

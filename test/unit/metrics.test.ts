@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { collectDefaultMetrics, register as globalRegistry, Registry } from 'prom-client';
+import type { OidcPublisherStatus } from '../../src/api/types.ts';
 import { type ReconcileResult, WorkQueue } from '../../src/controller/queue.ts';
 import type { SyncOutcome } from '../../src/core/status.ts';
 import { StaticAccess } from '../../src/kube/access.ts';
@@ -44,6 +45,31 @@ function upToDate(keys: number): SyncOutcome {
   } as unknown as SyncOutcome;
 }
 
+/** A status as a sync writes it: KeysTrusted `status`/`reason`, served keys with these trustedAt. */
+function trustStatus(
+  status: 'True' | 'False' | 'Unknown',
+  reason: string,
+  trustedAt: readonly string[],
+  retired: readonly string[] = [],
+): OidcPublisherStatus {
+  const key = (t: string, i: number) => ({ kid: `k${i}`, kty: 'RSA', firstSeen: t, trustedAt: t });
+  return {
+    conditions: [
+      {
+        type: 'KeysTrusted',
+        status,
+        reason,
+        message: 'm',
+        lastTransitionTime: '2026-01-01T00:00:00Z',
+      },
+    ],
+    keys: [
+      ...trustedAt.map(key),
+      ...retired.map((t, i) => ({ ...key(t, trustedAt.length + i), retiredAt: t })),
+    ],
+  } as unknown as OidcPublisherStatus;
+}
+
 describe('operator metrics (prom-client exposition)', () => {
   it('registers every metric with its type and labels, the operator names as before', async () => {
     const registry = new Registry();
@@ -54,7 +80,7 @@ describe('operator metrics (prom-client exposition)', () => {
     q.done('a');
     q.retried('a');
     m.kubeRequest({ method: 'GET', host: 'h:6443', code: 200, seconds: 0.01 });
-    m.synced('p', upToDate(2), 20);
+    m.synced('p', upToDate(2), 20, trustStatus('True', 'AllKeysTrusted', ['2026-01-01T00:00:00Z']));
     m.written('p', {} as never);
     m.skipped('p', 'k');
     m.leader.set(1);
@@ -69,6 +95,8 @@ describe('operator metrics (prom-client exposition)', () => {
       ['oidc_publisher_last_publish_timestamp_seconds', 'gauge'],
       ['oidc_publisher_published_keys', 'gauge'],
       ['oidc_publisher_ready', 'gauge'],
+      ['oidc_publisher_keys_trusted', 'gauge'],
+      ['oidc_publisher_keys_trusted_at_timestamp_seconds', 'gauge'],
       ['oidc_publisher_key_changes_total', 'counter'],
       ['oidc_publisher_verified', 'gauge'],
       ['oidc_publisher_verification_duration_seconds', 'histogram'],
@@ -98,6 +126,55 @@ describe('operator metrics (prom-client exposition)', () => {
       Math.abs(lastSuccess - Date.now() / 1000) < 60,
       `last success ${lastSuccess} is now, in seconds`,
     );
+  });
+
+  it('says KeysTrusted per publisher with its reason, one series each, and when the last served key is trusted', async () => {
+    const registry = new Registry();
+    const m = new Metrics(registry);
+    // A new key, published at 12:00 with a 300s cache lifetime: not trusted before 12:05; the
+    // retired key's trustedAt is not the one waited for.
+    m.synced(
+      'p',
+      upToDate(2),
+      5,
+      trustStatus(
+        'False',
+        'KeyNotYetTrusted',
+        ['2026-01-01T00:05:00Z', '2026-01-01T12:05:00Z'],
+        ['2026-06-01T00:00:00Z'],
+      ),
+    );
+    let text = await registry.metrics();
+    assert.equal(sample(text, 'oidc_publisher_keys_trusted{publisher="p",reason="KeyNotYetTrusted"}'), 0);
+    assert.equal(
+      sample(text, 'oidc_publisher_keys_trusted_at_timestamp_seconds{publisher="p"}'),
+      Date.parse('2026-01-01T12:05:00Z') / 1000,
+    );
+    // The canary shows the API server signing with it: the reason the alert fires on.
+    m.synced('p', upToDate(2), 5, trustStatus('False', 'SigningKeyNotTrusted', ['2026-01-01T12:05:00Z']));
+    text = await registry.metrics();
+    assert.equal(sample(text, 'oidc_publisher_keys_trusted{publisher="p",reason="SigningKeyNotTrusted"}'), 0);
+    assert.doesNotMatch(text, /reason="KeyNotYetTrusted"/, 'the previous reason leaves');
+    m.synced('p', upToDate(2), 5, trustStatus('True', 'AllKeysTrusted', ['2026-01-01T12:05:00Z']));
+    text = await registry.metrics();
+    assert.deepEqual(
+      text.split('\n').filter((l) => l.startsWith('oidc_publisher_keys_trusted{')),
+      ['oidc_publisher_keys_trusted{publisher="p",reason="AllKeysTrusted"} 1'],
+    );
+    // A reason not of the condition's (status is writable) is not a new label value.
+    m.synced('p', upToDate(2), 5, trustStatus('False', 'x'.repeat(64), []));
+    text = await registry.metrics();
+    assert.deepEqual(
+      text.split('\n').filter((l) => l.startsWith('oidc_publisher_keys_trusted{')),
+      ['oidc_publisher_keys_trusted{publisher="p",reason="Unknown"} 0'],
+    );
+    assert.doesNotMatch(
+      text,
+      /^oidc_publisher_keys_trusted_at_timestamp_seconds\{/m,
+      'no served key, no trustedAt',
+    );
+    m.forget('p');
+    assert.doesNotMatch(await registry.metrics(), /publisher="p"/);
   });
 
   it('shows unlabelled counters, gauges and histograms at 0 before anything happened', async () => {
@@ -174,6 +251,11 @@ describe('work queue metrics (controller-runtime names, label name)', () => {
           calls.push(key);
           release = resolve;
         }),
+    );
+    assert.equal(
+      sample(await registry.metrics(), 'workqueue_retries_total{name="oidcpublisher"}'),
+      0,
+      'the counters of a queue are there at 0 before anything happened',
     );
     try {
       q.add('a'); // runs at once: waited 0 s

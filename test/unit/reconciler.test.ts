@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync, type JsonWebKey, type KeyObject, sign } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
 import { ConditionType, Reason } from '../../src/api/conditions.ts';
 import { FINALIZER, type OidcPublisherSpec } from '../../src/api/types.ts';
 import { CANARY_RENEW_MS } from '../../src/controller/canary.ts';
@@ -17,6 +18,7 @@ import { renderJwks, sha256Hex, validateJwks } from '../../src/core/documents.ts
 import { macKey } from '../../src/core/record-mac.ts';
 import { DISCOVERY_PATH, JWKS_PATH } from '../../src/core/spec.ts';
 import { type ErrorCode, ErrorCodes, OidcPublisherError } from '../../src/errors.ts';
+import { Metrics } from '../../src/server/metrics.ts';
 import {
   HASH_METADATA_KEY,
   OWNER_NAME_METADATA_KEY,
@@ -1255,5 +1257,32 @@ describe('Reconciler: spec.sources with a source serving many keys', () => {
       ['ed-1', 'rsa-1'],
       "the cluster's keys, its new one with them",
     );
+  });
+});
+
+describe('Reconciler: key trust metrics', () => {
+  it('exposes KeysTrusted as the sync wrote it: SigningKeyNotTrusted until the trustedAt, then AllKeysTrusted', async () => {
+    const registry = new Registry();
+    const metrics = new Metrics(registry);
+    const w = new World(samplePublisher({ spec: CANARY_SPEC }));
+    issueToken(w, SOURCE_SIGNING_KEY, 'rsa-1');
+    await w.newReconciler({ hooks: metrics }).reconcile(PUBLISHER_NAME);
+    const series = async (name: string) =>
+      (await registry.metrics()).split('\n').filter((l) => l.startsWith(`${name}{`));
+    assert.deepEqual(await series('oidc_publisher_keys_trusted'), [
+      `oidc_publisher_keys_trusted{publisher="${PUBLISHER_NAME}",reason="SigningKeyNotTrusted"} 0`,
+    ]);
+    const trustedAt = Math.max(...(w.obj.status?.keys ?? []).map((k) => Date.parse(k.trustedAt ?? '')));
+    assert.ok(trustedAt > w.now.getTime(), 'the keys published now are trusted later');
+    assert.deepEqual(await series('oidc_publisher_keys_trusted_at_timestamp_seconds'), [
+      `oidc_publisher_keys_trusted_at_timestamp_seconds{publisher="${PUBLISHER_NAME}"} ${trustedAt / 1000}`,
+    ]);
+
+    w.advance(trustedAt - w.now.getTime() + 1000);
+    issueToken(w, SOURCE_SIGNING_KEY, 'rsa-1');
+    await w.newReconciler({ hooks: metrics }).reconcile(PUBLISHER_NAME);
+    assert.deepEqual(await series('oidc_publisher_keys_trusted'), [
+      `oidc_publisher_keys_trusted{publisher="${PUBLISHER_NAME}",reason="AllKeysTrusted"} 1`,
+    ]);
   });
 });
