@@ -1046,6 +1046,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
       healthPort: 9090,
       watchName: 'cluster-issuer',
       storageAllowedHosts: ['s3=minio.storage.svc'],
+      gcsTokenFileDirs: ['/var/run/secrets/oidc-publisher/gcp', '/var/run/secrets/tokens'],
       networkPolicy: { enabled: true },
     });
     const objects = parseObjects(yaml, 'helm template (flag values)');
@@ -1074,6 +1075,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         kubeApiBurst: cfg.kubeApiBurst,
         allowForeignJwksURI: cfg.allowForeignJwksURI,
         healthAddr: cfg.healthAddr,
+        gcsTokenFileDirs: cfg.gcsTokenFileDirs,
       },
       {
         sourceTimeoutMs: 20_000,
@@ -1085,6 +1087,7 @@ describe('shipped manifests: config/default, the Helm chart, config/prometheus',
         kubeApiBurst: 30,
         allowForeignJwksURI: true,
         healthAddr: ':9090',
+        gcsTokenFileDirs: ['/var/run/secrets/oidc-publisher/gcp', '/var/run/secrets/tokens'],
       },
       'each value reaches the operator',
     );
