@@ -258,11 +258,19 @@ export class Reconciler {
       // While a source is stale the stored JWKS is always read: status alone (writable) must not
       // decide that a kid now served by another source is the key that was published.
       if (merged.kind === 'merged' && !conflict) {
-        stored = await this.#storedJwks(obj, spec, merged.documents, previous, merged.stale.length > 0);
+        // Only records sealed with the operator's MAC count: status and the bucket together
+        // must not be able to make a key of their own "published" and so keep it.
+        const seal = await this.#seal(obj, this.#now());
+        const sealed = 'key' in seal ? seal : undefined;
+        stored = await this.#storedJwks(
+          obj,
+          spec,
+          merged.documents,
+          previous,
+          merged.stale.length > 0,
+          sealed,
+        );
         if (stored && 'state' in stored) {
-          // Only records sealed with the operator's MAC count: status and the bucket together
-          // must not be able to make a key of their own "published" and so keep it.
-          const seal = await this.#seal(obj, this.#now());
           const published =
             'key' in seal ? provenKeys(previous, stored, this.#now(), spec.keyRetentionMs, seal) : new Map();
           if (published.size > 0) merged = mergeSources(spec.issuerURL, reads, published);
@@ -282,8 +290,9 @@ export class Reconciler {
     if (raw) {
       const now = this.#now();
       // A publisher refused for its target reads nothing there: the objects are another's.
-      if (!conflict && stored === undefined) stored = await this.#storedJwks(obj, spec, raw, previous);
       const seal = await this.#seal(obj, now);
+      if (!conflict && stored === undefined)
+        stored = await this.#storedJwks(obj, spec, raw, previous, false, 'key' in seal ? seal : undefined);
       outcome.preparation = prepare(spec, raw, {
         previous,
         now,
@@ -381,8 +390,10 @@ export class Reconciler {
     raw: RawDocuments,
     previous: readonly KeyRecord[] | undefined,
     always = false,
+    seal?: RecordSeal,
   ): Promise<StoredJwks | { error: FailedStep } | undefined> {
-    if (!(always && previous?.some((r) => r.jwk)) && !needsStoredJwks(raw.jwks, previous)) return undefined;
+    if (!(always && previous?.some((r) => r.jwk)) && !needsStoredJwks(raw.jwks, previous, seal))
+      return undefined;
     try {
       const store = await this.#d.stores.get(spec.storage, obj.metadata.name);
       return await readStoredJwks(store, objectKey(spec.storage.prefix, JWKS_PATH), ownershipOf(obj));

@@ -218,9 +218,18 @@ export function retainKeys(
     let before = prev.get(key.kid);
     const storedAs = storedThumbprint(stored, key.kid);
     const current = jwkThumbprint(key);
+    // With a seal, a record proves it is of this key only by its MAC: a status edit that changes
+    // or drops a record's jwk to match what the source now serves must not carry the old key's
+    // trust over or hide the swap. Unproven, the stored JWKS decides; without it, the key is new.
+    const unproven =
+      seal !== undefined &&
+      before !== undefined &&
+      macProblem(seal, before, key) !== undefined &&
+      storedAs !== current;
     const otherMaterial =
       (before !== undefined && !sameMaterial(before, key)) ||
-      (storedAs !== undefined && storedAs !== current);
+      (storedAs !== undefined && storedAs !== current) ||
+      unproven;
     if (otherMaterial) {
       // The source serves the kid with other key material than status records, or than the JWKS
       // the operator published holds (status may have been edited to match): the recorded key is
@@ -321,8 +330,9 @@ export function provenKeys(
 export function needsStoredJwks(
   sourceJwks: Uint8Array | string,
   previous: readonly KeyRecord[] | undefined,
+  seal?: RecordSeal,
 ): boolean {
-  if (!previous?.some((r) => r.jwk)) return false;
+  if (!previous?.some((r) => r.jwk || (seal && r.mac !== undefined))) return false;
   let keys: unknown;
   try {
     const text = typeof sourceJwks === 'string' ? sourceJwks : Buffer.from(sourceJwks).toString('utf8');
@@ -337,8 +347,11 @@ export function needsStoredJwks(
     ),
   );
   return previous.some((r) => {
-    if (!r.jwk) return false;
     const now = served.get(r.kid);
+    // A served kid whose record's MAC does not verify against what is served: the stored JWKS
+    // decides whether the key is the one published (status may have been edited to match).
+    if (seal && now !== undefined && macProblem(seal, r, now) !== undefined) return true;
+    if (!r.jwk) return false;
     return now === undefined || !sameMembers(publicMembers(r.jwk), now);
   });
 }

@@ -954,4 +954,50 @@ describe('retainKeys: a retired key needs the MAC the operator sealed its record
       'sealed records whose material the stored JWKS holds are proven',
     );
   });
+
+  describe('the source serves a kid with new material and status was edited to match it before the sync', () => {
+    // The honest record of rsa-1, sealed over the old material; the attacker (status writer) then
+    // sets its jwk to what the source now serves (SWAPPED), or drops the jwk, keeping the MAC.
+    const honest = sealed(rec(RSA, at(-10 * DAY)));
+    const edited = { ...honest, jwk: { ...SWAPPED } };
+    const { jwk: _dropped, ...withoutJwk } = honest;
+    const source = JSON.stringify({ keys: [SWAPPED, EC] });
+    const ecRecord = sealed(rec(EC, at(-10 * DAY)));
+    for (const [name, record] of [
+      ['jwk edited to the new material', edited],
+      ['jwk removed', withoutJwk as KeyRecord],
+    ] as const) {
+      it(`${name}: the stored JWKS is read, and the key is new: removed and added, first seen now`, () => {
+        assert.equal(needsStoredJwks(source, [record, ecRecord], SEAL), true, 'the stored JWKS is needed');
+        for (const [what, s] of [
+          ['the stored JWKS holds the old material', STORED],
+          ['the stored JWKS could not be read', undefined],
+        ] as const) {
+          const got = retainKeys([SWAPPED, EC], [record, ecRecord], NOW, DAY, s, SEAL);
+          assert.equal(
+            summary(got.records.find((r) => r.kid === 'rsa-1')!),
+            `rsa-1 ${at(0)}`,
+            `${what}: first seen now`,
+          );
+          assert.ok(
+            got.changes.some((c) => c.kind === 'added' && c.kid === 'rsa-1'),
+            `${what}: KeyAdded for rsa-1, got ${JSON.stringify(got.changes)}`,
+          );
+        }
+      });
+    }
+    it('the honest, sealed record of the key served: no stored read, no change, first seen kept', () => {
+      assert.equal(needsStoredJwks(JSON.stringify({ keys: [RSA, EC] }), [honest, ecRecord], SEAL), false);
+      const got = retainKeys([RSA, EC], [honest, ecRecord], NOW, DAY, undefined, SEAL);
+      assert.deepEqual(got.changes, []);
+      assert.equal(summary(got.records.find((r) => r.kid === 'rsa-1')!), `rsa-1 ${at(-10 * DAY)}`);
+    });
+    it('a record from before the MAC whose material the stored JWKS holds: the same key, first seen kept', () => {
+      const legacy = rec(RSA, at(-10 * DAY));
+      assert.equal(needsStoredJwks(JSON.stringify({ keys: [RSA, EC] }), [legacy, ecRecord], SEAL), true);
+      const got = retainKeys([RSA, EC], [legacy, ecRecord], NOW, DAY, STORED, SEAL);
+      assert.deepEqual(got.changes, []);
+      assert.equal(summary(got.records.find((r) => r.kid === 'rsa-1')!), `rsa-1 ${at(-10 * DAY)}`);
+    });
+  });
 });
